@@ -1,0 +1,1 @@
+"""Shared UI pieces: the page frame first, then the smaller components pages compose."""

@@ -1,0 +1,43 @@
+"""The essential-cookies notice shown until the visitor acknowledges the current cookie policy."""
+
+from __future__ import annotations
+
+from nicegui import run, ui
+
+from rupali.config import get_settings
+from rupali.db import transact
+from rupali.services import consent
+
+
+def create(visitor_id: str, policy_version: str, *, offer_analytics: bool) -> None:
+    """Show the notice as a non-blocking banner; acknowledging it records the choice and hides it."""
+    with ui.element("section").classes("r-cookie-notice").props(
+        'role="region" aria-label="Cookie notice"'
+    ) as notice:
+        with ui.column().classes("gap-2"):
+            ui.label("Essential cookies only").classes("r-cookie-title")
+            with ui.row().classes("items-baseline gap-1"):
+                ui.label(
+                    "Rupali uses one essential cookie to keep you signed in and remember this choice. "
+                    "No advertising or tracking cookies."
+                )
+                ui.link("Cookie Policy", "/legal/cookies")
+            analytics = None
+            if offer_analytics:
+                analytics = ui.switch("Cookie-less usage statistics (Umami)", value=True).props(
+                    'aria-label="Allow cookie-less usage statistics"')
+        ui.button("OK, got it", on_click=lambda: _acknowledge(
+            notice, visitor_id, policy_version, analytics.value if analytics else True)
+        ).props("unelevated no-caps").classes("r-cookie-ok")
+
+
+async def _acknowledge(notice: ui.element, visitor_id: str, policy_version: str, analytics: bool) -> None:
+    try:
+        await run.io_bound(transact, consent.record, get_settings(), visitor_id, policy_version, analytics=analytics)
+    except consent.InvalidVisitor:
+        ui.notify("Your browser did not keep our cookie, so the choice could not be saved.", type="warning")
+        return
+    # The tracker reads this flag, so switching analytics off also silences a script already on the page.
+    flag = "localStorage.removeItem('umami.disabled')" if analytics else "localStorage.setItem('umami.disabled', '1')"
+    ui.run_javascript(flag)
+    notice.delete()

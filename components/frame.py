@@ -1,0 +1,83 @@
+"""The page frame: header with logo and navigation, the page's content, footer, cookie notice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from nicegui import app, run, ui
+
+from components import cookie_notice
+from rupali.config import get_settings
+from rupali.db import transact
+from rupali.services import visitors
+
+NAVIGATION = (("Studio", "/studio"), ("Gallery", "/gallery"), ("Billing", "/billing"), ("Privacy", "/privacy"))
+FOOTER_LINKS = (
+    ("Privacy Policy", "/legal/privacy"),
+    ("Cookie Policy", "/legal/cookies"),
+    ("Terms", "/legal/terms"),
+    ("Sub-processors", "/legal/subprocessors"),
+)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What a page learns from the frame about its visitor."""
+
+    visitor_id: str
+    state: visitors.VisitorState
+
+
+@asynccontextmanager
+async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame]:
+    """Lay out one page: ``async with frame("Gallery", active="/gallery"):`` then add the content."""
+    settings = get_settings()
+    visitor_id = str(app.storage.browser["id"])
+    state = await run.io_bound(transact, visitors.state, settings, visitor_id)
+    ui.page_title(f"{title} · Rupali")
+    if settings.analytics_enabled and state.analytics_allowed:
+        _analytics_tag(settings.umami_script_url or "", settings.umami_website_id or "")
+
+    _header(active)
+    with ui.element("main").classes("r-main") as main:
+        main.props('id="main" tabindex="-1"')
+        yield Frame(visitor_id, state)
+    _footer(settings.operator_name, settings.operator_email)
+    if state.needs_cookie_notice:
+        cookie_notice.create(visitor_id, state.cookie_policy_version, offer_analytics=settings.analytics_enabled)
+
+
+def _header(active: str | None) -> None:
+    with ui.element("header").classes("r-header"):
+        ui.link("Skip to content", "#main").classes("r-skip")
+        with ui.link(target="/").classes("r-brand").props('aria-label="Rupali home"'):
+            ui.image("/assets/logo.svg").classes("r-logo").props('alt="" no-spinner no-transition')
+            ui.label("Rupali").classes("r-brand-name")
+        with ui.element("nav").classes("r-nav").props('aria-label="Main"'):
+            for label, path in NAVIGATION:
+                link = ui.link(label, path).classes("r-nav-link")
+                if path == active:
+                    link.classes("r-nav-link--active").props('aria-current="page"')
+
+
+def _footer(operator: str, email: str) -> None:
+    with ui.element("footer").classes("r-footer"):
+        with ui.element("nav").classes("r-footer-links").props('aria-label="Legal"'):
+            for label, path in FOOTER_LINKS:
+                ui.link(label, path)
+            ui.link(email, f"mailto:{email}")
+        ui.label(f"© {operator}").classes("r-footer-note")
+
+
+def _analytics_tag(script_url: str, website_id: str) -> None:
+    # data-do-not-track: the tracker stays silent for browsers that ask not to be tracked.
+    ui.add_head_html(
+        f'<script defer src="{_attr(script_url)}" data-website-id="{_attr(website_id)}" '
+        'data-do-not-track="true"></script>'
+    )
+
+
+def _attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")

@@ -1,0 +1,240 @@
+"""The ``rupali`` command: serve, migrate, create admins, run jobs, check configuration.
+
+Every failure an operator can cause (bad arguments, a malformed database URL, an unwritable data directory, an
+unreachable database) ends in one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from rupali import __version__, jobs, migrate
+from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked
+from rupali.db import database_reachable, get_engine, session_scope
+from rupali.services import users
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line instead of argparse's usage block; `--help` still shows everything.
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rupali`` console script."""
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", _serve)
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"rupali: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"rupali: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("rupali: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="rupali", description="Rupali, the self-hostable AI image studio.")
+    parser.add_argument("--version", action="version", version=f"rupali {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="apply migrations and serve the app (the default)")
+    serve.add_argument("--host", help="interface to listen on (default: RUPALI_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: PORT, RUPALI_PORT or 8080)")
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    db_commands.add_parser("upgrade", help="apply pending migrations").set_defaults(handler=_db_upgrade)
+
+    admin = commands.add_parser("admin", help="administrator accounts")
+    admin_commands = admin.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    create = admin_commands.add_parser("create", help="create an admin account (asks for the password)")
+    create.add_argument("--email", required=True, help="the admin's e-mail address")
+    create.add_argument("--name", default="Administrator", help="the admin's full name")
+    create.set_defaults(handler=_admin_create)
+
+    job = commands.add_parser("jobs", help="scheduled jobs")
+    job_commands = job.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    job_commands.add_parser("list", help="list jobs and their last run").set_defaults(handler=_jobs_list)
+    run = job_commands.add_parser("run", help="run a job now")
+    run.add_argument("name", help="job name (see `rupali jobs list`)")
+    run.set_defaults(handler=_jobs_run)
+
+    config = commands.add_parser("config", help="configuration")
+    config_commands = config.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    config_commands.add_parser("check", help="show effective settings (secrets masked)").set_defaults(
+        handler=_config_check)
+    return parser
+
+
+# --- commands ------------------------------------------------------------------------------------------------------
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    host = getattr(args, "host", None) or settings.host
+    port = getattr(args, "port", None) or settings.port
+    if not 1 <= port <= 65535:
+        raise CliError(f"port {port} is out of range (1-65535)")
+    ensure_data_dir(settings)
+    # NiceGUI reads its storage location when first imported: keep it inside the data directory.
+    os.environ.setdefault("NICEGUI_STORAGE_PATH", str((settings.data_dir / "sessions").resolve()))
+    from rupali import web  # the web stack loads only for the command that needs it
+
+    with _database(settings):
+        web.prepare(settings)
+    logging.getLogger("rupali").info("Rupali %s listening on http://%s:%s", __version__, host, port)
+    web.serve(settings, host=host, port=port)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings()
+    engine = get_engine(settings)
+    with _database(settings):
+        migrate.upgrade(engine)
+        revision = migrate.current_revision(engine)
+    print(f"database {_shown_url(settings)} is at revision {revision} (head)")
+    return 0
+
+
+def _admin_create(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        with session_scope(settings) as session:
+            existing = users.by_email(session, args.email)
+            if existing is not None:
+                users.make_admin(session, existing)
+                print(f"{existing.email} already had an account; it is now an admin")
+                return 0
+        password = _ask_password()
+        try:
+            with session_scope(settings) as session:
+                user = users.create(session, email=args.email, full_name=args.name, password=password,
+                                    role=users.Role.ADMIN)
+        except users.InvalidAccount as exc:
+            raise CliError(str(exc)) from None
+    print(f"created admin {user.email}")
+    return 0
+
+
+def _jobs_list(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        with session_scope(settings) as session:
+            latest = jobs.last_runs(session)
+    print(f"{'JOB':<24} {'EVERY':<10} {'LAST RUN':<22} {'STATUS':<10} DETAIL")
+    for job in jobs.JOBS.values():
+        record = latest.get(job.name)
+        when = f"{record.started_at:%Y-%m-%d %H:%M:%S}Z" if record else "never"
+        status = record.status if record else ""
+        detail = record.detail if record else job.description
+        print(f"{job.name:<24} {_every(job.interval(settings).total_seconds()):<10} {when:<22} {status:<10} {detail}")
+    return 0
+
+
+def _jobs_run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        jobs.get(args.name)
+    except jobs.UnknownJob as exc:
+        raise CliError(exc.args[0]) from None
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        record = jobs.run(args.name, settings=settings)
+    print(f"{record.job}: {record.status} — {record.detail}")
+    return 0 if record.status == jobs.JobRunStatus.SUCCEEDED else EXIT_FAILURE
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    settings = _settings()
+    width = max(len(name) for name in Settings.model_fields)
+    for name, value in masked(settings).items():
+        print(f"{name:<{width}}  {value}")
+    problems = []
+    try:
+        ensure_data_dir(settings)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if not database_reachable(settings):
+        problems.append(f"database {_shown_url(settings)} is not reachable")
+    if not settings.is_production and (unsafe := settings.production_problems()):
+        print("\nwould be refused in production: " + "; ".join(unsafe))
+    if problems:
+        print("\nproblems: " + "; ".join(problems))
+        return EXIT_FAILURE
+    print("\nconfiguration OK")
+    return 0
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------
+
+def _settings() -> Settings:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # `rupali db upgrade` reports its result itself, and job runs are recorded in job_run.
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    return settings
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[None]:
+    """Turn database failures into one line naming the (password-masked) URL."""
+    try:
+        yield
+    except DBAPIError as exc:
+        lines = str(exc.orig).strip().splitlines()
+        reason = lines[0] if lines else type(exc.orig).__name__
+        raise CliError(f"cannot use database {_shown_url(settings)}: {reason}") from None
+
+
+def _shown_url(settings: Settings) -> str:
+    return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+
+def _ask_password() -> str:
+    if not sys.stdin.isatty():  # scripted use: the password arrives on standard input
+        password = sys.stdin.readline().rstrip("\n")
+        if not password:
+            raise CliError("no password on standard input")
+        return password
+    password = getpass.getpass("Password: ")
+    if password != getpass.getpass("Repeat password: "):
+        raise CliError("the passwords do not match")
+    return password
+
+
+def _every(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{int(seconds)}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

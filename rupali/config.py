@@ -1,0 +1,258 @@
+"""Settings: every knob is an environment variable (``RUPALI_*``, plus Railway's ``PORT`` and ``DATABASE_URL``).
+
+Embedded defaults run the whole product on one machine with nothing else installed: a SQLite file and a media
+folder under one data directory, the offline generator, and mail printed to the log. ``RUPALI_ENV=production``
+refuses unsafe values (see :meth:`Settings.production_problems`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class ConfigError(Exception):
+    """A configuration problem explained in one line, shown to the operator without a traceback."""
+
+
+# Sample operator details from the seed policy. They make the embedded default read naturally, but a production
+# deployment must state its own (explicitly set, even when equal) so nobody publishes someone else's address.
+_SAMPLE_OPERATOR = {"operator_name": "Rupali AI", "operator_address": "Copenhagen, Denmark",
+                    "operator_email": "support@rupali.ai"}
+
+
+class Settings(BaseSettings):
+    """Effective configuration, read from the environment and an optional ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="RUPALI_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # --- runtime -------------------------------------------------------------------------------------------
+    env: Literal["development", "production"] = Field("development", description="`production` enforces safe values")
+    data_dir: Path = Field(Path("data"), description="Holds the SQLite file, media, sessions and the storage secret")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("RUPALI_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL; default `sqlite:///<data_dir>/rupali.db`. `postgres://` URLs are accepted")
+    media_dir: Path | None = Field(None, description="Where images live; default `<data_dir>/media`")
+    host: str = Field("127.0.0.1", description="Interface to listen on (`0.0.0.0` on Railway)")
+    port: int = Field(8080, ge=1, le=65535, validation_alias=AliasChoices("RUPALI_PORT", "PORT"),
+                      description="Port to listen on; Railway's `PORT` is respected")
+    public_url: str = Field("http://127.0.0.1:8080", description="Public base URL used in links and mails")
+    storage_secret: SecretStr | None = Field(
+        None, description="Signs cookies; generated on first run into `<data_dir>/storage_secret` when unset")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity")
+    heartbeat_seconds: int = Field(60, ge=5, le=3600, description="Interval of the scheduler's heartbeat job")
+
+    # --- operator (the data controller) -----------------------------------------------------------------------
+    operator_name: str = Field(_SAMPLE_OPERATOR["operator_name"], min_length=1, max_length=200,
+                               description="Data controller's legal name, shown in the legal pages")
+    operator_address: str = Field(_SAMPLE_OPERATOR["operator_address"], min_length=1, max_length=500,
+                                  description="Data controller's postal address")
+    operator_email: str = Field(_SAMPLE_OPERATOR["operator_email"], min_length=3, max_length=254,
+                                description="Contact address for support and privacy requests")
+    supervisory_authority_name: str = Field(
+        "your local data protection authority", description="Name of the supervisory authority shown in the policy")
+    supervisory_authority_url: str = Field(
+        "https://www.edpb.europa.eu/about-edpb/about-edpb/members_en",
+        description="Link to the supervisory authority (default: the EDPB list of all EU authorities)")
+    minimum_age: int = Field(18, ge=16, le=99, description="Minimum age to use the service")
+    gdpr_response_days: int = Field(30, ge=1, le=90, description="Days within which data requests are answered")
+
+    # --- retention (rendered in the policy and enforced by the scheduler jobs) -----------------------------
+    retention_account_grace_days: int = Field(30, ge=0, le=365, description="Days account data is kept after deletion")
+    retention_transaction_years: int = Field(7, ge=1, le=30, description="Years transaction records are kept")
+    retention_technical_log_days: int = Field(90, ge=1, le=3650, description="Days technical logs are kept")
+    retention_cookie_consent_days: int = Field(365, ge=1, le=730, description="Days a cookie choice is remembered")
+    content_expiry_days: int | None = Field(
+        None, ge=1, le=36500, description="Generated images expire this many days after creation; unset = never")
+
+    # --- third parties (each one, when configured, becomes a listed sub-processor) ------------------------
+    umami_website_id: str | None = Field(None, description="Umami website id; with the script URL enables analytics")
+    umami_script_url: str | None = Field(None, description="Umami tracker URL, e.g. `https://umami.example/script.js`")
+    runware_api_key: SecretStr | None = Field(None, description="Runware API key; enables the Runware provider")
+    creem_api_key: SecretStr | None = Field(None, description="Creem API key; enables credit purchases")
+    oidc_metadata_url: str | None = Field(None, description="OpenID Connect discovery URL (Clerk, Google, Keycloak…)")
+    hosting_provider: Literal["railway", "self"] | None = Field(
+        None, description="Where the app runs; detected as `railway` from Railway's variables, else `self`")
+    cdn_provider: Literal["cloudflare"] | None = Field(None, description="Set to `cloudflare` when behind Cloudflare")
+    extra_subprocessors: str | None = Field(
+        None, description="JSON list of further sub-processors: `[{name, purpose, location, transfer}]`")
+
+    # ----------------------------------------------------------------------------------------------------------
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.startswith("postgres://"):  # Heroku/Railway style
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):  # psycopg 3 is the driver we ship
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("is not a valid database URL (expected sqlite:///… or postgresql://…)") from exc
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(f"uses unsupported database {url.get_backend_name()!r} (use SQLite or PostgreSQL)")
+        return value
+
+    @field_validator("public_url", "supervisory_authority_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("operator_email")
+    @classmethod
+    def _email_shape(cls, value: str) -> str:
+        local, _, domain = value.partition("@")
+        if not local or "." not in domain or " " in value:
+            raise ValueError("must be an e-mail address")
+        return value
+
+    @field_validator("extra_subprocessors")
+    @classmethod
+    def _extra_json(cls, value: str | None) -> str | None:
+        if value:
+            parsed_extra_subprocessors(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.hosting_provider is None:
+            self.hosting_provider = "railway" if os.environ.get("RAILWAY_PROJECT_ID") else "self"
+        if self.env == "production" and (problems := self.production_problems()):
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """Return what makes these settings unsafe for production (empty when all is well)."""
+        problems = []
+        if not self.public_url.startswith("https://"):
+            problems.append(f"RUPALI_PUBLIC_URL must be https:// (got {self.public_url})")
+        for field in ("operator_name", "operator_address", "operator_email"):
+            if field not in self.model_fields_set:
+                problems.append(f"RUPALI_{field.upper()} must be set to your own details")
+        secret = self.storage_secret.get_secret_value() if self.storage_secret else None
+        if secret is not None and len(secret) < 32:
+            problems.append("RUPALI_STORAGE_SECRET must be at least 32 characters")
+        return problems
+
+    # --- derived values ----------------------------------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'rupali.db').resolve()}"
+
+    @property
+    def effective_media_dir(self) -> Path:
+        return (self.media_dir or self.data_dir / "media").resolve()
+
+    @property
+    def analytics_enabled(self) -> bool:
+        return bool(self.umami_website_id and self.umami_script_url)
+
+
+def parsed_extra_subprocessors(raw: str) -> list[dict[str, str]]:
+    """Parse and check ``RUPALI_EXTRA_SUBPROCESSORS``."""
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg})") from exc
+    required = ("name", "purpose", "location", "transfer")
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) and all(isinstance(item.get(key), str) and item[key] for key in required)
+        for item in items
+    ):
+        raise ValueError("must be a JSON list of objects with name, purpose, location and transfer")
+    return items
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Load settings once per process; raise :class:`ConfigError` with one readable line when invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between runs)."""
+    get_settings.cache_clear()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into one line naming the environment variable."""
+    parts = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a whole-model check, e.g. the production refusal
+            return message
+        name = str(error["loc"][0])
+        parts.append(f"{name if name.isupper() else 'RUPALI_' + name.upper()} {message}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create the data directory (and media folder) and prove it is writable."""
+    data_dir = settings.data_dir.resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        settings.effective_media_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data directory {data_dir} is not writable ({exc.strerror or exc})") from None
+    return data_dir
+
+
+def storage_secret(settings: Settings) -> str:
+    """Return the cookie-signing secret: configured, or generated once and kept in the data directory."""
+    if settings.storage_secret is not None:
+        return settings.storage_secret.get_secret_value()
+    path = ensure_data_dir(settings) / "storage_secret"
+    if not path.exists():
+        # O_EXCL: two processes starting at once cannot end up with different secrets.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ConfigError(f"storage secret in {path} is too short; delete the file to generate a new one")
+    return secret
+
+
+def masked(settings: Settings) -> dict[str, str]:
+    """Effective settings for display, with secrets and database passwords masked."""
+    shown: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = "********" if value.get_secret_value() else ""
+        elif name == "database_url":
+            text = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        elif value is None:
+            text = ""
+        else:
+            text = str(value)
+        shown[name] = text
+    shown["media_dir"] = str(settings.effective_media_dir)
+    return shown

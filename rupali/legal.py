@@ -1,0 +1,307 @@
+"""The legal documents, rendered from the configuration the code enforces.
+
+Tables (retention, sub-processors, where data lives) are built from :mod:`rupali.policy` and the personal-data
+inventory, never typed by hand, so a page cannot promise what the code does not do. A document's version is
+its text version plus a fingerprint of the rendered content: change a retention setting and the version
+changes with it, and its effective date is the day this installation first served it
+(:mod:`rupali.services.legal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rupali.config import Settings
+from rupali.policy import RetentionKey, retention_rules, subprocessors
+from rupali.privacy import inventory
+
+
+@dataclass(frozen=True)
+class Section:
+    """One numbered section: a title and a Markdown body."""
+
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A legal page as rendered for one configuration."""
+
+    slug: str
+    title: str
+    text_version: str
+    sections: tuple[Section, ...]
+
+    @property
+    def version(self) -> str:
+        """Text version plus a content fingerprint, e.g. ``1.0-3f9a2c1``."""
+        digest = hashlib.sha256()
+        for section in self.sections:
+            digest.update(section.title.encode() + b"\0" + section.body.encode() + b"\0")
+        return f"{self.text_version}-{digest.hexdigest()[:7]}"
+
+
+SLUGS = ("privacy", "cookies", "terms", "subprocessors")
+
+
+def document(slug: str, settings: Settings) -> Document:
+    """The document called ``slug`` (one of :data:`SLUGS`)."""
+    builders: dict[str, Callable[[Settings], Document]] = {
+        "privacy": privacy_policy, "cookies": cookie_policy, "terms": terms, "subprocessors": subprocessor_list,
+    }
+    return builders[slug](settings)
+
+
+# --- tables --------------------------------------------------------------------------------------------------------
+
+def retention_table(settings: Settings) -> str:
+    """The retention table as Markdown, from the rules the scheduler enforces."""
+    rows = [(rule.data_type, rule.describe(), rule.reason) for rule in retention_rules(settings).values()]
+    return _table(("Data type", "Retention period", "Reason"), rows)
+
+
+def subprocessor_table(settings: Settings) -> str:
+    """The sub-processor table as Markdown, or a plain sentence when there are none."""
+    active = subprocessors(settings)
+    if not active:
+        return ("This installation currently shares personal data with **no sub-processors**: everything runs on "
+                "the operator's own server.")
+    rows = [(p.name, p.purpose, p.data, p.location, p.transfer) for p in active]
+    table = _table(("Processor", "Purpose", "Data it receives", "Location", "Transfer mechanism"), rows)
+    return table + "\n\nSCCs = Standard Contractual Clauses · DPF = EU-US Data Privacy Framework"
+
+
+def data_inventory_table(settings: Settings) -> str:
+    """Where personal data lives, from the personal-data inventory declared next to each model."""
+    rules = retention_rules(settings)
+    erasure_words = {
+        inventory.Erasure.DELETE: "Deleted",
+        inventory.Erasure.ANONYMIZE: "Kept without the link to you",
+        inventory.Erasure.KEEP: "Kept (identifies nobody)",
+    }
+    rows = [
+        (_humanise(entry.table), entry.declaration.holds, "Yes" if entry.declaration.export else "No",
+         erasure_words[entry.declaration.erasure], rules[entry.declaration.retention].describe())
+        for entry in inventory.entries()
+    ]
+    return _table(("Record", "What it holds", "In your export", "When you ask for erasure", "Kept"), rows)
+
+
+# --- documents -----------------------------------------------------------------------------------------------------
+
+def privacy_policy(settings: Settings) -> Document:
+    s = settings
+    rules = retention_rules(s)
+    consent_days = rules[RetentionKey.COOKIE_CONSENT].describe()
+    logs = rules[RetentionKey.TECHNICAL_LOGS].describe()
+    providers = _ai_provider_sentence(s)
+    analytics = (
+        "We measure page views with Umami, a cookie-less analytics service, with Do-Not-Track respected; you can "
+        "switch it off in the cookie notice or your privacy center." if s.analytics_enabled
+        else "This installation runs **no analytics**."
+    )
+    billing = (
+        "When you buy credits, our payment processor Creem (merchant of record) handles your card details; we "
+        "keep transaction ids, order details, credit balance and usage, amounts and dates, your country (for "
+        "VAT) and, if you give one, your VAT number." if s.creem_api_key
+        else "This installation sells no credits, so it collects **no payment data**."
+    )
+    sections = (
+        Section("Who we are", (
+            f"**{s.operator_name}** operates this service and is the *data controller* for your personal data.\n\n"
+            f"Address: {s.operator_address}  \nE-mail: [{s.operator_email}](mailto:{s.operator_email})\n\n"
+            "This policy explains what we collect, why, how long we keep it and the rights you have. It follows "
+            "the EU General Data Protection Regulation (GDPR)."
+        )),
+        Section("What we collect", (
+            "**Account and identity:** your e-mail address, full name, an internal user id, your sign-in "
+            "sessions and, if you upload one, a profile picture.\n\n"
+            "**Generation data:** the prompts and negative prompts you enter, the parameters you choose (model, "
+            "size, steps, guidance, seed), the images you generate with their metadata (model and version, "
+            "generation time, NSFW score), your generation history and your favourites.\n\n"
+            f"**Payment data:** {billing}\n\n"
+            "**Technical data:** IP address, browser and device summary (from the user agent) and sign-in times "
+            f"for your security, plus error logs. {analytics}\n\n"
+            "**Communications:** messages you send us and your e-mail preferences.\n\n"
+            "Every record that holds personal data is listed below, with what happens to it when you ask for "
+            "your data or for its erasure. This table is generated from the system itself:\n\n"
+            + data_inventory_table(s)
+        )),
+        Section("Why we use it and on what legal basis", _table(("Purpose", "Legal basis (GDPR Art. 6)"), [
+            ("Creating your account, signing you in, generating and storing your images, your gallery and "
+             "credit balance", "Performance of a contract"),
+            ("Invoices, VAT and keeping transaction records", "Legal obligation"),
+            ("Security, fraud and abuse prevention, content-safety scoring, technical logs",
+             "Legitimate interest"),
+            ("Cookie-less usage statistics", "Legitimate interest (you can object at any time)"),
+            ("Product news and marketing e-mails", "Consent (opt-in, withdraw at any time)"),
+        ])),
+        Section("AI providers", (
+            f"{providers} An AI provider receives your prompt, parameters and any image you upload, solely to "
+            "produce the output you asked for. Depending on the model, a provider may process it in the EU or "
+            "elsewhere (see *International transfers*). Providers may keep processing logs for performance, "
+            "safety and abuse prevention under their own retention rules.\n\n"
+            "We score every generated image for NSFW content to detect prohibited material (legitimate interest "
+            "in platform safety); the score is stored with the image."
+        )),
+        Section("We do not train on your content", (
+            f"{s.operator_name} does **not** use your prompts or generated images to train AI models, and we do "
+            "not share your content with anyone for AI training without your explicit consent. Your gallery is "
+            "private to you."
+        )),
+        Section("Your rights", (
+            "You have the right to **access** your data, to **rectification**, to **erasure**, to **data "
+            "portability** (a machine-readable export), to **object** to processing based on legitimate interest, "
+            "to **withdraw consent** at any time and to **lodge a complaint** with a supervisory authority.\n\n"
+            "Most rights are self-service in your privacy center (download your data, delete your account, "
+            f"e-mail preferences). You can also write to [{s.operator_email}](mailto:{s.operator_email}); we "
+            f"answer within **{s.gdpr_response_days} days**.\n\n"
+            f"To complain, contact [{s.supervisory_authority_name}]({s.supervisory_authority_url}) — in the EU, "
+            "the authority of the country where you live."
+        )),
+        Section("Age requirement", (
+            f"You must be at least **{s.minimum_age} years old** to use this service; sign-up asks you to confirm "
+            f"it. We do not knowingly collect data from anyone under {s.minimum_age}; if we learn that we have, "
+            "we delete it immediately."
+        )),
+        Section("How long we keep data", (
+            retention_table(s) + "\n\n"
+            "Expired data is removed by scheduled jobs that run inside the service. Transaction records are kept "
+            "for the period tax law requires even after account deletion, without the link to your account."
+        )),
+        Section("Sub-processors", subprocessor_table(s) + "\n\nThe current list is always at "
+                "[Sub-processors](/legal/subprocessors)."),
+        Section("International transfers", (
+            "Where a sub-processor or AI provider processes data outside the EU/EEA, the transfer is protected by "
+            "Standard Contractual Clauses approved by the European Commission, the EU-US Data Privacy Framework "
+            "for certified US companies, or an adequacy decision. Every sub-processor is bound by a data "
+            "processing agreement."
+        )),
+        Section("Security", (
+            "Traffic is encrypted in transit (HTTPS). Passwords are stored only as Argon2id hashes. Cookies are "
+            "signed, HttpOnly and SameSite. Every page, image and file is checked against your account on the "
+            "server, so nobody else can reach your gallery."
+        )),
+        Section("Changes to this policy", (
+            "When this policy changes its version changes; significant changes are announced by e-mail or in "
+            "the service before they apply. The version and effective date are shown at the top of this page."
+        )),
+        Section("Contact", (
+            f"{s.operator_name}, {s.operator_address} — [{s.operator_email}](mailto:{s.operator_email}). "
+            f"Technical logs are kept {logs.lower()}; cookie choices {consent_days.lower()}."
+        )),
+    )
+    return Document("privacy", "Privacy Policy", "1.0", sections)
+
+
+def cookie_policy(settings: Settings) -> Document:
+    s = settings
+    lifetime = retention_rules(s)[RetentionKey.COOKIE_CONSENT].describe()
+    cookies = _table(("Name", "Purpose", "Type", "Lifetime"), [
+        ("rupali_session", "Signed cookie holding an anonymous visitor id and, once you sign in, a reference to "
+         "your server-side sign-in session. HttpOnly, SameSite=Lax" + (", Secure" if s.is_production else ""),
+         "Essential", f"{lifetime}, renewed on each visit"),
+    ])
+    analytics = (
+        "Usage statistics come from **Umami**, which sets **no cookies** and stores no identifier in your browser. "
+        "The tracker honours your browser's Do-Not-Track setting. If you switch analytics off, we remember that "
+        "choice with your cookie acknowledgement and set `umami.disabled` in your browser's local storage."
+        if s.analytics_enabled else "This installation runs **no analytics** of any kind."
+    )
+    sections = (
+        Section("Essential cookies only", (
+            "We use one essential cookie. It is needed for the service to work (keeping you signed in and "
+            "remembering your cookie choice), so it needs no consent under the ePrivacy rules. We use no "
+            "advertising or tracking cookies.\n\n" + cookies
+        )),
+        Section("Analytics", analytics),
+        Section("Your cookie choice", (
+            "The first time you visit, a notice explains this. When you acknowledge it we record an anonymous "
+            f"visitor id, this policy's version and the time; the record is kept for {lifetime.lower()}, after "
+            "which the notice appears again. A new version of this policy also brings the notice back."
+        )),
+        Section("Contact", f"Questions: [{s.operator_email}](mailto:{s.operator_email})."),
+    )
+    return Document("cookies", "Cookie Policy", "1.0", sections)
+
+
+def terms(settings: Settings) -> Document:
+    s = settings
+    sections = (
+        Section("Agreement", (
+            f"These terms govern your use of the image studio operated by **{s.operator_name}**, "
+            f"{s.operator_address}. By creating an account you accept them and our "
+            "[Privacy Policy](/legal/privacy)."
+        )),
+        Section("Eligibility", f"You must be at least **{s.minimum_age} years old** to create an account."),
+        Section("Your account", (
+            "Keep your credentials safe; you are responsible for activity in your account. You can end your "
+            "sessions and delete your account yourself at any time."
+        )),
+        Section("Acceptable use", (
+            "Do not generate, upload or share content that is illegal, sexualises minors, infringes others' "
+            "rights, harasses people, or depicts real people without their consent. Prompts can be refused and "
+            "images can be blurred or withheld by automated content-safety checks. We may suspend accounts that "
+            "break these rules and report illegal content to the authorities where the law requires it."
+        )),
+        Section("Your content", (
+            "You keep the rights you have in your prompts and uploads, and we claim no ownership of the images "
+            "you generate. We store them only to provide the service and never use them to train AI models. "
+            "Whether generated images can be protected by copyright depends on the law where you are."
+        )),
+        Section("Credits and payment", (
+            "Credits are bought through our merchant of record, Creem, which charges applicable VAT. Credits are "
+            "reserved when a generation starts and charged only when it succeeds: failed, cancelled and blocked "
+            "generations cost nothing." if s.creem_api_key else
+            "This installation does not sell credits; generation is free of charge."
+        )),
+        Section("Availability and liability", (
+            "The service is provided as is. We work to keep it available and your data safe but do not guarantee "
+            "uninterrupted service. Nothing in these terms limits liability that cannot be limited by law."
+        )),
+        Section("Changes and termination", (
+            "We announce material changes to these terms before they apply; continuing to use the service after "
+            "that means you accept them. You may stop using the service and delete your account at any time."
+        )),
+        Section("Contact", f"[{s.operator_email}](mailto:{s.operator_email})"),
+    )
+    return Document("terms", "Terms of Service", "1.0", sections)
+
+
+def subprocessor_list(settings: Settings) -> Document:
+    sections = (
+        Section("Who processes data for us", (
+            "These third parties process personal data on our behalf under data processing agreements. The list "
+            "is generated from this installation's configuration, so it always matches what the service really "
+            "connects to.\n\n" + subprocessor_table(settings)
+        )),
+        Section("AI providers", _ai_provider_sentence(settings)),
+    )
+    return Document("subprocessors", "Sub-processors", "1.0", sections)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------
+
+def _ai_provider_sentence(settings: Settings) -> str:
+    sentence = ("Images can be drawn by the built-in **offline sketch generator**, which runs on this server and "
+                "sends nothing to anyone.")
+    if settings.runware_api_key:
+        sentence += " AI images are generated by **Runware** (runware.ai), which receives your request over HTTPS."
+    return sentence
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _humanise(table: str) -> str:
+    return table.replace("_", " ").capitalize()

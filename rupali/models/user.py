@@ -1,0 +1,56 @@
+"""Accounts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from sqlalchemy import Column, String
+from sqlmodel import Field, SQLModel
+
+from rupali.clock import now
+from rupali.models.types import UTCDateTime, new_id
+from rupali.policy import RetentionKey
+from rupali.privacy.inventory import Erasure, PersonalData
+
+EMAIL_MAX = 254
+NAME_MAX = 200
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class UserBase(SQLModel):
+    email: str = Field(max_length=EMAIL_MAX, unique=True, index=True)
+    full_name: str = Field(max_length=NAME_MAX)
+
+
+class User(UserBase, table=True):
+    """A person with an account. E-mail addresses are stored lower-cased."""
+
+    __personal_data__: ClassVar[PersonalData] = PersonalData(
+        subject_column="id",
+        holds="E-mail address, full name, role, sign-up and verification times",
+        export=True,
+        erasure=Erasure.DELETE,
+        retention=RetentionKey.ACCOUNT,
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    password_hash: str | None = Field(default=None, max_length=512)
+    role: Role = Field(default=Role.USER, sa_type=String(16))
+    is_active: bool = True
+    created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class UserPublic(UserBase):
+    """What the account owner sees about themself."""
+
+    id: uuid.UUID
+    role: Role
+    created_at: datetime

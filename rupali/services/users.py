@@ -1,0 +1,74 @@
+"""Accounts: creation and lookup. (Sign-up, sign-in and sessions build on these.)"""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, func, select
+
+from rupali import passwords
+from rupali.clock import now
+from rupali.models import Role, User
+from rupali.models.user import EMAIL_MAX, NAME_MAX
+
+# Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is proven by the verification mail.
+_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class InvalidAccount(ValueError):
+    """Account details that cannot be accepted, with a user-facing sentence."""
+
+
+def normalise_email(email: str) -> str:
+    """Trim, lower-case and check the shape of an e-mail address."""
+    email = email.strip().lower()
+    if not email:
+        raise InvalidAccount("Enter an e-mail address.")
+    if len(email) > EMAIL_MAX or not _EMAIL_SHAPE.match(email):
+        raise InvalidAccount("Enter a valid e-mail address, like name@example.com.")
+    return email
+
+
+def clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise InvalidAccount("Enter your name.")
+    if len(name) > NAME_MAX:
+        raise InvalidAccount(f"Use at most {NAME_MAX} characters for your name.")
+    return name
+
+
+def by_email(session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(User.email == email.strip().lower())).first()
+
+
+def count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(User)).one()
+
+
+def create(session: Session, *, email: str, full_name: str, password: str | None, role: Role | None = None) -> User:
+    """Create an account. The first account of an installation becomes its admin."""
+    email = normalise_email(email)
+    full_name = clean_name(full_name)
+    if password is not None:
+        try:
+            passwords.check_strength(password)
+        except passwords.WeakPassword as exc:
+            raise InvalidAccount(str(exc)) from None
+    if by_email(session, email) is not None:
+        raise InvalidAccount("An account with this e-mail address already exists.")
+    if role is None:
+        role = Role.ADMIN if count(session) == 0 else Role.USER
+    user = User(email=email, full_name=full_name, role=role, created_at=now(), updated_at=now(),
+                password_hash=passwords.hash_password(password) if password is not None else None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def make_admin(session: Session, user: User) -> User:
+    user.role = Role.ADMIN
+    user.updated_at = now()
+    session.add(user)
+    session.flush()
+    return user

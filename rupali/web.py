@@ -1,0 +1,92 @@
+"""Wires the web application: the one module in the core that imports NiceGUI.
+
+``rupali serve`` calls :func:`serve`. NiceGUI's test fixture runs this file as ``__main__`` for every test,
+which is why everything is registered by :func:`build` rather than at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from nicegui import app, run, ui
+
+import components
+import pages
+from components import theme
+from rupali import jobs, migrate
+from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
+from rupali.db import get_engine, session_scope
+from rupali.policy import RetentionKey, retention_rules
+from rupali.scheduler import JobScheduler
+from rupali.services import health
+from rupali.services import legal as legal_service
+
+ASSETS_DIR = Path(components.__file__).resolve().parent.parent / "assets"
+SESSION_COOKIE = "rupali_session"
+
+
+def prepare(settings: Settings) -> None:
+    """Bring the database to the current schema and tidy up what a previous run left behind."""
+    ensure_data_dir(settings)
+    migrate.upgrade(get_engine(settings))
+    with session_scope(settings) as session:
+        jobs.resolve_interrupted(session)
+        legal_service.publish_all(session, settings)
+
+
+def build(settings: Settings) -> JobScheduler:
+    """Register assets, pages, health route and the scheduler on NiceGUI's app."""
+    theme.apply()
+    app.add_static_files("/assets", ASSETS_DIR, max_cache_age=3600)
+    pages.register_all()
+
+    scheduler = JobScheduler(settings)
+    app.on_startup(scheduler.start)
+    app.on_shutdown(scheduler.shutdown)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        healthy, body = await run.io_bound(health.report, settings, scheduler_running=scheduler.running)
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    return scheduler
+
+
+def run_options(settings: Settings) -> dict[str, Any]:
+    """Options for ``ui.run`` shared by the server and the test fixture."""
+    consent_period = retention_rules(settings)[RetentionKey.COOKIE_CONSENT].period
+    assert consent_period is not None
+    return {
+        "title": "Rupali",
+        "favicon": ASSETS_DIR / "favicon.svg",
+        "dark": None,  # follow the system's light/dark setting
+        "language": "en-US",
+        "reload": False,
+        "show": False,
+        "show_welcome_message": False,
+        "storage_secret": storage_secret(settings),
+        # The cookie carries the anonymous visitor id the cookie notice is remembered by, so it lives as long
+        # as that choice; Starlette re-issues it on every response, making the lifetime a sliding window.
+        "session_middleware_kwargs": {
+            "session_cookie": SESSION_COOKIE,
+            "max_age": int(consent_period.total_seconds()),
+            "same_site": "lax",
+            "https_only": settings.is_production,
+        },
+    }
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Prepare the database, build the app and serve it until interrupted."""
+    prepare(settings)
+    build(settings)
+    ui.run(host=host, port=port, uvicorn_logging_level="warning", **run_options(settings))
+
+
+if __name__ == "__main__":
+    _settings = get_settings()
+    prepare(_settings)
+    build(_settings)
+    ui.run(**run_options(_settings))
