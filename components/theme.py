@@ -43,9 +43,7 @@ def css_variables() -> str:
 
     shared = block(SPACING, "space-") + block(RADIUS, "radius-")
     shared += f"--r-content-width:{CONTENT_WIDTH};--r-text-width:{TEXT_WIDTH};"
-    # Quasar paints buttons and links with --q-primary; the dark theme needs the lighter accent for contrast.
-    dark = block(DARK) + f"--q-primary:{DARK['accent']};--q-negative:{DARK['danger']};"
-    return f":root{{{block(LIGHT)}{shared}}} body.body--dark{{{dark}}}"
+    return f":root{{{block(LIGHT)}{shared}}} body.body--dark{{{block(DARK)}}}"
 
 
 def apply() -> None:

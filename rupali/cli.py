@@ -234,7 +234,3 @@ def _every(seconds: float) -> str:
     if seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{int(seconds)}s"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -77,9 +77,6 @@ class Settings(BaseSettings):
     # --- third parties (each one, when configured, becomes a listed sub-processor) ------------------------
     umami_website_id: str | None = Field(None, description="Umami website id; with the script URL enables analytics")
     umami_script_url: str | None = Field(None, description="Umami tracker URL, e.g. `https://umami.example/script.js`")
-    runware_api_key: SecretStr | None = Field(None, description="Runware API key; enables the Runware provider")
-    creem_api_key: SecretStr | None = Field(None, description="Creem API key; enables credit purchases")
-    oidc_metadata_url: str | None = Field(None, description="OpenID Connect discovery URL (Clerk, Google, Keycloak…)")
     hosting_provider: Literal["railway", "self"] | None = Field(
         None, description="Where the app runs; detected as `railway` from Railway's variables, else `self`")
     cdn_provider: Literal["cloudflare"] | None = Field(None, description="Set to `cloudflare` when behind Cloudflare")

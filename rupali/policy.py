@@ -97,22 +97,12 @@ class SubProcessor:
 def subprocessors(settings: Settings) -> list[SubProcessor]:
     """The sub-processors this installation actually sends data to, derived from what is configured."""
     active: list[SubProcessor] = []
-    if settings.oidc_metadata_url and "clerk" in settings.oidc_metadata_url.lower():
-        active.append(SubProcessor("Clerk", "Authentication", "USA", "SCCs + DPF",
-                                   "E-mail address, name, sign-in events", "https://clerk.com"))
-    if settings.runware_api_key:
-        active.append(SubProcessor("Runware", "AI content generation", "UK", "SCCs",
-                                   "Prompts, generation parameters, uploaded images", "https://runware.ai"))
     if settings.hosting_provider == "railway":
         active.append(SubProcessor("Railway", "Application hosting", "USA", "SCCs",
                                    "All data stored by the service", "https://railway.com"))
     if settings.cdn_provider == "cloudflare":
         active.append(SubProcessor("Cloudflare", "CDN & security", "USA", "SCCs + DPF",
                                    "IP address, requests in transit", "https://www.cloudflare.com"))
-    if settings.creem_api_key:
-        active.append(SubProcessor("Creem", "Payment processing & tax compliance (merchant of record)",
-                                   "Estonia (EU)", "EU-based", "E-mail address, country, VAT number, payment details",
-                                   "https://www.creem.io"))
     if settings.analytics_enabled:
         active.append(SubProcessor("Umami", "Privacy-first website analytics", "USA",
                                    "Privacy by design (cookie-less)", "Page views without cookies or identifiers",

@@ -68,11 +68,15 @@ def entries() -> list[InventoryEntry]:
     return sorted(found, key=lambda entry: entry.table)
 
 
-def problems() -> list[str]:
+def problems(models: list[type[Any]] | None = None) -> list[str]:
     """Every way the inventory disagrees with the schema; empty when it is complete and consistent."""
+    models = _table_models() if models is None else models
     found = []
-    declared = {entry.table: entry for entry in entries()}
-    for model in _table_models():
+    declared = {
+        model.__table__.name: InventoryEntry(model.__table__.name, model, model.__personal_data__)
+        for model in models if isinstance(getattr(model, "__personal_data__", None), PersonalData)
+    }
+    for model in models:
         table = model.__table__  # type: ignore[attr-defined]
         references_user = table.name == USER_TABLE or any(
             fk.column.table.name == USER_TABLE for fk in table.foreign_keys
@@ -88,6 +92,8 @@ def problems() -> list[str]:
             found.append(f"table {entry.table!r}: anonymize names unknown columns {sorted(missing)}")
         if declaration.erasure is Erasure.ANONYMIZE and not declaration.anonymize:
             found.append(f"table {entry.table!r}: erasure is anonymize but no columns are named")
+        if declaration.export is False and declaration.erasure is Erasure.KEEP:
+            found.append(f"table {entry.table!r}: personal data neither exported nor erased")
     return found
 
 

@@ -1,0 +1,103 @@
+"""Test set-up: every test gets its own data directory and a migrated database.
+
+Tests that touch the database run on SQLite and, when ``RUPALI_TEST_DATABASE_URL`` is set, on PostgreSQL too
+(each run gets a database of its own there). Tests marked ``sqlite_only`` are about something other than the
+database and run once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+from rupali import db, migrate
+from rupali.config import reset_settings
+
+POSTGRES_URL = os.environ.get("RUPALI_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+
+# Settings the developer's shell or .env might carry must not leak into tests.
+_CLEARED_PREFIXES = ("RUPALI_", "DATABASE_URL", "PORT", "RAILWAY_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: test does not depend on the database backend")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("backend", ["sqlite"] if only_sqlite else BACKENDS, scope="session")
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Migrate once per run: a SQLite template file, and a fresh PostgreSQL database when configured."""
+    templates: dict[str, str] = {}
+    sqlite_file = tmp_path_factory.mktemp("template") / "rupali.db"
+    engine = db.create_db_engine(f"sqlite:///{sqlite_file}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    templates["sqlite"] = str(sqlite_file)
+    admin_engine = None
+    if POSTGRES_URL:
+        name = f"rupali_test_{uuid.uuid4().hex[:12]}"
+        admin_engine = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+                                     isolation_level="AUTOCOMMIT")
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(admin_engine.url).set(database=name).render_as_string(hide_password=False)
+        engine = db.create_db_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        templates["postgresql"] = url
+    yield templates
+    if admin_engine is not None:
+        db.dispose_engines()
+        with admin_engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(templates["postgresql"]).database}" '
+                                    "WITH (FORCE)"))
+        admin_engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def rupali_env(backend: str, database_template: dict[str, str], tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean environment, data directory and database for each test; yields the database URL."""
+    for name in list(os.environ):
+        if name.startswith(_CLEARED_PREFIXES):
+            monkeypatch.delenv(name)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if backend == "sqlite":
+        shutil.copyfile(database_template["sqlite"], data_dir / "rupali.db")
+        url = f"sqlite:///{data_dir / 'rupali.db'}"
+    else:
+        url = database_template["postgresql"]
+        _truncate_all(url)
+    monkeypatch.setenv("RUPALI_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("RUPALI_DATABASE_URL", url)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
+    reset_settings()
+    db.dispose_engines()
+    yield url
+    db.dispose_engines()
+    reset_settings()
+
+
+def _truncate_all(url: str) -> None:
+    import rupali.models  # noqa: F401
+
+    engine = create_engine(url)
+    tables = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()

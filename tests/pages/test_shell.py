@@ -1,0 +1,122 @@
+"""The app shell: frame, placeholders, legal pages, cookie notice, analytics tag, health."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from nicegui import ui
+from nicegui.testing import User
+from sqlmodel import select
+
+from rupali import clock
+from rupali.db import session_scope
+from rupali.models import CookieConsent
+
+NAVIGATION = ["Studio", "Gallery", "Billing", "Privacy"]
+FOOTER = ["Privacy Policy", "Cookie Policy", "Terms", "Sub-processors", "support@rupali.ai"]
+
+
+async def test_home_has_navigation_and_legal_footer(user: User):
+    await user.open("/")
+    await user.should_see("Make images. Keep them yours.")
+    for label in NAVIGATION + FOOTER:
+        await user.should_see(label)
+
+
+@pytest.mark.parametrize(("path", "title"), [
+    ("/studio", "Studio"), ("/gallery", "Gallery"), ("/billing", "Billing"), ("/privacy", "Privacy center")])
+async def test_unbuilt_sections_show_a_friendly_placeholder(user: User, path: str, title: str):
+    await user.open(path)
+    await user.should_see(title)
+    await user.should_see("Coming soon")
+
+
+async def test_navigation_links_lead_to_their_pages(user: User):
+    await user.open("/")
+    targets = {link.text: link.props["href"] for link in user.find(ui.link).elements}
+    assert targets["Gallery"] == "/gallery" and targets["Terms"] == "/legal/terms"
+
+
+@pytest.mark.parametrize(("slug", "title"), [
+    ("privacy", "Privacy Policy"), ("cookies", "Cookie Policy"), ("terms", "Terms of Service"),
+    ("subprocessors", "Sub-processors")])
+async def test_legal_pages_show_version_and_effective_date(user: User, slug: str, title: str):
+    await user.open(f"/legal/{slug}")
+    await user.should_see(title)
+    await user.should_see("Version 1.0-")
+    await user.should_see("effective ")
+
+
+async def test_privacy_policy_renders_the_enforced_retention_table(user: User):
+    await user.open("/legal/privacy")
+    markdown = "\n".join(element.content for element in user.find(ui.markdown).elements)
+    for row in ("Until account deletion + 30 days", "7 years", "90 days", "365 days"):
+        assert row in markdown
+
+
+async def test_operator_details_come_from_configuration(user: User, monkeypatch):
+    monkeypatch.setenv("RUPALI_OPERATOR_NAME", "Example ApS")
+    monkeypatch.setenv("RUPALI_OPERATOR_EMAIL", "dpo@example.dk")
+    from rupali.config import reset_settings
+
+    reset_settings()
+    await user.open("/legal/privacy")
+    await user.should_see("dpo@example.dk")
+    markdown = "\n".join(element.content for element in user.find(ui.markdown).elements)
+    assert "**Example ApS**" in markdown
+
+
+async def test_cookie_notice_is_acknowledged_once_and_returns_after_a_year(user: User):
+    await user.open("/")
+    await user.should_see("Essential cookies only")
+    user.find("OK, got it").click()
+    await user.should_not_see("Essential cookies only")
+    with session_scope() as session:
+        consent = session.exec(select(CookieConsent)).one()
+    assert consent.analytics and consent.policy_version.startswith("1.0-")
+    assert consent.expires_at - consent.created_at == timedelta(days=365)
+
+    await user.open("/gallery")
+    await user.should_not_see("Essential cookies only")
+    with clock.travel(timedelta(days=366)):
+        await user.open("/")
+        await user.should_see("Essential cookies only")
+
+
+async def test_analytics_tag_only_when_configured_and_allowed(user: User, monkeypatch):
+    await user.open("/")
+    assert "data-website-id" not in _head_html(user)
+
+    monkeypatch.setenv("RUPALI_UMAMI_WEBSITE_ID", "5b2f6a2e-0000-4000-8000-000000000001")
+    monkeypatch.setenv("RUPALI_UMAMI_SCRIPT_URL", "https://stats.example/script.js")
+    from rupali.config import reset_settings
+
+    reset_settings()
+    await user.open("/")
+    head = _head_html(user)
+    assert 'src="https://stats.example/script.js"' in head and 'data-do-not-track="true"' in head
+
+    await user.should_see("Cookie-less usage statistics (Umami)")
+    user.find(ui.switch).click()  # switch analytics off
+    user.find("OK, got it").click()
+    await user.should_not_see("Essential cookies only")
+    await user.open("/")
+    assert "data-website-id" not in _head_html(user)
+
+
+async def test_health_reports_database_scheduler_and_version(user: User):
+    response = await user.http_client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"status": "ok", "database": True, "scheduler": True, "version": body["version"]}
+
+
+async def test_unknown_page_is_a_404_not_an_error(user: User):
+    response = await user.http_client.get("/no-such-page")
+    assert response.status_code == 404
+
+
+def _head_html(user: User) -> str:
+    # What the page adds to <head>, as the browser receives it.
+    return user.client._head_html

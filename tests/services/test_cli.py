@@ -1,0 +1,96 @@
+"""The ``rupali`` command: real processes, one clear line on every operator mistake, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rupali.cli import main
+from rupali.db import session_scope
+from rupali.models import Role
+from rupali.services import users
+
+
+def _rupali(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rupali", *args], input=stdin, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60, check=False)
+
+
+def _one_clear_line(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(("args", "env", "fragment"), [
+    (["frobnicate"], {}, "invalid choice: 'frobnicate'"),
+    (["serve", "--port", "many"], {}, "invalid int value: 'many'"),
+    (["db", "upgrade"], {"RUPALI_DATABASE_URL": "mysql://root@localhost/db"}, "unsupported database 'mysql'"),
+    (["db", "upgrade"], {"RUPALI_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "cannot use database"),
+    (["db", "upgrade"], {"RUPALI_DATA_DIR": "/proc/rupali-cannot-write-here"}, "is not writable"),
+    (["serve"], {"RUPALI_ENV": "production"}, "refusing to start in production: RUPALI_PUBLIC_URL"),
+    (["serve"], {"PORT": "eighty"}, "PORT Input should be a valid integer"),
+    (["jobs", "run", "nope"], {}, "no job named 'nope'"),
+])
+def test_operator_mistakes_end_in_one_clear_line(args, env, fragment):
+    _one_clear_line(_rupali(*args, **env), fragment)
+
+
+@pytest.mark.sqlite_only
+def test_db_upgrade_reports_the_revision(tmp_path):
+    result = _rupali("db", "upgrade", RUPALI_DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}")
+    assert result.returncode == 0 and "is at revision 0001 (head)" in result.stdout
+
+
+def test_admin_create_reads_the_password_and_promotes_existing_accounts(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", _Stdin("a very long passphrase\n"))
+    assert main(["admin", "create", "--email", "Boss@Example.com", "--name", "The Boss"]) == 0
+    assert "created admin boss@example.com" in capsys.readouterr().out
+    with session_scope() as session:
+        boss = users.by_email(session, "boss@example.com")
+        assert boss.role == Role.ADMIN and boss.password_hash.startswith("$argon2id$")
+        users.create(session, email="later@example.com", full_name="Later", password="another passphrase")
+    assert main(["admin", "create", "--email", "later@example.com"]) == 0
+    with session_scope() as session:
+        assert users.by_email(session, "later@example.com").role == Role.ADMIN
+
+
+def test_admin_create_refuses_a_weak_password(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", _Stdin("short\n"))
+    assert main(["admin", "create", "--email", "boss@example.com"]) == 1
+    assert "at least 10 characters" in capsys.readouterr().err
+
+
+def test_jobs_run_and_list(capsys):
+    assert main(["jobs", "run", "heartbeat"]) == 0
+    assert "heartbeat: succeeded — alive" in capsys.readouterr().out
+    assert main(["jobs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "heartbeat" in listing and "succeeded" in listing and "purge_technical_logs" in listing
+
+
+@pytest.mark.sqlite_only
+def test_config_check_masks_secrets(monkeypatch, capsys):
+    monkeypatch.setenv("RUPALI_STORAGE_SECRET", "a-secret-value-that-is-long-enough-to-use")
+    assert main(["config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "storage_secret" in out and "a-secret-value" not in out and "configuration OK" in out
+    assert "would be refused in production" in out
+
+
+class _Stdin:
+    """A non-interactive standard input, as when a password is piped in."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.splitlines(keepends=True)
+
+    def isatty(self) -> bool:
+        return False
+
+    def readline(self) -> str:
+        return self._lines.pop(0) if self._lines else ""

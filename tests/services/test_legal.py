@@ -1,0 +1,83 @@
+"""Legal documents: every section of the seed policy, tables rendered from the enforced configuration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from rupali import clock, legal
+from rupali.config import Settings, get_settings
+from rupali.db import session_scope
+from rupali.services import legal as legal_service
+
+SEED_SECTIONS = [
+    "Who we are", "What we collect", "Why we use it and on what legal basis", "AI providers",
+    "We do not train on your content", "Your rights", "Age requirement", "How long we keep data",
+    "Sub-processors", "International transfers", "Security", "Changes to this policy", "Contact",
+]
+
+
+def _text(document: legal.Document) -> str:
+    return "\n".join(f"{section.title}\n{section.body}" for section in document.sections)
+
+
+@pytest.mark.sqlite_only
+def test_privacy_policy_covers_every_section_of_the_seed():
+    assert [section.title for section in legal.privacy_policy(Settings()).sections] == SEED_SECTIONS
+
+
+@pytest.mark.sqlite_only
+def test_privacy_policy_states_the_seed_retention_periods():
+    text = _text(legal.privacy_policy(Settings()))
+    for row in ("| Account data | Until account deletion + 30 days |",
+                "| Generated content | Until you delete them or they expire",
+                "| Prompts | Until you delete them |",
+                "| Transaction records | 7 years |",
+                "| Technical logs | 90 days |",
+                "| Cookie consent | 365 days |"):
+        assert row in text
+
+
+@pytest.mark.sqlite_only
+def test_operator_details_and_rights_come_from_configuration():
+    settings = Settings(operator_name="Example ApS", operator_address="Vesterbro 1, Aarhus",
+                        operator_email="dpo@example.dk", supervisory_authority_name="Datatilsynet",
+                        supervisory_authority_url="https://www.datatilsynet.dk", minimum_age=21)
+    text = _text(legal.privacy_policy(settings))
+    for fragment in ("**Example ApS**", "Vesterbro 1, Aarhus", "mailto:dpo@example.dk",
+                     "[Datatilsynet](https://www.datatilsynet.dk)", "at least **21 years old**", "within **30 days**"):
+        assert fragment in text
+
+
+@pytest.mark.sqlite_only
+def test_subprocessor_page_lists_exactly_what_is_configured():
+    assert "no sub-processors" in _text(legal.subprocessor_list(Settings()))
+    text = _text(legal.subprocessor_list(Settings(cdn_provider="cloudflare")))
+    assert "| Cloudflare | CDN & security |" in text and "Railway" not in text
+
+
+@pytest.mark.sqlite_only
+def test_version_changes_when_an_enforced_setting_changes():
+    before = legal.privacy_policy(Settings()).version
+    after = legal.privacy_policy(Settings(retention_technical_log_days=30)).version
+    assert before != after and before.startswith("1.0-")
+    assert legal.privacy_policy(Settings()).version == before
+
+
+@pytest.mark.sqlite_only
+def test_data_inventory_table_is_generated_from_the_models():
+    text = legal.data_inventory_table(Settings())
+    assert "| User | E-mail address, full name" in text
+    assert "| Cookie consent |" in text
+
+
+def test_effective_date_is_when_a_version_was_first_published():
+    settings = get_settings()
+    with session_scope() as session:
+        first = legal_service.current(session, "privacy", settings)
+    with clock.travel(timedelta(days=10)), session_scope() as session:
+        again = legal_service.current(session, "privacy", settings)
+        assert again.effective_at == first.effective_at
+        changed = legal_service.current(session, "privacy", Settings(retention_technical_log_days=30))
+        assert changed.effective_at - first.effective_at >= timedelta(days=10)
