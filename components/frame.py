@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from nicegui import app, run, ui
 
-from components import cookie_notice
+from components import auth, cookie_notice
 from rupali.config import get_settings
 from rupali.db import transact
 from rupali.services import visitors
+from rupali.services.sessions import SignedIn
 
 NAVIGATION = (("Studio", "/studio"), ("Gallery", "/gallery"), ("Billing", "/billing"), ("Privacy", "/privacy"))
 FOOTER_LINKS = (
@@ -40,7 +41,7 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
     if settings.analytics_enabled and state.analytics_allowed:
         _analytics_tag(settings.umami_script_url or "", settings.umami_website_id or "")
 
-    _header(active)
+    _header(active, auth.viewer())
     with ui.element("main").classes("r-main") as main:
         main.props('id="main" tabindex="-1"')
         yield Frame(visitor_id, state)
@@ -49,7 +50,7 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
         cookie_notice.create(visitor_id, state.cookie_policy_version, offer_analytics=settings.analytics_enabled)
 
 
-def _header(active: str | None) -> None:
+def _header(active: str | None, viewer: SignedIn | None) -> None:
     with ui.element("header").classes("r-header"):
         ui.link("Skip to content", "#main").classes("r-skip")
         with ui.link(target="/").classes("r-brand").props('aria-label="Rupali home"'):
@@ -60,6 +61,34 @@ def _header(active: str | None) -> None:
                 link = ui.link(label, path).classes("r-nav-link")
                 if path == active:
                     link.classes("r-nav-link--active").props('aria-current="page"')
+        with ui.element("div").classes("r-account"):
+            if viewer is None:
+                ui.link("Sign in", "/signin").classes("r-nav-link")
+                ui.button("Create account", on_click=lambda: ui.navigate.to("/signup")).props(
+                    "unelevated no-caps dense").classes("r-header-cta")
+            else:
+                _account_menu(viewer)
+
+
+def _account_menu(viewer: SignedIn) -> None:
+    user = viewer.user
+    with ui.button().props(f'flat round no-caps aria-label="Account menu for {_attr(user.full_name)}"').classes(
+            "r-avatar-button"):
+        with ui.element("div").classes("r-avatar"):
+            if user.avatar_key:
+                ui.image(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}").props(
+                    'alt="" no-spinner no-transition')
+            else:
+                ui.label("".join(part[0] for part in user.full_name.split()[:2]).upper() or "?")
+        with ui.menu().props("anchor='bottom right' self='top right'"):
+            with ui.column().classes("r-menu-head gap-0"):
+                ui.label(user.full_name).classes("r-menu-name")
+                ui.label(user.email).classes("r-muted text-sm")
+            ui.separator()
+            ui.menu_item("Account", on_click=lambda: ui.navigate.to("/account"))
+            if user.is_admin:
+                ui.menu_item("Administration", on_click=lambda: ui.navigate.to("/admin"))
+            ui.menu_item("Sign out", on_click=lambda: ui.navigate.to("/auth/signout"))
 
 
 def _footer(operator: str, email: str) -> None:

@@ -1,10 +1,21 @@
 """Pages: one module per page, each with a ``create()`` that registers its routes at start-up."""
 
-from pages import coming_soon, home, legal
+from pages import (
+    account,
+    admin,
+    auth_routes,
+    coming_soon,
+    home,
+    legal,
+    password,
+    signin,
+    signup,
+    verify,
+    welcome,
+)
 
 
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
-    home.create()
-    legal.create()
-    coming_soon.create()
+    for module in (home, legal, coming_soon, signin, signup, password, verify, welcome, account, admin, auth_routes):
+        module.create()

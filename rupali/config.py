@@ -74,6 +74,32 @@ class Settings(BaseSettings):
     content_expiry_days: int | None = Field(
         None, ge=1, le=36500, description="Generated images expire this many days after creation; unset = never")
 
+    # --- sign-in ---------------------------------------------------------------------------------------------
+    password_signin: bool = Field(True, description="Allow e-mail + password accounts (`false` for OIDC-only)")
+    oidc_name: str = Field("Single sign-on", max_length=60, description="Button label of the OpenID Connect provider")
+    oidc_metadata_url: str | None = Field(
+        None, description="OpenID Connect discovery URL (Clerk, Google, Microsoft, Keycloak, Authentik…)")
+    oidc_client_id: str | None = Field(None, description="OAuth client id registered at the provider")
+    oidc_client_secret: SecretStr | None = Field(None, description="OAuth client secret")
+    oidc_scopes: str = Field("openid profile email", description="Scopes requested from the provider")
+    session_idle_minutes: int = Field(60 * 24 * 7, ge=5, le=60 * 24 * 90,
+                                      description="A session ends after this long without activity")
+    session_absolute_days: int = Field(30, ge=1, le=90, description="A session ends this long after sign-in")
+    signin_max_failures: int = Field(5, ge=1, le=100, description="Failed attempts per address before a lockout")
+    lockout_minutes: int = Field(15, ge=1, le=1440, description="How long a lockout lasts")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies whose X-Forwarded-For is trusted for client IPs (`*` on Railway)")
+
+    # --- mail ----------------------------------------------------------------------------------------------------
+    smtp_host: str | None = Field(None, description="SMTP server; unset = mail is printed to the log and kept")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    smtp_username: str | None = Field(None, description="SMTP user name")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="`starttls` (port 587), `tls` (implicit, port 465) or `none` (local relays only)")
+    mail_from: str = Field("Rupali <no-reply@rupali.localhost>", description="Sender of all mail")
+    mail_poll_seconds: int = Field(15, ge=1, le=3600, description="How often the outbox is delivered")
+
     # --- third parties (each one, when configured, becomes a listed sub-processor) ------------------------
     umami_website_id: str | None = Field(None, description="Umami website id; with the script URL enables analytics")
     umami_script_url: str | None = Field(None, description="Umami tracker URL, e.g. `https://umami.example/script.js`")
@@ -101,9 +127,11 @@ class Settings(BaseSettings):
             raise ValueError(f"uses unsupported database {url.get_backend_name()!r} (use SQLite or PostgreSQL)")
         return value
 
-    @field_validator("public_url", "supervisory_authority_url")
+    @field_validator("public_url", "supervisory_authority_url", "oidc_metadata_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
@@ -127,6 +155,9 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Settings:
         if self.hosting_provider is None:
             self.hosting_provider = "railway" if os.environ.get("RAILWAY_PROJECT_ID") else "self"
+        if not self.password_signin and not self.oidc_enabled:
+            raise ValueError("no way to sign in: RUPALI_PASSWORD_SIGNIN is false and OpenID Connect is not "
+                             "configured (set RUPALI_OIDC_METADATA_URL, _CLIENT_ID and _CLIENT_SECRET)")
         if self.env == "production" and (problems := self.production_problems()):
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self
@@ -139,6 +170,8 @@ class Settings(BaseSettings):
         for field in ("operator_name", "operator_address", "operator_email"):
             if field not in self.model_fields_set:
                 problems.append(f"RUPALI_{field.upper()} must be set to your own details")
+        if not self.smtp_host:
+            problems.append("RUPALI_SMTP_HOST must be set (without it mail only goes to the log)")
         secret = self.storage_secret.get_secret_value() if self.storage_secret else None
         if secret is not None and len(secret) < 32:
             problems.append("RUPALI_STORAGE_SECRET must be at least 32 characters")
@@ -156,6 +189,14 @@ class Settings(BaseSettings):
     @property
     def effective_media_dir(self) -> Path:
         return (self.media_dir or self.data_dir / "media").resolve()
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_metadata_url and self.oidc_client_id and self.oidc_client_secret)
+
+    @property
+    def mail_to_log(self) -> bool:
+        return not self.smtp_host
 
     @property
     def analytics_enabled(self) -> bool:

@@ -18,7 +18,8 @@ from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.models import JobRun, JobRunStatus
 from rupali.policy import RetentionKey, retention_rules
-from rupali.services import consent
+from rupali.privacy import inventory
+from rupali.services import mail
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,28 @@ def _heartbeat(session: Session, settings: Settings) -> str:
     return "alive"
 
 
-def _purge_technical_logs(session: Session, settings: Settings) -> str:
-    period = retention_rules(settings)[RetentionKey.TECHNICAL_LOGS].period
-    assert period is not None
-    cutoff = now() - period
-    result = session.exec(delete(JobRun).where(col(JobRun.started_at) < cutoff))  # type: ignore[call-overload]
-    return f"deleted {result.rowcount or 0} job runs started before {cutoff:%Y-%m-%d}"
+def _apply_retention(session: Session, settings: Settings) -> str:
+    """Delete what the retention table says has expired, table by table from the personal-data inventory."""
+    rules = retention_rules(settings)
+    report = []
+    for entry in inventory.entries():
+        declaration = entry.declaration
+        period = rules[declaration.retention].period
+        if declaration.retained_from is None or period is None:
+            continue  # kept until deleted by the person (or their account's erasure)
+        column = entry.model.__table__.c[declaration.retained_from]  # type: ignore[attr-defined]
+        result = session.exec(delete(entry.model).where(column < now() - period))  # type: ignore[call-overload]
+        report.append(f"{entry.table} {result.rowcount or 0}")
+    # Job runs hold no personal data but are technical logs all the same.
+    log_period = rules[RetentionKey.TECHNICAL_LOGS].period
+    assert log_period is not None
+    result = session.exec(delete(JobRun).where(col(JobRun.started_at) < now() - log_period))  # type: ignore[call-overload]
+    report.append(f"job_run {result.rowcount or 0}")
+    return "deleted " + ", ".join(report)
 
 
-def _purge_cookie_consents(session: Session, settings: Settings) -> str:
-    return f"deleted {consent.purge_expired(session)} expired cookie acknowledgements"
+def _deliver_mail(session: Session, settings: Settings) -> str:
+    return mail.deliver_due(session, settings)
 
 
 JOBS: dict[str, Job] = {
@@ -58,10 +71,10 @@ JOBS: dict[str, Job] = {
     for job in (
         Job("heartbeat", "Proves the scheduler and database are alive",
             lambda s: timedelta(seconds=s.heartbeat_seconds), _heartbeat),
-        Job("purge_technical_logs", "Deletes technical logs past their retention period",
-            lambda s: timedelta(hours=6), _purge_technical_logs),
-        Job("purge_cookie_consents", "Deletes expired cookie acknowledgements",
-            lambda s: timedelta(hours=6), _purge_cookie_consents),
+        Job("apply_retention", "Deletes records past their retention period (personal-data inventory)",
+            lambda s: timedelta(hours=6), _apply_retention),
+        Job("deliver_mail", "Delivers queued e-mail over SMTP (or prints it to the log)",
+            lambda s: timedelta(seconds=s.mail_poll_seconds), _deliver_mail),
     )
 }
 

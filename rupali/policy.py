@@ -97,6 +97,9 @@ class SubProcessor:
 def subprocessors(settings: Settings) -> list[SubProcessor]:
     """The sub-processors this installation actually sends data to, derived from what is configured."""
     active: list[SubProcessor] = []
+    if settings.oidc_enabled and "clerk" in (settings.oidc_metadata_url or "").lower():
+        active.append(SubProcessor("Clerk", "Authentication", "USA", "SCCs + DPF",
+                                   "E-mail address, name, sign-in events", "https://clerk.com"))
     if settings.hosting_provider == "railway":
         active.append(SubProcessor("Railway", "Application hosting", "USA", "SCCs",
                                    "All data stored by the service", "https://railway.com"))

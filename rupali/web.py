@@ -18,6 +18,7 @@ from components import theme
 from rupali import jobs, migrate
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
 from rupali.db import get_engine, session_scope
+from rupali.gate import AuthGate
 from rupali.policy import RetentionKey, retention_rules
 from rupali.scheduler import JobScheduler
 from rupali.services import health
@@ -39,6 +40,7 @@ def prepare(settings: Settings) -> None:
 def build(settings: Settings) -> JobScheduler:
     """Register assets, pages, health route and the scheduler on NiceGUI's app."""
     theme.apply()
+    app.add_middleware(AuthGate)
     app.add_static_files("/assets", ASSETS_DIR, max_cache_age=3600)
     pages.register_all()
 
@@ -82,7 +84,8 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     """Prepare the database, build the app and serve it until interrupted."""
     prepare(settings)
     build(settings)
-    ui.run(host=host, port=port, uvicorn_logging_level="warning", **run_options(settings))
+    ui.run(host=host, port=port, uvicorn_logging_level="warning", proxy_headers=True,
+           forwarded_allow_ips=settings.forwarded_allow_ips, **run_options(settings))
 
 
 if __name__ == "__main__":

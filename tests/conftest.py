@@ -101,3 +101,17 @@ def _truncate_all(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A loopback SMTP server the app is configured to deliver to; yields its :class:`Inbox`."""
+    from rupali.config import reset_settings
+    from tests.utils.smtp import smtp_server
+
+    with smtp_server() as (received, port):
+        monkeypatch.setenv("RUPALI_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("RUPALI_SMTP_PORT", str(port))
+        monkeypatch.setenv("RUPALI_SMTP_SECURITY", "none")
+        reset_settings()
+        yield received

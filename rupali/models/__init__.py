@@ -1,8 +1,13 @@
 """All table models; importing this package registers them with ``SQLModel.metadata``."""
 
+from rupali.models.auth import AccountToken, AuthAttempt, AuthSession, OidcIdentity, PolicyAcceptance, TokenPurpose
 from rupali.models.consent import CookieConsent
 from rupali.models.job_run import JobRun, JobRunStatus
 from rupali.models.legal import LegalDocumentVersion
+from rupali.models.mail import MailKind, MailStatus, OutboxMessage
 from rupali.models.user import Role, User
 
-__all__ = ["CookieConsent", "JobRun", "JobRunStatus", "LegalDocumentVersion", "Role", "User"]
+__all__ = [
+    "AccountToken", "AuthAttempt", "AuthSession", "CookieConsent", "JobRun", "JobRunStatus", "LegalDocumentVersion",
+    "MailKind", "MailStatus", "OidcIdentity", "OutboxMessage", "PolicyAcceptance", "Role", "TokenPurpose", "User",
+]

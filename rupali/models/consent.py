@@ -27,6 +27,7 @@ class CookieConsent(SQLModel, table=True):
         export=True,
         erasure=Erasure.DELETE,
         retention=RetentionKey.COOKIE_CONSENT,
+        retained_from="created_at",
     )
 
     id: int | None = Field(default=None, primary_key=True)

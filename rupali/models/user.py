@@ -34,7 +34,8 @@ class User(UserBase, table=True):
 
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="id",
-        holds="E-mail address, full name, role, sign-up and verification times",
+        holds="E-mail address, full name, password hash, role, profile picture, sign-up, verification and "
+              "age-confirmation times",
         export=True,
         erasure=Erasure.DELETE,
         retention=RetentionKey.ACCOUNT,
@@ -44,13 +45,19 @@ class User(UserBase, table=True):
     password_hash: str | None = Field(default=None, max_length=512)
     role: Role = Field(default=Role.USER, sa_type=String(16))
     is_active: bool = True
+    email_verified_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    age_confirmed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    password_changed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    avatar_key: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
 
 
-class UserPublic(UserBase):
-    """What the account owner sees about themself."""
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
 
-    id: uuid.UUID
-    role: Role
-    created_at: datetime
+    @property
+    def onboarded(self) -> bool:
+        """Age confirmed and e-mail verified: the account may use the product."""
+        return self.age_confirmed_at is not None and self.email_verified_at is not None

@@ -47,6 +47,9 @@ class PersonalData:
     retention: RetentionKey
     subject: Subject = Subject.USER
     anonymize: Mapping[str, Any] = field(default_factory=dict)  # column -> replacement on ANONYMIZE
+    # For rules that run from creation (technical logs, cookie consent): the timestamp the period counts from.
+    # The purge job deletes rows whose ``retained_from`` is older than the rule's period.
+    retained_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ def problems(models: list[type[Any]] | None = None) -> list[str]:
             found.append(f"table {entry.table!r}: anonymize names unknown columns {sorted(missing)}")
         if declaration.erasure is Erasure.ANONYMIZE and not declaration.anonymize:
             found.append(f"table {entry.table!r}: erasure is anonymize but no columns are named")
+        if declaration.retained_from is not None and declaration.retained_from not in columns:
+            found.append(f"table {entry.table!r}: retained_from {declaration.retained_from!r} does not exist")
         if declaration.export is False and declaration.erasure is Erasure.KEEP:
             found.append(f"table {entry.table!r}: personal data neither exported nor erased")
     return found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, select
 
 from rupali.clock import now
 from rupali.config import Settings
@@ -50,9 +50,3 @@ def analytics_allowed(session: Session, visitor_id: str) -> bool:
     )
     choice = session.exec(query).first()
     return True if choice is None else choice
-
-
-def purge_expired(session: Session) -> int:
-    """Delete acknowledgements past their expiry; returns how many went."""
-    result = session.exec(delete(CookieConsent).where(col(CookieConsent.expires_at) <= now()))  # type: ignore[call-overload]
-    return result.rowcount or 0

@@ -72,3 +72,9 @@ def make_admin(session: Session, user: User) -> User:
     session.add(user)
     session.flush()
     return user
+
+
+def avatar_key(session: Session, user_id: object) -> str | None:
+    """The storage key of a user's profile picture, if any."""
+    user = session.get(User, user_id)
+    return user.avatar_key if user is not None else None

@@ -12,6 +12,8 @@ from sqlmodel import select
 from rupali import clock
 from rupali.db import session_scope
 from rupali.models import CookieConsent
+from tests.utils.factories import make_user
+from tests.utils.signin import sign_in
 
 NAVIGATION = ["Studio", "Gallery", "Billing", "Privacy"]
 FOOTER = ["Privacy Policy", "Cookie Policy", "Terms", "Sub-processors", "support@rupali.ai"]
@@ -27,6 +29,8 @@ async def test_home_has_navigation_and_legal_footer(user: User):
 @pytest.mark.parametrize(("path", "title"), [
     ("/studio", "Studio"), ("/gallery", "Gallery"), ("/billing", "Billing"), ("/privacy", "Privacy center")])
 async def test_unbuilt_sections_show_a_friendly_placeholder(user: User, path: str, title: str):
+    account = make_user()
+    await sign_in(user, account.email)
     await user.open(path)
     await user.should_see(title)
     await user.should_see("Coming soon")
@@ -113,8 +117,10 @@ async def test_health_reports_database_scheduler_and_version(user: User):
 
 
 async def test_unknown_page_is_a_404_not_an_error(user: User):
-    response = await user.http_client.get("/no-such-page")
-    assert response.status_code == 404
+    anonymous = await user.http_client.get("/no-such-page")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/signin?next=%2Fno-such-page"
+    await sign_in(user, make_user().email)
+    assert (await user.http_client.get("/no-such-page")).status_code == 404
 
 
 def _head_html(user: User) -> str:

@@ -16,6 +16,7 @@ PRODUCTION = {
     "RUPALI_OPERATOR_NAME": "Example ApS",
     "RUPALI_OPERATOR_ADDRESS": "Nørregade 1, 1165 København",
     "RUPALI_OPERATOR_EMAIL": "privacy@example.com",
+    "RUPALI_SMTP_HOST": "smtp.example.com",
 }
 
 

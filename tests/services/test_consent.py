@@ -53,8 +53,8 @@ def test_purge_job_deletes_only_expired_acknowledgements():
     with clock.travel(timedelta(days=300)):
         _record("recent")
     with clock.travel(timedelta(days=366)):
-        run = jobs.run("purge_cookie_consents")
-        assert run.status == "succeeded" and run.detail.startswith("deleted 1 ")
+        run = jobs.run("apply_retention")
+        assert run.status == "succeeded" and "cookie_consent 1" in run.detail
         with session_scope() as session:
             assert [row.visitor_id for row in session.exec(select(CookieConsent))] == ["recent"]
 

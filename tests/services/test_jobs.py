@@ -48,8 +48,8 @@ def test_technical_logs_are_purged_after_ninety_days():
     with clock.travel(timedelta(days=60)):
         jobs.run("heartbeat")
     with clock.travel(timedelta(days=90, hours=1)):
-        purge = jobs.run("purge_technical_logs")
-    assert purge.detail.startswith("deleted 1 job runs")
+        purge = jobs.run("apply_retention")
+    assert "job_run 1" in purge.detail
     with session_scope() as session:
         remaining = session.exec(select(JobRun).order_by(JobRun.started_at)).all()
-    assert [run.job for run in remaining] == ["heartbeat", "purge_technical_logs"]
+    assert [run.job for run in remaining] == ["heartbeat", "apply_retention"]

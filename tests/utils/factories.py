@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from rupali.clock import now
 from rupali.db import session_scope
 from rupali.models import Role, User
 from rupali.services import users
@@ -13,7 +14,12 @@ PASSWORD = "correct horse battery staple"
 
 
 def make_user(*, email: str | None = None, full_name: str = "Ada Lovelace", role: Role | None = Role.USER,
-              password: str | None = PASSWORD) -> User:
+              password: str | None = PASSWORD, onboarded: bool = True) -> User:
+    """An account; ``onboarded`` ones have confirmed their age and e-mail address."""
     with session_scope() as session:
-        return users.create(session, email=email or f"user{next(_counter)}@example.com", full_name=full_name,
+        user = users.create(session, email=email or f"user{next(_counter)}@example.com", full_name=full_name,
                             password=password, role=role)
+        if onboarded:
+            user.email_verified_at = user.age_confirmed_at = now()
+            session.add(user)
+        return user

@@ -1,0 +1,56 @@
+"""Form building blocks shared by the account pages: a centred card, an error banner, labelled inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nicegui import ui
+
+from components.text import heading
+
+
+@contextmanager
+def card(title: str, subtitle: str | None = None) -> Iterator[ui.element]:
+    """A narrow centred card for sign-in style pages."""
+    with ui.element("section").classes("r-auth-card") as element:
+        heading(title)
+        if subtitle:
+            ui.label(subtitle).classes("r-muted")
+        yield element
+
+
+class Banner:
+    """An inline message area announced to screen readers; hidden while empty."""
+
+    def __init__(self) -> None:
+        self._label = ui.label("").classes("r-banner").props('role="alert" aria-live="assertive"')
+        self._label.set_visibility(False)
+
+    def error(self, message: str) -> None:
+        self._show(message, "r-banner--error")
+
+    def success(self, message: str) -> None:
+        self._show(message, "r-banner--success")
+
+    def clear(self) -> None:
+        self._label.set_visibility(False)
+
+    def _show(self, message: str, kind: str) -> None:
+        self._label.text = message
+        self._label.classes(remove="r-banner--error r-banner--success", add=kind)
+        self._label.set_visibility(True)
+
+
+def text_input(label: str, *, kind: str = "text", autocomplete: str | None = None, value: str = "",
+               max_length: int | None = None) -> ui.input:
+    """A labelled input; passwords get a show/hide toggle."""
+    field = ui.input(label, value=value, password=kind == "password", password_toggle_button=kind == "password")
+    field.props("outlined stack-label").classes("w-full")
+    if kind == "email":
+        field.props('type=email inputmode=email autocapitalize=off spellcheck=false')
+    if autocomplete:
+        field.props(f'autocomplete="{autocomplete}"')
+    if max_length:
+        field.props(f"maxlength={max_length}")
+    return field

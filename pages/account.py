@@ -1,0 +1,200 @@
+"""The account page: profile, e-mail address, password and sign-in sessions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from nicegui import events, run, ui
+
+from components import auth
+from components.forms import Banner, text_input
+from components.frame import frame
+from components.text import heading
+from rupali.config import get_settings
+from rupali.db import transact
+from rupali.imaging import InvalidImage
+from rupali.models import AuthSession, User
+from rupali.services import accounts, profile, sessions, users
+from rupali.services.sessions import SignedIn
+from rupali.storage import LocalStorage
+
+
+def create() -> None:
+    @ui.page("/account")
+    async def account_page() -> None:
+        viewer = auth.viewer()
+        assert viewer is not None  # gated
+        async with frame("Your account", active="/account"):
+            heading("Your account")
+            with ui.element("div").classes("r-settings"):
+                _profile_section(viewer.user)
+                _email_section(viewer.user)
+                _password_section(viewer.user)
+                await _sessions_section(viewer)
+
+
+def _section(title: str, anchor: str) -> ui.element:
+    section = ui.element("section").classes("r-panel").props(f'id="{anchor}" aria-label="{title}"')
+    with section:
+        heading(title, 2)
+    return section
+
+
+def _profile_section(user: User) -> None:
+    with _section("Profile", "profile"):
+        banner = Banner()
+        with ui.row().classes("items-center gap-4"):
+            avatar = ui.element("div").classes("r-avatar r-avatar--large")
+            _paint_avatar(avatar, user)
+            with ui.column().classes("gap-2"):
+                ui.upload(label="Upload a picture (PNG, JPEG or WebP, up to 10 MB)", auto_upload=True,
+                          max_file_size=profile.MAX_BYTES, on_upload=auth.action(_upload(avatar, banner)),
+                          on_rejected=lambda: banner.error("That file is larger than 10 MB.")
+                          ).props('accept="image/png,image/jpeg,image/webp" flat bordered').classes("r-upload")
+                ui.button("Remove picture", on_click=auth.action(_remove(avatar, banner))).props("flat no-caps")
+        name = text_input("Full name", value=user.full_name, autocomplete="name", max_length=200)
+
+        async def save(signed_in: SignedIn) -> None:
+            banner.clear()
+            try:
+                await run.io_bound(transact, accounts.rename, signed_in.user, name.value or "")
+            except users.InvalidAccount as exc:
+                banner.error(str(exc))
+                return
+            banner.success("Your name was saved.")
+
+        ui.button("Save name", on_click=auth.action(save)).props("unelevated no-caps")
+
+
+def _upload(avatar: ui.element, banner: Banner):
+    async def handle(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
+        banner.clear()
+        data = await event.file.read()
+        storage = LocalStorage.from_settings(get_settings())
+        try:
+            user = await run.io_bound(transact, profile.set_avatar, storage, signed_in.user, data)
+        except InvalidImage as exc:
+            banner.error(str(exc))
+            return
+        _paint_avatar(avatar, user)
+        banner.success("Your picture was updated.")
+    return handle
+
+
+def _remove(avatar: ui.element, banner: Banner):
+    async def handle(signed_in: SignedIn) -> None:
+        storage = LocalStorage.from_settings(get_settings())
+        user = await run.io_bound(transact, profile.remove_avatar, storage, signed_in.user)
+        _paint_avatar(avatar, user)
+        banner.success("Your picture was removed.")
+    return handle
+
+
+def _paint_avatar(container: ui.element, user: User) -> None:
+    container.clear()
+    with container:
+        if user.avatar_key:
+            ui.image(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}").props(
+                f'alt="Profile picture of {user.full_name}" no-spinner')
+        else:
+            ui.label("".join(part[0] for part in user.full_name.split()[:2]).upper() or "?").props(
+                'aria-hidden="true"')
+
+
+def _email_section(user: User) -> None:
+    with _section("E-mail address", "email"):
+        banner = Banner()
+        ui.label(f"Mail goes to {user.email}.")
+        new_email = text_input("New e-mail address", kind="email", autocomplete="email", max_length=254)
+        password = text_input("Your password", kind="password", autocomplete="current-password", max_length=1024)
+        if not user.password_hash:
+            password.set_visibility(False)
+
+        async def change(signed_in: SignedIn) -> None:
+            banner.clear()
+            try:
+                await run.io_bound(transact, accounts.request_email_change, get_settings(), signed_in.user,
+                                   new_email=new_email.value or "", password=password.value or "")
+            except (accounts.AccountError, users.InvalidAccount) as exc:
+                banner.error(str(exc))
+                return
+            auth.deliver_mail_soon()
+            banner.success("Check the new address for a confirmation link. Until then, mail goes to the old one.")
+            password.value = ""
+
+        ui.button("Change e-mail address", on_click=auth.action(change)).props("outline no-caps")
+
+
+def _password_section(user: User) -> None:
+    with _section("Password", "password"):
+        banner = Banner()
+        current = text_input("Current password", kind="password", autocomplete="current-password", max_length=1024)
+        if not user.password_hash:
+            current.set_visibility(False)
+            ui.label("You sign in with single sign-on; you can also set a password here.").classes("r-muted")
+        new = text_input("New password (at least 10 characters)", kind="password", autocomplete="new-password",
+                         max_length=1024)
+
+        async def change(signed_in: SignedIn) -> None:
+            banner.clear()
+            try:
+                await run.io_bound(transact, accounts.change_password, get_settings(), signed_in.user,
+                                   current=current.value or "", new=new.value or "",
+                                   keep_session_id=signed_in.session.id)
+            except (accounts.AccountError, users.InvalidAccount) as exc:
+                banner.error(str(exc))
+                return
+            auth.deliver_mail_soon()
+            current.value = new.value = ""
+            banner.success("Your password was changed. Your other sessions were signed out.")
+
+        ui.button("Change password", on_click=auth.action(change)).props("outline no-caps")
+
+
+async def _sessions_section(viewer: SignedIn) -> None:
+    with _section("Where you are signed in", "sessions"):
+        banner = Banner()
+        listing = ui.column().classes("w-full gap-2")
+
+        async def end_one(signed_in: SignedIn, session_id: uuid.UUID) -> None:
+            try:
+                await run.io_bound(transact, sessions.revoke, signed_in.user, session_id)
+            except sessions.SessionNotFound:
+                banner.error("That session no longer exists.")
+            await refresh()
+
+        async def end_others(signed_in: SignedIn) -> None:
+            count = await run.io_bound(transact, sessions.revoke_others, signed_in.user, signed_in.session.id)
+            banner.success("Signed out everywhere else." if count else "You were not signed in anywhere else.")
+            await refresh()
+
+        guarded_end_one = auth.action(end_one)
+
+        async def refresh() -> None:
+            active = await run.io_bound(transact, sessions.active_for, get_settings(), viewer.user)
+            listing.clear()
+            with listing:
+                for record in active:
+                    _session_row(record, record.id == viewer.session.id, guarded_end_one)
+
+        await refresh()
+        with ui.row().classes("gap-2"):
+            ui.button("Sign out all other sessions", on_click=auth.action(end_others)).props("outline no-caps")
+            ui.button("Sign out", on_click=lambda: ui.navigate.to("/auth/signout")).props("flat no-caps")
+
+
+def _session_row(record: AuthSession, is_current: bool,
+                 end_one: Callable[[uuid.UUID], Awaitable[None]]) -> None:
+    with ui.row().classes("r-session items-center justify-between w-full"):
+        with ui.column().classes("gap-0"):
+            with ui.row().classes("items-center gap-2"):
+                ui.label(record.device).classes("r-session-device")
+                if is_current:
+                    ui.label("This browser").classes("r-badge")
+            ui.label(f"Signed in {record.created_at:%b %-d, %Y %H:%M} UTC · last active "
+                     f"{record.last_seen_at:%b %-d, %H:%M} UTC · IP {record.ip_address or 'unknown'}"
+                     ).classes("r-muted text-sm")
+        if not is_current:
+            ui.button("Sign out", on_click=lambda record_id=record.id: end_one(record_id)).props(
+                f'flat no-caps aria-label="Sign out {record.device}"')

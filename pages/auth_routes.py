@@ -1,0 +1,106 @@
+"""HTTP endpoints of signing in and out: the session handoff, sign-out, OpenID Connect, profile pictures.
+
+These are plain HTTP routes because only an HTTP response can set or clear the session cookie.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from nicegui import app, run
+
+from rupali.config import Settings, get_settings
+from rupali.db import transact
+from rupali.gate import AUTH_COOKIE, safe_next
+from rupali.oidc_client import OidcClient
+from rupali.services import oidc, sessions, users
+from rupali.storage import InvalidKey, LocalStorage
+
+FLASH_KEY = "flash"  # read by pages/signin.py
+
+
+def create() -> None:
+    settings = get_settings()
+    client = OidcClient(settings) if settings.oidc_enabled else None
+
+    @app.get("/auth/complete", include_in_schema=False)
+    async def complete_signin(request: Request, code: str = "", next: str = "") -> Response:
+        try:
+            token = await run.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
+        except sessions.InvalidHandoff:
+            return RedirectResponse("/signin?error=handoff", status_code=303)
+        return _signed_in(RedirectResponse(safe_next(next), status_code=303), token, get_settings())
+
+    @app.get("/auth/signout", include_in_schema=False)
+    async def signout(request: Request) -> Response:
+        auth = getattr(request.state, "auth", None)
+        if auth is not None:
+            await run.io_bound(transact, sessions.revoke, auth.user, auth.session.id)
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(AUTH_COOKIE, path="/", httponly=True, samesite="lax",
+                               secure=get_settings().is_production)
+        return response
+
+    @app.get("/auth/oidc/login", include_in_schema=False)
+    async def oidc_login(request: Request, next: str = "") -> Response:
+        if client is None:
+            return RedirectResponse("/signin", status_code=303)
+        request.session["oidc_next"] = safe_next(next)
+        try:
+            return await client.authorize_redirect(request)
+        except oidc.OidcRefused as exc:
+            return _refused(request, str(exc))
+
+    @app.get("/auth/oidc/callback", include_in_schema=False)
+    async def oidc_callback(request: Request) -> Response:
+        if client is None:
+            return RedirectResponse("/signin", status_code=303)
+        try:
+            identity = await client.identity(request)
+            current = get_settings()
+            user = await run.io_bound(transact, oidc.account_for, current, identity)
+        except oidc.OidcRefused as exc:
+            return _refused(request, str(exc))
+        ip = request.client.host if request.client else ""
+        code = await run.io_bound(transact, sessions.start, current, user, method="oidc", ip=ip,
+                                  user_agent=request.headers.get("user-agent", ""), visitor_id=_visitor(request))
+        token = await run.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
+        target = safe_next(request.session.pop("oidc_next", None))
+        return _signed_in(RedirectResponse(target, status_code=303), token, current)
+
+    @app.get("/media/avatar/{user_id}", include_in_schema=False)
+    async def avatar(request: Request, user_id: str) -> Response:
+        auth = request.state.auth  # the gate admits only signed-in people here
+        not_found = Response(status_code=404)
+        try:
+            owner_id = uuid.UUID(user_id)
+        except ValueError:
+            return not_found
+        if owner_id != auth.user.id and not auth.user.is_admin:
+            return not_found
+        key = await run.io_bound(transact, users.avatar_key, owner_id)
+        storage = LocalStorage.from_settings(get_settings())
+        try:
+            path = storage.path(key) if key else None
+        except InvalidKey:
+            path = None
+        if path is None or not path.is_file():
+            return not_found
+        return FileResponse(path, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
+
+
+def _visitor(request: Request) -> str:
+    return str(request.session.get("id", ""))
+
+
+def _signed_in(response: Response, token: str, settings: Settings) -> Response:
+    response.set_cookie(AUTH_COOKIE, token, max_age=settings.session_absolute_days * 86400, path="/", httponly=True,
+                        samesite="lax", secure=settings.is_production)
+    return response
+
+
+def _refused(request: Request, message: str) -> Response:
+    request.session[FLASH_KEY] = message
+    return RedirectResponse("/signin", status_code=303)

@@ -1,0 +1,72 @@
+"""The last step before a signed-in person may use Rupali: age, policies, and a confirmed e-mail address."""
+
+from __future__ import annotations
+
+from fastapi.responses import RedirectResponse
+from nicegui import run, ui
+
+from components import auth
+from components.forms import Banner, card
+from components.frame import frame
+from rupali.config import get_settings
+from rupali.db import transact
+from rupali.services import accounts, ratelimit
+
+
+def create() -> None:
+    @ui.page("/welcome")
+    async def welcome_page() -> RedirectResponse | None:
+        viewer = auth.viewer()
+        assert viewer is not None  # the gate lets only signed-in people reach this page
+        if viewer.user.onboarded:
+            return RedirectResponse("/studio", status_code=303)
+        settings = get_settings()
+        async with frame("Welcome"):
+            with card(f"Welcome, {viewer.user.full_name}", "One more step before you start."):
+                banner = Banner()
+                if viewer.user.age_confirmed_at is None:
+                    _consent_form(banner, settings.minimum_age)
+                else:
+                    _check_inbox(banner, viewer.user.email)
+        return None
+
+
+def _consent_form(banner: Banner, minimum_age: int) -> None:
+    adult = ui.checkbox(f"I am at least {minimum_age} years old")
+    with ui.row().classes("items-center gap-1 no-wrap"):
+        accepted = ui.checkbox().props('aria-label="I accept the Terms of Service and the Privacy Policy"')
+        with ui.element("span").classes("r-consent-text"):
+            ui.label("I accept the")
+            ui.link("Terms of Service", "/legal/terms", new_tab=True)
+            ui.label("and the")
+            ui.link("Privacy Policy", "/legal/privacy", new_tab=True)
+
+    async def submit(signed_in: auth.SignedIn) -> None:
+        banner.clear()
+        consent = accounts.Consent(age_confirmed=bool(adult.value), accepted_policies=bool(accepted.value))
+        try:
+            await run.io_bound(transact, accounts.record_consent, get_settings(), signed_in.user, consent)
+        except accounts.AccountError as exc:
+            banner.error(str(exc))
+            return
+        ui.navigate.to("/welcome")
+
+    ui.button("Continue", on_click=auth.action(submit)).props("unelevated no-caps").classes("w-full")
+
+
+def _check_inbox(banner: Banner, email: str) -> None:
+    ui.label(f"We sent a confirmation link to {email}. Follow it, then come back here.")
+
+    async def resend(_: auth.SignedIn) -> None:
+        try:
+            await run.io_bound(transact, accounts.resend_verification, get_settings(), email=email,
+                               ip=auth.client_ip())
+        except ratelimit.RateLimited as exc:
+            banner.error(str(exc))
+            return
+        auth.deliver_mail_soon()
+        banner.success("A new link is on its way.")
+
+    ui.button("Send the link again", on_click=auth.action(resend)).props("outline no-caps").classes("w-full")
+    ui.button("I have confirmed it", on_click=lambda: ui.navigate.to("/welcome")).props(
+        "unelevated no-caps").classes("w-full")

@@ -1,0 +1,56 @@
+"""Decoding images people upload: only real PNG, JPEG or WebP, within size limits, fully decoded, no metadata."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, ImageOps
+
+ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP"}
+
+
+class InvalidImage(ValueError):
+    """An upload that is not an acceptable image; the message is for the person who uploaded it."""
+
+
+def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """Decode an upload completely and return a metadata-free RGB(A) copy, oriented as the camera intended.
+
+    Refuses anything but PNG/JPEG/WebP, files over ``max_bytes``, images over ``max_pixels`` (checked from the
+    header before any pixel is decoded: the decompression-bomb guard) and files that do not decode to the end.
+    """
+    if not data:
+        raise InvalidImage("The file is empty.")
+    if len(data) > max_bytes:
+        raise InvalidImage(f"The file is larger than {max_bytes // (1024 * 1024)} MB.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS)) as probe:
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise InvalidImage(f"The image is too large ({width} x {height} pixels).")
+                probe.load()  # decodes every pixel: a truncated or corrupt file fails here
+                image = ImageOps.exif_transpose(probe)
+    except InvalidImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImage("The image is too large.") from None
+    except Image.UnidentifiedImageError:
+        raise InvalidImage("This is not a PNG, JPEG or WebP image.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise InvalidImage("The image is damaged or incomplete.") from None
+    # A fresh image holds pixels only: EXIF, GPS, ICC and text chunks stay behind.
+    mode = "RGBA" if image.mode in {"RGBA", "LA", "PA"} or "transparency" in image.info else "RGB"
+    clean = Image.new(mode, image.size)
+    clean.paste(image.convert(mode))
+    return clean
+
+
+def square_webp(image: Image.Image, size: int, *, quality: int = 85) -> bytes:
+    """Centre-crop to a square of ``size`` pixels and encode as WebP."""
+    fitted = ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS, reducing_gap=3.0)
+    buffer = io.BytesIO()
+    fitted.save(buffer, "WEBP", quality=quality, method=4)
+    return buffer.getvalue()

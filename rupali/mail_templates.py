@@ -1,0 +1,87 @@
+"""The texts of every e-mail Rupali sends, in plain text and HTML (every inserted value escaped)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str
+    text: str
+    html: str
+
+
+def _mail(subject: str, greeting: str, paragraphs: list[str], *, link: tuple[str, str] | None = None,
+          footer: str = "") -> Mail:
+    """Compose a mail from plain-text parts; the HTML version escapes every one of them."""
+    text_parts = [greeting, *paragraphs]
+    html_parts = [f"<p>{html.escape(greeting)}</p>", *(f"<p>{html.escape(p)}</p>" for p in paragraphs)]
+    if link:
+        label, url = link
+        text_parts.append(f"{label}: {url}")
+        html_parts.append(
+            f'<p><a href="{html.escape(url, quote=True)}" style="display:inline-block;padding:10px 18px;'
+            f'background:#6d28d9;color:#ffffff;border-radius:8px;text-decoration:none">{html.escape(label)}</a></p>'
+            f'<p style="color:#55555f;font-size:13px">Or paste this address into your browser: '
+            f"{html.escape(url)}</p>")
+    if footer:
+        text_parts.append(footer)
+        html_parts.append(f'<p style="color:#55555f;font-size:13px">{html.escape(footer)}</p>')
+    body = "".join(html_parts)
+    return Mail(subject, "\n\n".join(text_parts) + "\n",
+                f'<!doctype html><html><body style="font-family:system-ui,sans-serif;color:#17171c">{body}'
+                "</body></html>")
+
+
+_NOT_YOU = "If this was not you, you can ignore this message."
+
+
+def verify_email(name: str, link: str, hours: int) -> Mail:
+    return _mail("Confirm your e-mail address", f"Hi {name},",
+                 ["Welcome to Rupali. Please confirm your e-mail address to finish creating your account.",
+                  f"The link works once and expires in {hours} hours."],
+                 link=("Confirm my e-mail address", link), footer=_NOT_YOU)
+
+
+def signup_with_existing_address(name: str, signin_link: str, reset_link: str) -> Mail:
+    return _mail("Someone tried to create an account with your address", f"Hi {name},",
+                 ["Someone (maybe you) tried to create a Rupali account with this e-mail address, but you already "
+                  "have one. Sign in instead, or reset your password if you have forgotten it.",
+                  f"Reset your password: {reset_link}"],
+                 link=("Sign in", signin_link), footer=_NOT_YOU)
+
+
+def reset_password(name: str, link: str, minutes: int) -> Mail:
+    return _mail("Reset your password", f"Hi {name},",
+                 ["We received a request to reset your Rupali password.",
+                  f"The link works once and expires in {minutes} minutes. Resetting signs you out everywhere."],
+                 link=("Choose a new password", link), footer=_NOT_YOU)
+
+
+def password_changed(name: str, signin_link: str) -> Mail:
+    return _mail("Your password was changed", f"Hi {name},",
+                 ["The password of your Rupali account was just changed.",
+                  "If you did not do this, reset your password at once and review your sessions."],
+                 link=("Sign in", signin_link))
+
+
+def confirm_new_email(name: str, link: str, hours: int) -> Mail:
+    return _mail("Confirm your new e-mail address", f"Hi {name},",
+                 ["Please confirm that this is the new e-mail address for your Rupali account.",
+                  f"The link works once and expires in {hours} hours."],
+                 link=("Confirm the new address", link), footer=_NOT_YOU)
+
+
+def email_changed(name: str, new_email: str) -> Mail:
+    return _mail("Your e-mail address was changed", f"Hi {name},",
+                 [f"The e-mail address of your Rupali account was changed to {new_email}. Mail now goes there.",
+                  "If you did not do this, contact the operator of this service at once."])
+
+
+def new_device_signin(name: str, device: str, ip: str, when: str, sessions_link: str) -> Mail:
+    return _mail("New sign-in to your account", f"Hi {name},",
+                 [f"Your Rupali account was just signed in from a new device: {device}, IP address {ip}, at {when}.",
+                  "If this was you, there is nothing to do. If not, end that session and change your password."],
+                 link=("Review your sessions", sessions_link))

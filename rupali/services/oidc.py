@@ -1,0 +1,73 @@
+"""Turning a verified OpenID Connect identity into a Rupali account.
+
+Authlib has already checked state, nonce, PKCE and the ID token's signature, issuer, audience and expiry by the
+time these functions run (see :mod:`rupali.oidc_client`). Here the rules are about accounts: an identity already
+linked signs in; otherwise an account with the same address is linked only when the provider says the address
+is verified; otherwise a new account is created, which must still confirm age and accept the policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from rupali.clock import now
+from rupali.config import Settings
+from rupali.models import OidcIdentity, User
+from rupali.services import accounts, users
+
+
+@dataclass(frozen=True)
+class Identity:
+    provider: str  # the issuer
+    subject: str
+    email: str
+    email_verified: bool
+    name: str
+
+
+class OidcRefused(Exception):
+    """The identity cannot be used to sign in; the message says why in plain words."""
+
+
+def account_for(session: Session, settings: Settings, identity: Identity) -> User:
+    """The account this identity signs in to, linking or creating one as the rules allow."""
+    if not identity.subject:
+        raise OidcRefused("The sign-in provider did not say who you are.")
+    linked = session.exec(select(OidcIdentity).where(
+        OidcIdentity.provider == identity.provider, OidcIdentity.subject == identity.subject)).first()
+    if linked is not None:
+        user = session.get(User, linked.user_id)
+        if user is None or not user.is_active:
+            raise OidcRefused("This account is disabled.")
+        return user
+    try:
+        email = users.normalise_email(identity.email)
+    except users.InvalidAccount:
+        raise OidcRefused("The sign-in provider did not share a usable e-mail address.") from None
+    existing = users.by_email(session, email)
+    if existing is not None:
+        if not identity.email_verified:
+            raise OidcRefused("Your sign-in provider has not verified this e-mail address, so it cannot be linked "
+                              "to the existing account. Sign in with your password instead.")
+        if not existing.is_active:
+            raise OidcRefused("This account is disabled.")
+        _link(session, existing, identity, email)
+        existing.email_verified_at = existing.email_verified_at or now()
+        session.add(existing)
+        return existing
+    name = " ".join(identity.name.split())[:200] or email.partition("@")[0]
+    user = users.create(session, email=email, full_name=name, password=None)
+    if identity.email_verified:
+        user.email_verified_at = now()
+        session.add(user)
+    else:
+        accounts.resend_verification(session, settings, email=email, ip="")
+    _link(session, user, identity, email)
+    return user
+
+
+def _link(session: Session, user: User, identity: Identity, email: str) -> None:
+    session.add(OidcIdentity(user_id=user.id, provider=identity.provider, subject=identity.subject, email=email))
+    session.flush()

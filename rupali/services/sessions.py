@@ -1,0 +1,157 @@
+"""Server-side sign-in sessions: start, hand off to the browser, resolve, list and revoke.
+
+A sign-in form runs over NiceGUI's websocket and cannot set a cookie, so signing in creates a *pending* session
+with a one-time handoff code bound to the visitor's browser. ``/auth/complete`` exchanges the code for the
+session cookie (an HTTP response can set it) — a code sent to another browser is useless there.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+from user_agents import parse as parse_user_agent
+
+from rupali import mail_templates, tokens
+from rupali.clock import now
+from rupali.config import Settings
+from rupali.models import AuthSession, User
+from rupali.services import mail
+
+HANDOFF_LIFETIME = timedelta(seconds=60)
+TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen is written at most once a minute per session
+
+
+class InvalidHandoff(Exception):
+    """The handoff code is unknown, expired, used, or belongs to another browser."""
+
+
+class SessionNotFound(LookupError):
+    """No such session among the user's own."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A resolved, valid session and its user."""
+
+    user: User
+    session: AuthSession
+
+
+def start(session: Session, settings: Settings, user: User, *, method: str, ip: str, user_agent: str,
+          visitor_id: str) -> str:
+    """Create a pending session for ``user`` and return its handoff code; mails a notice for a new device."""
+    device = describe_device(user_agent)
+    created = now()
+    code = tokens.new_token()
+    known_device = session.exec(select(AuthSession.id).where(
+        AuthSession.user_id == user.id, AuthSession.device == device, col(AuthSession.token_hash).is_not(None),
+    ).limit(1)).first() is not None
+    first_sign_in = session.exec(select(AuthSession.id).where(
+        AuthSession.user_id == user.id, col(AuthSession.token_hash).is_not(None)).limit(1)).first() is None
+    session.add(AuthSession(
+        user_id=user.id, method=method, ip_address=ip[:64], user_agent=user_agent[:512], device=device,
+        handoff_hash=tokens.digest(code), handoff_visitor=visitor_id, handoff_expires_at=created + HANDOFF_LIFETIME,
+        created_at=created, last_seen_at=created, expires_at=created + timedelta(days=settings.session_absolute_days),
+    ))
+    if not known_device and not first_sign_in:
+        mail.enqueue(session, to=user.email, user_id=user.id, mail=mail_templates.new_device_signin(
+            user.full_name, device, ip or "unknown", f"{created:%Y-%m-%d %H:%M} UTC",
+            settings.public_url + "/account#sessions"))
+    session.flush()
+    return code
+
+
+def complete_handoff(session: Session, code: str, visitor_id: str) -> str:
+    """Exchange a handoff code for the session token the browser will keep in its cookie."""
+    if not code or len(code) > 200:
+        raise InvalidHandoff()
+    pending = session.exec(select(AuthSession).where(AuthSession.handoff_hash == tokens.digest(code))).first()
+    if (pending is None or pending.revoked_at is not None or pending.handoff_expires_at is None
+            or pending.handoff_expires_at <= now()
+            or not hmac.compare_digest((pending.handoff_visitor or "").encode(), visitor_id.encode())):
+        raise InvalidHandoff()
+    token = tokens.new_token()
+    pending.token_hash = tokens.digest(token)
+    pending.handoff_hash = pending.handoff_visitor = pending.handoff_expires_at = None
+    pending.last_seen_at = now()
+    session.add(pending)
+    session.flush()
+    return token
+
+
+def resolve(session: Session, settings: Settings, token: str | None) -> SignedIn | None:
+    """The valid session behind a cookie token, touched as used; ``None`` when signed out, revoked or expired."""
+    if not token or len(token) > 200:
+        return None
+    record = session.exec(select(AuthSession).where(AuthSession.token_hash == tokens.digest(token))).first()
+    return _valid(session, settings, record, touch=True)
+
+
+def by_id(session: Session, settings: Settings, session_id: uuid.UUID) -> SignedIn | None:
+    """Re-check a session an open page was built for (every action of an open page does this)."""
+    return _valid(session, settings, session.get(AuthSession, session_id), touch=True)
+
+
+def active_for(session: Session, settings: Settings, user: User) -> list[AuthSession]:
+    """The user's sessions that are still valid, most recently used first."""
+    records = session.exec(select(AuthSession).where(
+        AuthSession.user_id == user.id, col(AuthSession.token_hash).is_not(None), col(AuthSession.revoked_at).is_(None),
+        col(AuthSession.expires_at) > now(),
+    ).order_by(col(AuthSession.last_seen_at).desc())).all()
+    idle = timedelta(minutes=settings.session_idle_minutes)
+    return [record for record in records if now() - record.last_seen_at < idle]
+
+
+def revoke(session: Session, user: User, session_id: uuid.UUID) -> None:
+    """End one of the user's own sessions; another user's session id is simply not found."""
+    record = session.get(AuthSession, session_id)
+    if record is None or record.user_id != user.id:
+        raise SessionNotFound()
+    record.revoked_at = record.revoked_at or now()
+    session.add(record)
+
+
+def revoke_others(session: Session, user: User, keep_id: object) -> int:
+    """End every session of the user except ``keep_id``; returns how many ended."""
+    ended = 0
+    for record in session.exec(select(AuthSession).where(
+            AuthSession.user_id == user.id, col(AuthSession.revoked_at).is_(None))):
+        if record.id != keep_id:
+            record.revoked_at = now()
+            session.add(record)
+            ended += 1
+    return ended
+
+
+def revoke_all(session: Session, user: User) -> int:
+    return revoke_others(session, user, keep_id=None)
+
+
+def describe_device(user_agent: str) -> str:
+    """'Firefox 130 on Ubuntu' from a user agent string; 'Unknown device' when it says nothing useful."""
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent[:512])
+    browser = " ".join(part for part in (parsed.browser.family, parsed.browser.version_string.split(".")[0]) if part)
+    system = " ".join(part for part in (parsed.os.family, parsed.os.version_string) if part)
+    if browser == "Other" and system == "Other":
+        return "Unknown device"
+    return f"{browser} on {system}"[:120]
+
+
+def _valid(session: Session, settings: Settings, record: AuthSession | None, *, touch: bool) -> SignedIn | None:
+    moment = now()
+    if (record is None or record.token_hash is None or record.revoked_at is not None or record.expires_at <= moment
+            or moment - record.last_seen_at >= timedelta(minutes=settings.session_idle_minutes)):
+        return None
+    user = session.get(User, record.user_id)
+    if user is None or not user.is_active:
+        return None
+    if touch and moment - record.last_seen_at >= TOUCH_INTERVAL:
+        record.last_seen_at = moment
+        session.add(record)
+    return SignedIn(user, record)
