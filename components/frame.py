@@ -64,7 +64,7 @@ def _header(active: str | None, viewer: SignedIn | None) -> None:
         with ui.element("div").classes("r-account"):
             if viewer is None:
                 ui.link("Sign in", "/signin").classes("r-nav-link")
-                ui.button("Create account", on_click=lambda: ui.navigate.to("/signup")).props(
+                ui.button("Sign up", on_click=lambda: ui.navigate.to("/signup")).props(
                     "unelevated no-caps dense").classes("r-header-cta")
             else:
                 _account_menu(viewer)

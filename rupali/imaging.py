@@ -50,7 +50,7 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
 
 def square_webp(image: Image.Image, size: int, *, quality: int = 85) -> bytes:
     """Centre-crop to a square of ``size`` pixels and encode as WebP."""
-    fitted = ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS, reducing_gap=3.0)
+    fitted = ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     fitted.save(buffer, "WEBP", quality=quality, method=4)
     return buffer.getvalue()

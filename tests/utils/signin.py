@@ -24,7 +24,7 @@ async def sign_in(user: User, email: str, password: str = PASSWORD, *, next_path
     await wait_for_page(user, lambda path: path.startswith("/auth/complete"))
 
 
-async def wait_for_page(user: User, matches, timeout: float = 5.0) -> str:  # noqa: ANN001
+async def wait_for_page(user: User, matches, timeout: float = 5.0) -> str:
     """Wait until the simulated browser has finished opening a page whose path ``matches``."""
     for _ in range(int(timeout / 0.02)):
         if user.back_history and matches(user.back_history[-1]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ class Inbox:
 
     messages: list[EmailMessage] = field(default_factory=list)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802  (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
         return "250 Message accepted for delivery"
 
@@ -46,9 +47,13 @@ def link_in(message: EmailMessage, path: str) -> str:
 @contextmanager
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=0)
+    # aiosmtpd's controller cannot start on port 0 (it connects to its own port to check it is up).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield inbox, controller.server.sockets[0].getsockname()[1]
+        yield inbox, port
     finally:
         controller.stop()
