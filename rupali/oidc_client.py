@@ -21,6 +21,7 @@ from rupali.services.oidc import Identity, OidcRefused
 
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/auth/oidc/callback"
+STALE = "This sign-in link is stale or was opened in another browser. Please start again."
 
 
 class OidcClient:
@@ -54,8 +55,14 @@ class OidcClient:
     async def identity(self, request: Request) -> Identity:
         """Finish the flow from the provider's redirect and return the verified identity."""
         if error := request.query_params.get("error"):
-            description = request.query_params.get("error_description") or error
-            raise OidcRefused(f"{self._settings.oidc_name} did not sign you in: {description[:200]}")
+            # Only a redirect answering a sign-in this browser started may report an error, and only in our own
+            # words: a forged link must not be able to put its text on the sign-in page.
+            state_key = f"_state_provider_{request.query_params.get('state', '')}"
+            if request.session.pop(state_key, None) is None:
+                raise OidcRefused(STALE)
+            if error == "access_denied":
+                raise OidcRefused(f"Signing in with {self._settings.oidc_name} was cancelled.")
+            raise OidcRefused(f"{self._settings.oidc_name} did not sign you in. Please try again.")
         try:
             issuer = (await self._client.load_server_metadata())["issuer"]
             # Authlib checks the issuer but not the audience unless told: both are required here.
@@ -64,8 +71,7 @@ class OidcClient:
                 "aud": {"essential": True, "values": [self._settings.oidc_client_id]},
             })
         except MismatchingStateError:
-            raise OidcRefused("This sign-in link is stale or was opened in another browser. Please start again.") \
-                from None
+            raise OidcRefused(STALE) from None
         except OAuthError as exc:
             raise OidcRefused(f"{self._settings.oidc_name} refused the sign-in ({exc.error}).") from None
         except JoseError as exc:

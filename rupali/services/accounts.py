@@ -70,7 +70,7 @@ def sign_up(session: Session, settings: Settings, *, email: str, full_name: str,
         return
     user = users.create(session, email=email, full_name=full_name, password=password)
     record_consent(session, settings, user, consent)
-    _send_verification(session, settings, user)
+    send_verification(session, settings, user)
 
 
 def record_consent(session: Session, settings: Settings, user: User, consent: Consent) -> None:
@@ -91,7 +91,7 @@ def resend_verification(session: Session, settings: Settings, *, email: str, ip:
     ratelimit.record(session, settings, "resend", email=email, ip=ip, succeeded=True)
     user = users.by_email(session, email)
     if user is not None and user.email_verified_at is None:
-        _send_verification(session, settings, user)
+        send_verification(session, settings, user)
 
 
 def verify_email(session: Session, token: str) -> User:
@@ -246,7 +246,8 @@ def _set_password(session: Session, settings: Settings, user: User, password: st
                  mail=mail_templates.password_changed(user.full_name, _link(settings, "/signin")))
 
 
-def _send_verification(session: Session, settings: Settings, user: User) -> None:
+def send_verification(session: Session, settings: Settings, user: User) -> None:
+    """Mail a fresh single-use verification link (earlier links stop working)."""
     token = _issue(session, user, TokenPurpose.VERIFY_EMAIL, VERIFY_LIFETIME)
     mail.enqueue(session, to=user.email, user_id=user.id, mail=mail_templates.verify_email(
         user.full_name, _link(settings, f"/verify?token={token}"), int(VERIFY_LIFETIME.total_seconds() // 3600)))

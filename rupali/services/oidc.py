@@ -63,7 +63,8 @@ def account_for(session: Session, settings: Settings, identity: Identity) -> Use
         user.email_verified_at = now()
         session.add(user)
     else:
-        accounts.resend_verification(session, settings, email=email, ip="")
+        # The account is new, so this is its first link: no rate limit to run into.
+        accounts.send_verification(session, settings, user)
     _link(session, user, identity, email)
     return user
 

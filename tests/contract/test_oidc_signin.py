@@ -347,14 +347,14 @@ async def test_provider_error_is_refused_with_a_message(oidc_provider: LoopbackO
     callback_url = await authorize(oidc_provider, await start_login(user.http_client, oidc_provider))
     denied = with_query(callback_url, code=None, error="access_denied", error_description="The user said no")
     response = await open_callback(user.http_client, denied)
-    await assert_refused(user, response, f"{PROVIDER_NAME} did not sign you in")
+    await assert_refused(user, response, f"Signing in with {PROVIDER_NAME} was cancelled.")
     assert oidc_provider.token_requests == []
     assert accounts() == []
 
 
 async def test_error_text_of_a_forged_callback_is_not_shown(oidc_provider: LoopbackOIDCProvider, user: User):
-    """BUG: a callback with ``error`` is believed without any state check, so anyone can put their own sentence
-    on the sign-in page with a link (content spoofing): the state must match a login this browser started."""
+    """A forged link must not put its own sentence on the sign-in page: errors count only for a sign-in this
+    browser started, and are shown in our own words."""
     forged = "/auth/oidc/callback?" + urlencode({
         "error": "access_denied", "error_description": "Your account is locked. Call +1 555 0100 to unlock it"})
     response = await open_callback(user.http_client, forged)
@@ -379,8 +379,8 @@ async def test_provider_failing_during_the_callback_is_explained(oidc_provider: 
 
 async def test_recent_verification_mails_do_not_break_a_new_sign_in(oidc_provider: LoopbackOIDCProvider,
                                                                     user: User):
-    """BUG: the resend rate limit applies to the first verification mail of a new OIDC account, and its
-    RateLimited escapes the callback as a 500 (say the address had an account that was deleted last hour)."""
+    """The first verification mail of a new account is not subject to the resend limit, which an earlier holder
+    of the address may have used up (say their account was deleted last hour)."""
     with session_scope() as session:
         for _ in range(3):
             ratelimit.record(session, get_settings(), "resend", email="grace@example.com", ip="", succeeded=True)
