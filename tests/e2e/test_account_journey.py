@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +9,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -27,31 +25,6 @@ EMAIL = "priya.journey@example.com"
 PASSWORD = "correct horse battery staple"
 NAME = "Priya Sharma"
 NEW_NAME = "Priya Sharma-Rao"
-
-
-@pytest.fixture
-def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
-    """Like the shared ``inbox`` fixture, but on a concrete port.
-
-    ``tests.utils.smtp.smtp_server`` passes ``port=0`` to aiosmtpd's ``Controller``, whose start-up self-check
-    then connects to port 0 and is refused, so the shared fixture cannot start (aiosmtpd 1.4.6).
-    """
-    from rupali.config import reset_settings
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    received = Inbox()
-    controller = Controller(received, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        monkeypatch.setenv("RUPALI_SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("RUPALI_SMTP_PORT", str(port))
-        monkeypatch.setenv("RUPALI_SMTP_SECURITY", "none")
-        reset_settings()
-        yield received
-    finally:
-        controller.stop()
 
 
 def test_sign_up_verify_sign_in_rename_sign_out(inbox: Inbox, live_server: str, browser: WebDriver,
