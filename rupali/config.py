@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     mail_from: str = Field("Rupali <no-reply@rupali.localhost>", description="Sender of all mail")
     mail_poll_seconds: int = Field(15, ge=1, le=3600, description="How often the outbox is delivered")
 
+    # --- image generation -------------------------------------------------------------------------------------
+    offline_generator: bool = Field(True, description="Offer the built-in offline sketch generator (not AI)")
+    runware_api_key: SecretStr | None = Field(None, description="Runware API key; enables the Runware provider")
+    runware_url: str = Field("https://api.runware.ai/v1", description="Runware REST endpoint")
+    runware_models: str = Field(
+        "runware:100@1=FLUX.1 schnell,runware:101@1=FLUX.1 dev",
+        description="Runware models offered: comma-separated `AIR id=Label` pairs")
+    runware_timeout_seconds: int = Field(120, ge=5, le=900, description="How long one Runware request may take")
+    a1111_url: str | None = Field(None, description="AUTOMATIC1111 / Forge / SD.Next API base URL, e.g. "
+                                                    "`http://gpu-box:7860`")
+    a1111_username: str | None = Field(None, description="User name for the A1111 API (`--api-auth`)")
+    a1111_password: SecretStr | None = Field(None, description="Password for the A1111 API")
+    a1111_timeout_seconds: int = Field(600, ge=5, le=3600, description="How long one A1111 request may take")
+
     # --- third parties (each one, when configured, becomes a listed sub-processor) ------------------------
     umami_website_id: str | None = Field(None, description="Umami website id; with the script URL enables analytics")
     umami_script_url: str | None = Field(None, description="Umami tracker URL, e.g. `https://umami.example/script.js`")
@@ -127,7 +141,7 @@ class Settings(BaseSettings):
             raise ValueError(f"uses unsupported database {url.get_backend_name()!r} (use SQLite or PostgreSQL)")
         return value
 
-    @field_validator("public_url", "supervisory_authority_url", "oidc_metadata_url")
+    @field_validator("public_url", "supervisory_authority_url", "oidc_metadata_url", "runware_url", "a1111_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

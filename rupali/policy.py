@@ -100,6 +100,9 @@ def subprocessors(settings: Settings) -> list[SubProcessor]:
     if settings.oidc_enabled and "clerk" in (settings.oidc_metadata_url or "").lower():
         active.append(SubProcessor("Clerk", "Authentication", "USA", "SCCs + DPF",
                                    "E-mail address, name, sign-in events", "https://clerk.com"))
+    if settings.runware_api_key:
+        active.append(SubProcessor("Runware", "AI content generation", "UK", "SCCs",
+                                   "Prompts, generation parameters, uploaded images", "https://runware.ai"))
     if settings.hosting_provider == "railway":
         active.append(SubProcessor("Railway", "Application hosting", "USA", "SCCs",
                                    "All data stored by the service", "https://railway.com"))
