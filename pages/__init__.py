@@ -7,9 +7,11 @@ from pages import (
     coming_soon,
     home,
     legal,
+    media_routes,
     password,
     signin,
     signup,
+    studio,
     verify,
     welcome,
 )
@@ -17,5 +19,6 @@ from pages import (
 
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
-    for module in (home, legal, coming_soon, signin, signup, password, verify, welcome, account, admin, auth_routes):
+    for module in (home, legal, coming_soon, studio, signin, signup, password, verify, welcome, account, admin,
+                   auth_routes, media_routes):
         module.create()

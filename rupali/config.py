@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     a1111_password: SecretStr | None = Field(None, description="Password for the A1111 API")
     a1111_timeout_seconds: int = Field(600, ge=5, le=3600, description="How long one A1111 request may take")
 
+    generation_concurrency: int = Field(2, ge=1, le=32, description="Generations running at once, in total")
+    generation_per_user: int = Field(1, ge=1, le=8, description="Generations running at once for one person")
+    generation_queue_per_user: int = Field(8, ge=1, le=100, description="Generations one person may have waiting")
+    max_images_per_request: int = Field(4, ge=1, le=16, description="Most images one request may ask for")
+    prompt_blocklist: str = Field(
+        "", description="Comma-separated words or phrases refused in prompts (case-insensitive, whole words)")
+    nsfw_policy: Literal["allow", "blur", "block"] = Field(
+        "blur", description="Images scored at or above the threshold: `allow`, `blur` (click to reveal) or `block`")
+    nsfw_threshold: float = Field(0.8, ge=0.0, le=1.0, description="NSFW score (0–1) at which the policy applies")
+    upload_max_mb: int = Field(10, ge=1, le=50, description="Largest image-to-image upload, in MB")
+    upload_max_megapixels: int = Field(40, ge=1, le=200, description="Largest image-to-image upload, in megapixels")
+
     # --- third parties (each one, when configured, becomes a listed sub-processor) ------------------------
     umami_website_id: str | None = Field(None, description="Umami website id; with the script URL enables analytics")
     umami_script_url: str | None = Field(None, description="Umami tracker URL, e.g. `https://umami.example/script.js`")

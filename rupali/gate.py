@@ -7,6 +7,7 @@ everyone else, so they do not even reveal that they exist.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -17,13 +18,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rupali.config import get_settings
 from rupali.db import transact
-from rupali.services import sessions
+from rupali.models import User
+from rupali.services import api_keys, sessions
 
 AUTH_COOKIE = "rupali_auth"
 
 PUBLIC_PATHS = frozenset({
     "/", "/healthz", "/signin", "/signup", "/forgot", "/reset", "/verify",
     "/auth/complete", "/auth/signout", "/auth/oidc/login", "/auth/oidc/callback",
+    "/api/docs", "/api/openapi.json",
 })
 PUBLIC_PREFIXES = ("/legal/",)
 # NiceGUI's own machinery: scripts, styles, and the websocket of a page that was itself served through the gate.
@@ -45,6 +48,13 @@ def safe_next(target: str | None, default: str = "/studio") -> str:
     return target
 
 
+@dataclass(frozen=True)
+class ApiKeyAuth:
+    """A request authenticated by a personal API key (``Authorization: Bearer rk_…``)."""
+
+    user: User
+
+
 class AuthGate:
     """ASGI middleware resolving the session cookie into ``request.state.auth`` and enforcing the rules."""
 
@@ -57,7 +67,14 @@ class AuthGate:
             return
         connection = HTTPConnection(scope)
         token = connection.cookies.get(AUTH_COOKIE)
-        auth = await run_in_threadpool(transact, sessions.resolve, get_settings(), token) if token else None
+        bearer = connection.headers.get("authorization", "")
+        if scope["path"].startswith(API_PREFIX) and bearer.lower().startswith("bearer "):
+            user = await run_in_threadpool(transact, api_keys.resolve, bearer[7:].strip())
+            auth = ApiKeyAuth(user) if user is not None else None
+        elif token:
+            auth = await run_in_threadpool(transact, sessions.resolve, get_settings(), token)
+        else:
+            auth = None
         scope.setdefault("state", {})["auth"] = auth
         response = _refusal(scope["path"], scope.get("query_string", b""), auth)
         if response is None:

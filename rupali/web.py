@@ -15,11 +15,12 @@ from nicegui import app, run, ui
 import components
 import pages
 from components import theme
-from rupali import jobs, migrate
+from rupali import api, jobs, migrate, runtime
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
 from rupali.db import get_engine, session_scope
 from rupali.gate import AuthGate
 from rupali.policy import RetentionKey, retention_rules
+from rupali.runtime import Runtime
 from rupali.scheduler import JobScheduler
 from rupali.services import health
 from rupali.services import legal as legal_service
@@ -47,6 +48,12 @@ def build(settings: Settings) -> JobScheduler:
     scheduler = JobScheduler(settings)
     app.on_startup(scheduler.start)
     app.on_shutdown(scheduler.shutdown)
+
+    services = Runtime.build(settings)
+    runtime.install(services)
+    app.on_startup(services.start)
+    app.on_shutdown(services.stop)
+    app.mount("/api", api.build())
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

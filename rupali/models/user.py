@@ -49,6 +49,8 @@ class User(UserBase, table=True):
     age_confirmed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     password_changed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     avatar_key: str | None = Field(default=None, max_length=200)
+    # Downloads carry the A1111 "parameters" text unless the person asks for files without their prompt.
+    strip_metadata: bool = False
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
 

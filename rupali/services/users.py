@@ -78,3 +78,16 @@ def avatar_key(session: Session, user_id: object) -> str | None:
     """The storage key of a user's profile picture, if any."""
     user = session.get(User, user_id)
     return user.avatar_key if user is not None else None
+
+
+def strips_metadata(session: Session, user_id: object) -> bool:
+    """Whether the person's downloads leave out the prompt and parameters."""
+    user = session.get(User, user_id)
+    return bool(user and user.strip_metadata)
+
+
+def set_strip_metadata(session: Session, user: User, strip: bool) -> User:
+    user.strip_metadata = strip
+    user.updated_at = now()
+    session.add(user)
+    return user

@@ -1,0 +1,192 @@
+"""The REST API under ``/api/v1``, authenticated by personal API keys (or the browser's session).
+
+OpenAPI lives at ``/api/docs``. A person only ever reaches their own generations and images: anything else is
+a 404, exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from rupali import image_files, runtime
+from rupali.db import transact
+from rupali.models import Generation, Image, User
+from rupali.providers.base import ProviderError
+from rupali.services import generation as generations
+
+
+class GenerationIn(BaseModel):
+    prompt: str = Field(description="What to draw, 1–2000 characters")
+    model: str = Field(description="A model key from GET /api/v1/models, e.g. `offline:sketch-v1`")
+    width: int = 1024
+    height: int = 1024
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance: float | None = None
+    count: int = Field(1, description="Number of images (1–4)")
+    seed: int | None = Field(None, description="Leave out for a random seed; the seed used is always returned")
+    scheduler: str | None = None
+
+
+class ImageOut(BaseModel):
+    id: uuid.UUID
+    seed: int
+    width: int
+    height: int
+    nsfw: bool
+    nsfw_score: float
+    favourite: bool
+    url: str
+    thumbnail_url: str
+
+
+class GenerationOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    error: str
+    prompt: str
+    negative_prompt: str
+    provider: str
+    model: str
+    model_version: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    count: int
+    seed: int
+    created_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+    images: list[ImageOut]
+
+
+class ModelOut(BaseModel):
+    key: str
+    label: str
+    provider: str
+    is_ai: bool
+    sizes: list[tuple[int, int]]
+    max_images: int
+    img2img: bool
+
+
+def build() -> FastAPI:
+    """The API application, mounted at ``/api`` by the web wiring."""
+    api = FastAPI(title="Rupali API", version="1", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+                  description="Generate images and read your own results. Authenticate with "
+                              "`Authorization: Bearer rk_…` (create keys on your account page).")
+    api.include_router(_router(), prefix="/v1")
+    return api
+
+
+def _router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/models", response_model=list[ModelOut], summary="Models you can generate with")
+    async def models() -> list[ModelOut]:
+        return [ModelOut(key=choice.key, label=choice.info.label, provider=choice.provider, is_ai=choice.info.is_ai,
+                         sizes=list(choice.info.sizes), max_images=choice.info.max_images, img2img=choice.info.img2img)
+                for choice in await runtime.current().providers.catalogue()]
+
+    @router.post("/generations", status_code=202, response_model=GenerationOut, summary="Start a generation",
+                 responses={422: {"description": "The request cannot be accepted; `detail` says why"}})
+    async def create_generation(request: Request, body: GenerationIn) -> GenerationOut | JSONResponse:
+        user = _user(request)
+        current = runtime.current()
+        try:
+            choice = await current.providers.find(body.model)
+            form = generations.GenerationForm(**body.model_dump())
+            generation = await run_in_threadpool(transact, generations.submit, current.settings, user, choice, form,
+                                                 current.credits)
+        except generations.InvalidGeneration as exc:
+            return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+        except ProviderError as exc:
+            return JSONResponse({"detail": exc.user_message, "field": "model"}, status_code=422)
+        if generation.status == "queued":
+            current.queue.submit(generation.id, user.id)
+        return _out(generation, [])
+
+    @router.get("/generations", response_model=list[GenerationOut], summary="Your recent generations")
+    async def list_generations(request: Request,
+                               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[GenerationOut]:
+        user = _user(request)
+        recent = await run_in_threadpool(transact, generations.recent, user.id, limit)
+        images = await run_in_threadpool(transact, generations.images_of, [g.id for g in recent])
+        return [_out(generation, images[generation.id]) for generation in recent]
+
+    @router.get("/generations/{generation_id}", response_model=GenerationOut, summary="A generation and its images",
+                responses={404: {"description": "Not found"}})
+    async def read_generation(request: Request, generation_id: str) -> GenerationOut | Response:
+        found = await _generation(_user(request), generation_id)
+        if found is None:
+            return image_files.NOT_FOUND
+        return found
+
+    @router.post("/generations/{generation_id}/cancel", response_model=GenerationOut, summary="Cancel a generation",
+                 responses={404: {"description": "Not found"}})
+    async def cancel_generation(request: Request, generation_id: str) -> GenerationOut | Response:
+        user = _user(request)
+        parsed = _uuid(generation_id)
+        if parsed is None:
+            return image_files.NOT_FOUND
+        try:
+            await runtime.current().queue.cancel(user.id, parsed)
+        except generations.GenerationNotFound:
+            return image_files.NOT_FOUND
+        return await _generation(user, generation_id) or image_files.NOT_FOUND
+
+    @router.get("/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
+                response_class=Response, responses={404: {"description": "Not found"}})
+    async def image(request: Request, image_id: str) -> Response:
+        return await image_files.original(runtime.current().storage, _user(request), image_id)
+
+    @router.get("/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
+                responses={404: {"description": "Not found"}})
+    async def image_thumbnail(request: Request, image_id: str) -> Response:
+        return await image_files.thumbnail(runtime.current().storage, _user(request), image_id)
+
+    return router
+
+
+def _user(request: Request) -> User:
+    return request.state.auth.user  # the gate admits only authenticated requests to /api/v1
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def _generation(user: User, generation_id: str) -> GenerationOut | None:
+    parsed = _uuid(generation_id)
+    if parsed is None:
+        return None
+    try:
+        generation = await run_in_threadpool(transact, generations.for_user, user.id, parsed)
+    except generations.GenerationNotFound:
+        return None
+    images = await run_in_threadpool(transact, generations.images_of, [generation.id])
+    return _out(generation, images[generation.id])
+
+
+def _out(generation: Generation, images: list[Image]) -> GenerationOut:
+    return GenerationOut(
+        id=generation.id, status=generation.status, error=generation.error, prompt=generation.prompt,
+        negative_prompt=generation.negative_prompt, provider=generation.provider, model=generation.model,
+        model_version=generation.model_version, width=generation.width, height=generation.height,
+        steps=generation.steps, guidance=generation.guidance, count=generation.count, seed=generation.seed,
+        created_at=generation.created_at, finished_at=generation.finished_at, duration_ms=generation.duration_ms,
+        images=[ImageOut(id=image.id, seed=image.seed, width=image.width, height=image.height, nsfw=image.nsfw,
+                         nsfw_score=round(image.nsfw_score, 4), favourite=image.favourite,
+                         url=f"/api/v1/images/{image.id}", thumbnail_url=f"/api/v1/images/{image.id}/thumbnail")
+                for image in images])

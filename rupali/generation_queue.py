@@ -1,0 +1,232 @@
+"""Running generations in the server process: fair between people, limited per person and in total.
+
+Waiting jobs sit in one queue per person, and the dispatcher takes from those queues in turn (round-robin), so
+one person's burst cannot starve everyone else. A person can cancel their own queued or running job. After a
+restart, jobs that were running are failed with a clear reason and queued ones are resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from rupali import media, nsfw
+from rupali.config import Settings
+from rupali.db import transact
+from rupali.models import Generation, GenerationStatus
+from rupali.providers import ImageProviders
+from rupali.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from rupali.services import generation as generations
+from rupali.services import uploads
+from rupali.services.credits import CreditHook
+from rupali.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+UNEXPECTED = "Something went wrong while making these images. Nothing was charged; please try again."
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the studio shows about a job that has not finished yet."""
+
+    status: GenerationStatus
+    position: int | None = None  # jobs that will start before this one (queued jobs)
+    progress: float | None = None  # fraction done, when the provider reports progress
+    elapsed: float | None = None  # seconds since it started running
+
+
+class GenerationQueue:
+    """The job runner. Start it on the server's event loop; all database work happens in worker threads."""
+
+    def __init__(self, settings: Settings, providers: ImageProviders, storage: LocalStorage,
+                 scorer: nsfw.NsfwScorer, credits: CreditHook) -> None:
+        self._settings = settings
+        self._providers = providers
+        self._storage = storage
+        self._scorer = scorer
+        self._credits = credits
+        self._waiting: dict[uuid.UUID, deque[uuid.UUID]] = {}
+        self._turns: deque[uuid.UUID] = deque()  # people with waiting jobs, in the order they get the next slot
+        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._running_per_user: Counter[uuid.UUID] = Counter()
+        self._owner: dict[uuid.UUID, uuid.UUID] = {}
+        self._progress: dict[uuid.UUID, float] = {}
+        self._started: dict[uuid.UUID, float] = {}
+        self._wakeup = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Resolve what a restart interrupted, then begin dispatching."""
+        for generation_id, user_id in await asyncio.to_thread(
+                transact, generations.recover_after_restart, self._credits):
+            self.submit(generation_id, user_id)
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="generation-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop dispatching and cancel running jobs (they are failed with the restart message next start)."""
+        tasks = [task for task in (self._dispatcher, *self._running.values()) if task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def submit(self, generation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Queue a generation that is recorded as queued in the database."""
+        self._owner[generation_id] = user_id
+        if user_id not in self._waiting:
+            self._waiting[user_id] = deque()
+        if not self._waiting[user_id] and user_id not in self._turns:
+            self._turns.append(user_id)
+        self._waiting[user_id].append(generation_id)
+        self._wakeup.set()
+
+    async def cancel(self, user_id: uuid.UUID, generation_id: uuid.UUID) -> None:
+        """Cancel one of the person's own jobs (raises ``GenerationNotFound`` for anyone else's)."""
+        await asyncio.to_thread(transact, generations.cancel, user_id, generation_id, self._credits)
+        waiting = self._waiting.get(user_id)
+        if waiting is not None and generation_id in waiting:
+            waiting.remove(generation_id)
+        if (task := self._running.get(generation_id)) is not None:
+            task.cancel()
+
+    def state(self, generation_id: uuid.UUID) -> JobState | None:
+        """The live state of an unfinished job, or None once it has finished (read it from the database)."""
+        if generation_id in self._running:
+            started = self._started.get(generation_id)
+            return JobState(GenerationStatus.RUNNING, progress=self._progress.get(generation_id),
+                            elapsed=time.monotonic() - started if started else None)
+        position = self._positions().get(generation_id)
+        return JobState(GenerationStatus.QUEUED, position=position) if position is not None else None
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    # --- dispatching ---------------------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while len(self._running) < self._settings.generation_concurrency and (picked := self._next()):
+                generation_id, user_id = picked
+                self._running_per_user[user_id] += 1
+                self._running[generation_id] = asyncio.create_task(self._run(generation_id, user_id),
+                                                                   name=f"generation-{generation_id}")
+
+    def _next(self) -> tuple[uuid.UUID, uuid.UUID] | None:
+        """The next job in turn: each person with waiting work gets one start before anyone gets a second."""
+        for _ in range(len(self._turns)):
+            user_id = self._turns.popleft()
+            waiting = self._waiting.get(user_id)
+            if not waiting:
+                continue
+            if self._running_per_user[user_id] >= self._settings.generation_per_user:
+                self._turns.append(user_id)  # their turn comes again when one of their jobs ends
+                continue
+            generation_id = waiting.popleft()
+            if waiting:
+                self._turns.append(user_id)
+            return generation_id, user_id
+        return None
+
+    def _positions(self) -> dict[uuid.UUID, int]:
+        """Where every waiting job stands, simulating the round-robin the dispatcher will follow."""
+        queues = {user: list(jobs) for user, jobs in self._waiting.items() if jobs}
+        order = [user for user in self._turns if user in queues]
+        positions: dict[uuid.UUID, int] = {}
+        place = 0
+        while order:
+            for user in list(order):
+                positions[queues[user].pop(0)] = place
+                place += 1
+                if not queues[user]:
+                    order.remove(user)
+        return positions
+
+    async def _run(self, generation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        try:
+            await self._execute(generation_id)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(
+                transact, generations.fail, generation_id, "Cancelled. Nothing was charged.", self._credits,
+                status=GenerationStatus.CANCELLED))
+        except ProviderError as exc:
+            log.warning("generation %s failed: %s", generation_id, exc)
+            status = GenerationStatus.BLOCKED if exc.kind == "content_blocked" else GenerationStatus.FAILED
+            await asyncio.to_thread(transact, generations.fail, generation_id, exc.user_message, self._credits,
+                                    status=status)
+        except Exception:
+            log.exception("generation %s failed unexpectedly", generation_id)
+            await asyncio.to_thread(transact, generations.fail, generation_id, UNEXPECTED, self._credits)
+        finally:
+            self._running.pop(generation_id, None)
+            self._progress.pop(generation_id, None)
+            self._started.pop(generation_id, None)
+            self._owner.pop(generation_id, None)
+            self._running_per_user[user_id] -= 1
+            if self._waiting.get(user_id) and user_id not in self._turns:
+                self._turns.append(user_id)
+            self._wakeup.set()
+
+    async def _execute(self, generation_id: uuid.UUID) -> None:
+        generation = await asyncio.to_thread(transact, generations.start, generation_id)
+        if generation is None:
+            return  # cancelled while it waited
+        self._started[generation_id] = time.monotonic()
+        request = await asyncio.to_thread(self._request_for, generation)
+        provider = self._providers.get(generation.provider)
+
+        def report(fraction: float) -> None:
+            self._progress[generation_id] = max(0.0, min(1.0, fraction))
+
+        result = await provider.generate(request, progress=report)
+        stored, withheld = await asyncio.to_thread(self._store, generation, result.images)
+        try:
+            await asyncio.to_thread(transact, generations.complete, self._settings, generation_id, result, stored,
+                                    withheld, self._credits)
+        except BaseException:
+            await asyncio.to_thread(self._discard, stored)  # no row points at them: do not leave orphans
+            raise
+
+    def _request_for(self, generation: Generation) -> GenerationRequest:
+        source = None
+        if generation.upload_id is not None:
+            source = transact(uploads.source_bytes, self._storage, generation.upload_id)
+            if source is None:
+                raise ProviderError("The source image is no longer available. Please upload it again.")
+        return GenerationRequest(
+            prompt=generation.prompt, negative_prompt=generation.negative_prompt, model=generation.model,
+            width=generation.width, height=generation.height, steps=generation.steps, guidance=generation.guidance,
+            count=generation.count, seed=generation.seed, scheduler=generation.scheduler, source_image=source,
+            strength=generation.strength if generation.strength is not None else 0.8)
+
+    def _store(self, generation: Generation, images: list[GeneratedImage]
+               ) -> tuple[list[generations.StoredImage], int]:
+        """Score every image in one batch, then store the ones the policy lets through, with thumbnails."""
+        scores = self._scorer.scores([image.data for image in images])
+        stored, withheld = [], 0
+        folder = f"{generation.user_id.hex}/{generation.id.hex}"
+        for image, score in zip(images, scores, strict=True):
+            verdict = nsfw.judge(self._settings, score, image.provider_nsfw)
+            if verdict.withheld:
+                withheld += 1
+                continue
+            image_id = uuid.uuid4()
+            original_key = f"images/{folder}/{image_id.hex}.{image.format.lower()}"
+            thumbnail_key = f"thumbnails/{folder}/{image_id.hex}.webp"
+            self._storage.put(original_key, image.data)
+            self._storage.put(thumbnail_key, media.thumbnail(image.data))
+            stored.append(generations.StoredImage(image_id, image, verdict, original_key, thumbnail_key))
+        return stored, withheld
+
+    def _discard(self, stored: list[generations.StoredImage]) -> None:
+        for item in stored:
+            self._storage.delete(item.original_key)
+            self._storage.delete(item.thumbnail_key)

@@ -1,0 +1,83 @@
+"""Image files: thumbnails, and the A1111 ``parameters`` text chunk on downloaded PNGs.
+
+Thumbnails use Pillow's fast paths: ``draft`` lets the JPEG decoder skip work at reduced scale and ``reduce``
+shrinks by an integer factor in one cheap pass before the final filtered resize.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image as PILImage
+
+from rupali.models import Generation, Image
+
+THUMBNAIL_SIZE = 384
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that can carry text or camera data; the pixels never live in these.
+_METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"tIME"}
+
+
+def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
+    """A WebP no larger than ``size`` on its longest side, without metadata."""
+    with PILImage.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (size, size))
+        factor = max(1, min(image.width, image.height) // (size * 2))
+        working = image.reduce(factor) if factor > 1 else image.copy()
+    working.thumbnail((size, size), PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+    if working.mode not in {"RGB", "RGBA"}:
+        working = working.convert("RGBA" if "A" in working.getbands() else "RGB")
+    buffer = io.BytesIO()
+    working.save(buffer, "WEBP", quality=80, method=2)
+    return buffer.getvalue()
+
+
+def infotext(generation: Generation, image: Image) -> str:
+    """The AUTOMATIC1111 "infotext" the ecosystem's tools read (PNG Info, Civitai, image viewers)."""
+    lines = [generation.prompt]
+    if generation.negative_prompt:
+        lines.append(f"Negative prompt: {generation.negative_prompt}")
+    fields = [("Steps", str(generation.steps))]
+    if generation.scheduler:
+        fields.append(("Sampler", generation.scheduler))
+    fields += [("CFG scale", f"{generation.guidance:g}"), ("Seed", str(image.seed)),
+               ("Size", f"{image.width}x{image.height}"), ("Model", generation.model_label or generation.model)]
+    if generation.model_version:
+        fields.append(("Model hash", generation.model_version))
+    if generation.strength is not None:
+        fields.append(("Denoising strength", f"{generation.strength:g}"))
+    lines.append(", ".join(f"{key}: {_value(value)}" for key, value in fields))
+    return "\n".join(lines)
+
+
+def png_with_parameters(data: bytes, parameters: str | None) -> bytes:
+    """The PNG with every text/EXIF chunk removed and, unless ``parameters`` is None, a ``parameters`` chunk.
+
+    Works on the chunk stream, so the pixels are never decoded or re-encoded.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    out = [_PNG_SIGNATURE]
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        end = position + 12 + length
+        if kind == b"IEND" and parameters is not None:
+            out.append(_chunk(b"iTXt", b"parameters\0\0\0\0\0" + parameters.encode("utf-8")))
+        if kind not in _METADATA_CHUNKS:
+            out.append(data[position:end])
+        position = end
+        if kind == b"IEND":
+            break
+    return b"".join(out)
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _value(value: str) -> str:
+    # A1111 quotes values that contain the separators of its own format.
+    return f'"{value}"' if ("," in value or ":" in value) and not value.startswith('"') else value

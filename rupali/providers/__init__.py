@@ -1,0 +1,83 @@
+"""Every image backend, built in one place from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from rupali.config import Settings
+from rupali.providers.base import ModelInfo, Provider, ProviderError, ProviderUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the studio offers it: ``key`` is ``provider:model``."""
+
+    provider: str
+    provider_label: str
+    info: ModelInfo
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}:{self.info.id}"
+
+
+class ImageProviders:
+    """The enabled providers and their models; a provider that cannot list its models is left out for now."""
+
+    def __init__(self, providers: list[Provider]) -> None:
+        self._providers = {provider.name: provider for provider in providers}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageProviders:
+        providers: list[Provider] = []
+        if settings.offline_generator:
+            from rupali.providers.offline import OfflineGenerator
+
+            providers.append(OfflineGenerator())
+        if settings.runware_api_key:
+            from rupali.providers.runware import RunwareProvider
+
+            providers.append(RunwareProvider(settings))
+        if settings.a1111_url:
+            from rupali.providers.a1111 import A1111Provider
+
+            providers.append(A1111Provider(settings))
+        return cls(providers)
+
+    def get(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise ProviderUnavailable("This image service is not enabled on this installation.") from None
+
+    async def catalogue(self) -> list[ModelChoice]:
+        """Every model on offer, AI models first, the offline sketch generator last."""
+        results = await asyncio.gather(*(provider.models() for provider in self._providers.values()),
+                                       return_exceptions=True)
+        choices = []
+        for provider, models in zip(self._providers.values(), results, strict=True):
+            if isinstance(models, BaseException):
+                if not isinstance(models, ProviderError):
+                    log.error("listing models of %s failed", provider.name, exc_info=models)
+                else:
+                    log.warning("%s is unavailable: %s", provider.name, models)
+                continue
+            choices += [ModelChoice(provider.name, provider.label, info) for info in models]
+        return sorted(choices, key=lambda choice: not choice.info.is_ai)
+
+    async def find(self, key: str) -> ModelChoice:
+        """The model behind a ``provider:model`` key."""
+        provider_name, _, model_id = key.partition(":")
+        provider = self.get(provider_name)
+        for info in await provider.models():
+            if info.id == model_id:
+                return ModelChoice(provider.name, provider.label, info)
+        raise ProviderUnavailable("This model is no longer offered. Please pick another one.")
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()

@@ -1,0 +1,53 @@
+"""The running application's stateful services, built in one place: providers, storage, scorer, queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rupali.config import Settings
+from rupali.generation_queue import GenerationQueue
+from rupali.nsfw import NsfwScorer
+from rupali.providers import ImageProviders
+from rupali.services.credits import CreditHook, FreeGeneration
+from rupali.storage import LocalStorage
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    providers: ImageProviders
+    storage: LocalStorage
+    scorer: NsfwScorer
+    credits: CreditHook
+    queue: GenerationQueue
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        providers = ImageProviders.from_settings(settings)
+        storage = LocalStorage.from_settings(settings)
+        scorer = NsfwScorer()
+        credits = FreeGeneration()
+        queue = GenerationQueue(settings, providers, storage, scorer, credits)
+        return cls(settings, providers, storage, scorer, credits, queue)
+
+    async def start(self) -> None:
+        await self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.providers.aclose()
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    """Make ``runtime`` the one pages and routes use (called by the web wiring at start-up)."""
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("the web app has not been built")
+    return _current

@@ -1,0 +1,281 @@
+"""Generations in the database: validation, submission, outcomes, cancellation, recovery after a restart.
+
+The running of jobs lives in :mod:`rupali.generation_queue`; everything here is a plain function on a session.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from sqlmodel import Session, col, func, select
+
+from rupali.clock import now
+from rupali.config import Settings
+from rupali.models import Generation, GenerationStatus, Image, Upload, User
+from rupali.nsfw import Verdict
+from rupali.providers import ModelChoice
+from rupali.providers.base import GeneratedImage, GenerationResult
+from rupali.services.credits import CreditHook
+
+PROMPT_MAX = 2000
+SEED_MAX = 2**32 - 1
+RESTART_MESSAGE = "The server restarted while these images were being made. Nothing was charged; please try again."
+
+
+@dataclass(frozen=True)
+class GenerationForm:
+    """What the studio or the API asks for, before validation (``seed`` None means random)."""
+
+    prompt: str
+    model: str  # "provider:model"
+    width: int
+    height: int
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance: float | None = None
+    count: int = 1
+    seed: int | None = None
+    scheduler: str | None = None
+    upload_id: uuid.UUID | None = None
+    strength: float | None = None
+
+
+class InvalidGeneration(ValueError):
+    """A request that cannot be accepted; ``field`` names the input, the message says what to change."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class GenerationNotFound(LookupError):
+    """No such generation or image among the person's own (another person's ids are simply not found)."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image after scoring, ready to be recorded: its files are already in storage."""
+
+    image_id: uuid.UUID
+    source: GeneratedImage
+    verdict: Verdict
+    original_key: str
+    thumbnail_key: str
+
+
+# --- validation ----------------------------------------------------------------------------------------------------
+
+def validate(settings: Settings, choice: ModelChoice, form: GenerationForm) -> GenerationForm:
+    """Check every field against the model's capabilities; returns the form with defaults and the seed filled."""
+    info = choice.info
+    prompt = form.prompt.strip()
+    negative = form.negative_prompt.strip()
+    if not prompt:
+        raise InvalidGeneration("Describe the image you want in the prompt.", "prompt")
+    if len(prompt) > PROMPT_MAX:
+        raise InvalidGeneration(f"The prompt is {len(prompt)} characters long; the limit is {PROMPT_MAX}.", "prompt")
+    if len(negative) > PROMPT_MAX:
+        raise InvalidGeneration(f"The negative prompt is {len(negative)} characters long; the limit is "
+                                f"{PROMPT_MAX}.", "negative_prompt")
+    if negative and not info.negative_prompt:
+        raise InvalidGeneration(f"{info.label} does not use a negative prompt.", "negative_prompt")
+    size = (form.width, form.height)
+    if size not in info.sizes and not info.size_rule.allows(*size):
+        raise InvalidGeneration(f"{form.width}x{form.height} is not a size {info.label} can make: use "
+                                f"{info.size_rule.describe()}.", "size")
+    steps = info.default_steps if form.steps is None else form.steps
+    if not 1 <= steps <= info.max_steps:
+        raise InvalidGeneration(f"Steps must be between 1 and {info.max_steps}.", "steps")
+    guidance = info.default_guidance if form.guidance is None else form.guidance
+    if not 0 <= guidance <= info.max_guidance:
+        raise InvalidGeneration(f"Guidance must be between 0 and {info.max_guidance:g}.", "guidance")
+    most = min(info.max_images, settings.max_images_per_request)
+    if not 1 <= form.count <= most:
+        raise InvalidGeneration(f"Ask for between 1 and {most} images.", "count")
+    seed = secrets.randbelow(SEED_MAX + 1) if form.seed is None else form.seed
+    if not 0 <= seed <= SEED_MAX:
+        raise InvalidGeneration(f"The seed must be a whole number between 0 and {SEED_MAX}.", "seed")
+    if form.scheduler and info.schedulers and form.scheduler not in info.schedulers:
+        raise InvalidGeneration(f"{info.label} has no scheduler called {form.scheduler!r}.", "scheduler")
+    strength = None
+    if form.upload_id is not None:
+        if not info.img2img:
+            raise InvalidGeneration(f"{info.label} cannot start from an image.", "source")
+        strength = 0.8 if form.strength is None else form.strength
+        if not 0 <= strength <= 1:
+            raise InvalidGeneration("Strength must be between 0 and 1.", "strength")
+    return replace(form, prompt=prompt, negative_prompt=negative, steps=steps, guidance=guidance, seed=seed,
+                   strength=strength, scheduler=form.scheduler or None)
+
+
+def blocked_term(settings: Settings, text: str) -> str | None:
+    """The first operator-blocked word or phrase found in ``text`` (whole words, any case)."""
+    for term in (part.strip() for part in settings.prompt_blocklist.split(",")):
+        if term and re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, flags=re.IGNORECASE):
+            return term
+    return None
+
+
+# --- lifecycle -----------------------------------------------------------------------------------------------------
+
+def submit(session: Session, settings: Settings, user: User, choice: ModelChoice, form: GenerationForm,
+           credits: CreditHook) -> Generation:
+    """Record a request. A blocked prompt is recorded as blocked (it costs nothing); otherwise it is queued."""
+    form = validate(settings, choice, form)
+    waiting = session.exec(select(func.count()).select_from(Generation).where(
+        Generation.user_id == user.id,
+        col(Generation.status).in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]))).one()
+    if waiting >= settings.generation_queue_per_user:
+        raise InvalidGeneration(f"You already have {waiting} generations waiting. Let them finish first.")
+    if form.upload_id is not None:
+        upload = session.get(Upload, form.upload_id)
+        if upload is None or upload.user_id != user.id:
+            raise InvalidGeneration("That source image is no longer available. Please upload it again.", "source")
+    generation = Generation(
+        user_id=user.id, provider=choice.provider, model=choice.info.id, model_label=choice.info.label,
+        model_version=choice.info.version, prompt=form.prompt, negative_prompt=form.negative_prompt,
+        width=form.width, height=form.height, steps=form.steps or 0, guidance=form.guidance or 0.0,
+        count=form.count, seed=form.seed or 0, scheduler=form.scheduler, upload_id=form.upload_id,
+        strength=form.strength, created_at=now())
+    term = blocked_term(settings, form.prompt)
+    if term is not None:
+        generation.status, generation.finished_at = GenerationStatus.BLOCKED, now()
+        generation.error = f"This prompt contains “{term}”, which this service does not allow. Nothing was charged."
+        session.add(generation)
+        session.flush()
+        return generation
+    session.add(generation)
+    session.flush()
+    credits.reserve(session, user, generation)
+    session.add(generation)
+    return generation
+
+
+def start(session: Session, generation_id: uuid.UUID) -> Generation | None:
+    """Mark a queued generation running; ``None`` when it is no longer queued (cancelled meanwhile)."""
+    generation = session.get(Generation, generation_id)
+    if generation is None or generation.status != GenerationStatus.QUEUED:
+        return None
+    generation.status, generation.started_at = GenerationStatus.RUNNING, now()
+    session.add(generation)
+    return generation
+
+
+def complete(session: Session, settings: Settings, generation_id: uuid.UUID, result: GenerationResult,
+             stored: list[StoredImage], withheld: int, credits: CreditHook) -> Generation:
+    """Record the images; a generation whose every image was withheld by the NSFW policy ends as blocked."""
+    generation = session.get(Generation, generation_id)
+    assert generation is not None
+    moment = now()
+    expires = moment + timedelta(days=settings.content_expiry_days) if settings.content_expiry_days else None
+    for position, item in enumerate(stored):
+        session.add(Image(
+            id=item.image_id, user_id=generation.user_id, generation_id=generation.id, position=position,
+            seed=item.source.seed, width=item.source.width, height=item.source.height, format=item.source.format,
+            bytes=len(item.source.data), original_key=item.original_key, thumbnail_key=item.thumbnail_key,
+            nsfw_score=item.verdict.score, provider_nsfw=item.source.provider_nsfw, nsfw=item.verdict.flagged,
+            created_at=moment, expires_at=expires))
+    generation.model_version = result.model_version or generation.model_version
+    generation.provider_cost = result.cost
+    generation.finished_at = moment
+    generation.duration_ms = _duration_ms(generation)
+    if stored:
+        generation.status = GenerationStatus.SUCCEEDED
+        if withheld:
+            generation.error = f"{withheld} of the images were withheld by the content filter."
+        credits.settle(session, generation, delivered=len(stored))
+    else:
+        generation.status = GenerationStatus.BLOCKED
+        generation.error = "The content filter withheld every image. Nothing was charged."
+        credits.release(session, generation)
+    session.add(generation)
+    return generation
+
+
+def fail(session: Session, generation_id: uuid.UUID, message: str, credits: CreditHook, *,
+         status: GenerationStatus = GenerationStatus.FAILED) -> Generation | None:
+    """End a generation without images (failed, blocked by the provider, or cancelled); credits go back."""
+    generation = session.get(Generation, generation_id)
+    if generation is None or generation.finished:
+        return generation
+    generation.status, generation.error, generation.finished_at = status, message[:500], now()
+    generation.duration_ms = _duration_ms(generation)
+    credits.release(session, generation)
+    session.add(generation)
+    return generation
+
+
+def cancel(session: Session, user_id: uuid.UUID, generation_id: uuid.UUID, credits: CreditHook) -> Generation:
+    """Cancel one of the person's own queued or running generations."""
+    generation = for_user(session, user_id, generation_id)
+    if generation.finished:
+        return generation
+    fail(session, generation.id, "Cancelled. Nothing was charged.", credits, status=GenerationStatus.CANCELLED)
+    return generation
+
+
+def recover_after_restart(session: Session, credits: CreditHook) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Resolve what a restart interrupted: running jobs fail (nothing charged), queued ones are resumed.
+
+    Returns ``(generation_id, user_id)`` of the queued generations, oldest first, for the queue to pick up.
+    """
+    for generation in session.exec(select(Generation).where(Generation.status == GenerationStatus.RUNNING)):
+        fail(session, generation.id, RESTART_MESSAGE, credits)
+    queued = session.exec(select(Generation).where(Generation.status == GenerationStatus.QUEUED)
+                          .order_by(col(Generation.created_at))).all()
+    return [(generation.id, generation.user_id) for generation in queued]
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+
+def for_user(session: Session, user_id: uuid.UUID, generation_id: uuid.UUID) -> Generation:
+    generation = session.get(Generation, generation_id)
+    if generation is None or generation.user_id != user_id:
+        raise GenerationNotFound()
+    return generation
+
+
+def recent(session: Session, user_id: uuid.UUID, limit: int = 20) -> list[Generation]:
+    return list(session.exec(select(Generation).where(Generation.user_id == user_id)
+                             .order_by(col(Generation.created_at).desc()).limit(limit)).all())
+
+
+def images_of(session: Session, generation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Image]]:
+    """Each generation's images in their order (one query for all of them)."""
+    found: dict[uuid.UUID, list[Image]] = {generation_id: [] for generation_id in generation_ids}
+    if generation_ids:
+        for image in session.exec(select(Image).where(col(Image.generation_id).in_(generation_ids))
+                                  .order_by(col(Image.generation_id), col(Image.position))):
+            found[image.generation_id].append(image)
+    return found
+
+
+def image_for_user(session: Session, user: User, image_id: uuid.UUID) -> tuple[Image, Generation]:
+    """One of the person's images with its generation (admins may open anyone's)."""
+    image = session.get(Image, image_id)
+    if image is None or (image.user_id != user.id and not user.is_admin):
+        raise GenerationNotFound()
+    if image.expires_at is not None and image.expires_at <= now():
+        raise GenerationNotFound()
+    generation = session.get(Generation, image.generation_id)
+    assert generation is not None
+    return image, generation
+
+
+def set_favourite(session: Session, user: User, image_id: uuid.UUID, favourite: bool) -> Image:
+    image = session.get(Image, image_id)
+    if image is None or image.user_id != user.id:
+        raise GenerationNotFound()
+    image.favourite = favourite
+    session.add(image)
+    return image
+
+
+def _duration_ms(generation: Generation) -> int | None:
+    if generation.started_at is None or generation.finished_at is None:
+        return None
+    return int((generation.finished_at - generation.started_at).total_seconds() * 1000)
