@@ -15,7 +15,7 @@ from rupali.config import get_settings
 from rupali.db import transact
 from rupali.imaging import InvalidImage
 from rupali.models import AuthSession, User
-from rupali.services import accounts, profile, sessions, users
+from rupali.services import accounts, api_keys, profile, sessions, users
 from rupali.services.sessions import SignedIn
 from rupali.storage import LocalStorage
 
@@ -31,6 +31,8 @@ def create() -> None:
                 _profile_section(viewer.user)
                 _email_section(viewer.user)
                 _password_section(viewer.user)
+                _privacy_section(viewer.user)
+                await _api_keys_section(viewer)
                 await _sessions_section(viewer)
 
 
@@ -150,6 +152,75 @@ def _password_section(user: User) -> None:
             banner.success("Your password was changed. Your other sessions were signed out.")
 
         ui.button("Change password", on_click=auth.action(change)).props("outline no-caps")
+
+
+def _privacy_section(user: User) -> None:
+    with _section("Image files", "files"):
+        ui.label("PNG downloads carry your prompt and settings in the file (the AUTOMATIC1111 “parameters” text), "
+                 "so other tools can read them. Turn this off if the prompt should not travel with the file."
+                 ).classes("r-muted")
+
+        async def toggle(signed_in: SignedIn, event: events.ValueChangeEventArguments) -> None:
+            await run.io_bound(transact, users.set_strip_metadata, signed_in.user, not event.value)
+            ui.notify("Downloads include the prompt." if event.value else "Downloads leave out the prompt.")
+
+        ui.switch("Include prompt and settings in downloaded PNGs", value=not user.strip_metadata,
+                  on_change=auth.action(toggle))
+
+
+async def _api_keys_section(viewer: SignedIn) -> None:
+    with _section("API keys", "api-keys"):
+        ui.markdown("Use the REST API with `Authorization: Bearer <key>`. The documentation is at "
+                    "[/api/docs](/api/docs). A key is shown once, when you create it.").classes("r-muted")
+        banner = Banner()
+        listing = ui.column().classes("w-full gap-1")
+        name = text_input("Name of the new key", max_length=api_keys.NAME_MAX)
+
+        async def revoke(signed_in: SignedIn, key_id: uuid.UUID) -> None:
+            try:
+                await run.io_bound(transact, api_keys.revoke, signed_in.user.id, key_id)
+            except api_keys.InvalidApiKey as exc:
+                banner.error(str(exc))
+            await refresh()
+
+        guarded_revoke = auth.action(revoke)
+
+        async def refresh() -> None:
+            keys = await run.io_bound(transact, api_keys.active, viewer.user.id)
+            listing.clear()
+            with listing:
+                if not keys:
+                    ui.label("No keys yet.").classes("r-muted")
+                for key in keys:
+                    with ui.row().classes("r-session items-center justify-between w-full"):
+                        with ui.column().classes("gap-0"):
+                            ui.label(key.name).classes("r-session-device")
+                            used = f"last used {key.last_used_at:%b %-d, %Y}" if key.last_used_at else "never used"
+                            ui.label(f"{key.prefix}… · created {key.created_at:%b %-d, %Y} · {used}").classes(
+                                "r-muted text-sm")
+                        ui.button("Revoke", on_click=lambda key_id=key.id: guarded_revoke(key_id)).props(
+                            f'flat no-caps aria-label="Revoke {key.name}"')
+
+        async def create_key(signed_in: SignedIn) -> None:
+            banner.clear()
+            try:
+                _, secret = await run.io_bound(transact, api_keys.create, signed_in.user, name.value or "")
+            except api_keys.InvalidApiKey as exc:
+                banner.error(str(exc))
+                return
+            name.value = ""
+            with ui.dialog() as dialog, ui.card().classes("r-key-dialog"):
+                heading("Your new API key", 2)
+                ui.label("Copy it now: it will not be shown again.")
+                ui.input(value=secret).props('readonly outlined aria-label="API key"').classes("w-full r-mono")
+                with ui.row().classes("gap-2"):
+                    ui.button("Copy", on_click=lambda: ui.clipboard.write(secret)).props("unelevated no-caps")
+                    ui.button("Done", on_click=dialog.close).props("flat no-caps")
+            dialog.open()
+            await refresh()
+
+        await refresh()
+        ui.button("Create key", on_click=auth.action(create_key)).props("outline no-caps")
 
 
 async def _sessions_section(viewer: SignedIn) -> None:

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -83,20 +83,20 @@ def build() -> FastAPI:
     api = FastAPI(title="Rupali API", version="1", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
                   description="Generate images and read your own results. Authenticate with "
                               "`Authorization: Bearer rk_…` (create keys on your account page).")
-    api.include_router(_router(), prefix="/v1")
+    _register(api)
     return api
 
 
-def _router() -> APIRouter:
-    router = APIRouter()
+def _register(router: FastAPI) -> None:
+    # Routes are declared on the app itself (not an included router) so the route-walk test can see each one.
 
-    @router.get("/models", response_model=list[ModelOut], summary="Models you can generate with")
+    @router.get("/v1/models", response_model=list[ModelOut], summary="Models you can generate with")
     async def models() -> list[ModelOut]:
         return [ModelOut(key=choice.key, label=choice.info.label, provider=choice.provider, is_ai=choice.info.is_ai,
                          sizes=list(choice.info.sizes), max_images=choice.info.max_images, img2img=choice.info.img2img)
                 for choice in await runtime.current().providers.catalogue()]
 
-    @router.post("/generations", status_code=202, response_model=GenerationOut, summary="Start a generation",
+    @router.post("/v1/generations", status_code=202, response_model=GenerationOut, summary="Start a generation",
                  responses={422: {"description": "The request cannot be accepted; `detail` says why"}})
     async def create_generation(request: Request, body: GenerationIn) -> GenerationOut | JSONResponse:
         user = _user(request)
@@ -114,7 +114,7 @@ def _router() -> APIRouter:
             current.queue.submit(generation.id, user.id)
         return _out(generation, [])
 
-    @router.get("/generations", response_model=list[GenerationOut], summary="Your recent generations")
+    @router.get("/v1/generations", response_model=list[GenerationOut], summary="Your recent generations")
     async def list_generations(request: Request,
                                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[GenerationOut]:
         user = _user(request)
@@ -122,7 +122,7 @@ def _router() -> APIRouter:
         images = await run_in_threadpool(transact, generations.images_of, [g.id for g in recent])
         return [_out(generation, images[generation.id]) for generation in recent]
 
-    @router.get("/generations/{generation_id}", response_model=GenerationOut, summary="A generation and its images",
+    @router.get("/v1/generations/{generation_id}", response_model=GenerationOut, summary="A generation and its images",
                 responses={404: {"description": "Not found"}})
     async def read_generation(request: Request, generation_id: str) -> GenerationOut | Response:
         found = await _generation(_user(request), generation_id)
@@ -130,7 +130,7 @@ def _router() -> APIRouter:
             return image_files.NOT_FOUND
         return found
 
-    @router.post("/generations/{generation_id}/cancel", response_model=GenerationOut, summary="Cancel a generation",
+    @router.post("/v1/generations/{generation_id}/cancel", response_model=GenerationOut, summary="Cancel a generation",
                  responses={404: {"description": "Not found"}})
     async def cancel_generation(request: Request, generation_id: str) -> GenerationOut | Response:
         user = _user(request)
@@ -143,17 +143,15 @@ def _router() -> APIRouter:
             return image_files.NOT_FOUND
         return await _generation(user, generation_id) or image_files.NOT_FOUND
 
-    @router.get("/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
+    @router.get("/v1/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
                 response_class=Response, responses={404: {"description": "Not found"}})
     async def image(request: Request, image_id: str) -> Response:
         return await image_files.original(runtime.current().storage, _user(request), image_id)
 
-    @router.get("/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
+    @router.get("/v1/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
                 responses={404: {"description": "Not found"}})
     async def image_thumbnail(request: Request, image_id: str) -> Response:
         return await image_files.thumbnail(runtime.current().storage, _user(request), image_id)
-
-    return router
 
 
 def _user(request: Request) -> User:

@@ -55,7 +55,7 @@ MODEL = ModelInfo(
 )
 
 _WORK_SIDE = 512  # shapes are drawn with at most this many pixels per side, then scaled up: soft edges, fast
-_PNG_COMPRESS_LEVEL = 1  # grain barely compresses: level 6 takes 4x the time for files ~12% smaller
+_PNG_COMPRESS_LEVEL = 1  # grain compresses poorly: level 6 takes ~3x the time (1024², ~45 → 120 ms) for -25%
 _SOURCE_FORMATS = ["PNG", "JPEG", "WEBP"]
 
 RGB = tuple[int, int, int]
@@ -559,6 +559,7 @@ def _portrait(canvas: _Canvas, plan: _Plan, rng: random.Random) -> None:
     cx, cy = 0.5 + rng.uniform(-0.06, 0.06), rng.uniform(0.4, 0.46)
     tilt = rng.uniform(-0.015, 0.015)
     canvas.glow.ellipse(canvas.box(cx, cy, 0.3), fill=_scale(plan.steer((255, 230, 190)), 0.35))
+    canvas.bloom()  # the halo goes behind the figure, not over the face
     canvas.draw.ellipse(canvas.box(cx, cy + 0.02, 0.19, 0.23), fill=_alpha(hair, 255))  # hair behind the face
     canvas.draw.ellipse(canvas.box(cx, 1.02, 0.36, 0.2 + 0.1 * canvas.w / canvas.h), fill=_alpha(cloth, 255))
     canvas.draw.rectangle(canvas.box(cx, cy + 0.2, 0.05, 0.08), fill=_alpha(_scale(skin, 0.85), 255))

@@ -18,20 +18,23 @@ DUMMY = "00000000-0000-4000-8000-000000000000"
 
 
 def _routes() -> dict[str, set[str]]:
-    """Every HTTP route the app serves, with its methods (NiceGUI's own static machinery excluded)."""
+    """Every HTTP route the app serves, mounted sub-apps included, with its methods (NiceGUI's machinery excluded)."""
     found: dict[str, set[str]] = {}
-    for route in app.routes:
-        if isinstance(route, Mount) or not isinstance(route, Route) or route.path.startswith(STATIC_PREFIXES):
-            continue
-        if route.path.startswith("/_nicegui"):
-            continue
-        found.setdefault(route.path, set()).update(route.methods or {"GET"})
+
+    def walk(routes: list, prefix: str = "") -> None:  # noqa: ANN001
+        for route in routes:
+            if isinstance(route, Mount) and route.routes:
+                walk(route.routes, prefix + route.path)
+            elif isinstance(route, Route) and not (prefix + route.path).startswith(STATIC_PREFIXES + ("/_nicegui",)):
+                found.setdefault(prefix + route.path, set()).update(route.methods or {"GET"})
+
+    walk(app.routes)
     return found
 
 
 async def test_every_route_is_either_allow_listed_or_refuses_anonymous_visitors(user: User):
     routes = _routes()
-    assert "/account" in routes and "/healthz" in routes  # the app really is built
+    assert {"/account", "/healthz", "/api/v1/generations"} <= set(routes)  # the app, API included, is built
     assert set(routes) >= PUBLIC_PATHS, f"allow-listed but not served: {PUBLIC_PATHS - set(routes)}"
     for path, methods in sorted(routes.items()):
         concrete = re.sub(r"\{[^}]+\}", DUMMY, path)
