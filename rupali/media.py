@@ -64,10 +64,11 @@ def png_with_parameters(data: bytes, parameters: str | None) -> bytes:
     while position + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[position:position + 8])
         end = position + 12 + length
-        if kind == b"IEND" and parameters is not None:
-            out.append(_chunk(b"iTXt", b"parameters\0\0\0\0\0" + parameters.encode("utf-8")))
         if kind not in _METADATA_CHUNKS:
             out.append(data[position:end])
+        if kind == b"IHDR" and parameters is not None:
+            # Right after the header, where A1111 writes it: readers that stop at the pixels still find it.
+            out.append(_chunk(b"iTXt", b"parameters\0\0\0\0\0" + parameters.encode("utf-8")))
         position = end
         if kind == b"IEND":
             break

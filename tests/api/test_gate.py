@@ -21,7 +21,7 @@ def _routes() -> dict[str, set[str]]:
     """Every HTTP route the app serves, mounted sub-apps included, with its methods (NiceGUI's machinery excluded)."""
     found: dict[str, set[str]] = {}
 
-    def walk(routes: list, prefix: str = "") -> None:  # noqa: ANN001
+    def walk(routes: list, prefix: str = "") -> None:
         for route in routes:
             if isinstance(route, Mount) and route.routes:
                 walk(route.routes, prefix + route.path)

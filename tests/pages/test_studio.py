@@ -1,0 +1,78 @@
+"""The studio page, driven like a browser: generate, watch, reuse, and the limits of what one person can see."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nicegui import ui
+from nicegui.testing import User
+from sqlmodel import select
+
+from rupali.db import session_scope
+from rupali.models import Generation, GenerationStatus, Image
+from tests.utils.factories import make_user
+from tests.utils.signin import sign_in
+
+
+async def _generate(user: User, prompt: str) -> None:
+    await user.open("/studio")
+    user.find(kind=ui.textarea, content="Prompt").type(prompt)
+    user.find(kind=ui.button, content="Generate").click()
+
+
+async def _wait_for_generation(status: GenerationStatus = GenerationStatus.SUCCEEDED) -> Generation:
+    for _ in range(400):
+        with session_scope() as session:
+            generation = session.exec(select(Generation)).first()
+            if generation is not None and generation.finished:
+                assert generation.status == status, generation.error
+                return generation
+        await asyncio.sleep(0.05)
+    raise AssertionError("no generation finished")
+
+
+async def test_generate_in_the_studio_and_see_the_images(user: User):
+    await sign_in(user, make_user().email)
+    await _generate(user, "a teal lighthouse in the fog")
+    generation = await _wait_for_generation()
+    with session_scope() as session:
+        image = session.exec(select(Image)).one()
+    for _ in range(100):
+        sources = [element.source for element in user.find(ui.image).elements]
+        if f"/media/thumbnails/{image.id}" in sources:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"thumbnail never shown: {sources}")
+    await user.should_see(f"seed {generation.seed}", retries=50)
+    assert (await user.http_client.get(f"/media/images/{image.id}")).status_code == 200
+
+
+async def test_the_studio_labels_the_offline_generator_as_not_ai(user: User):
+    await sign_in(user, make_user().email)
+    await user.open("/studio")
+    await user.should_see("Draws procedural sketches on this server. It is not AI and sends nothing anywhere.")
+    await user.should_see("Cost: free")
+
+
+async def test_a_hostile_prompt_gets_a_message_and_nothing_is_stored(user: User):
+    await sign_in(user, make_user().email)
+    await _generate(user, "x" * 5000)
+    await user.should_see("The prompt is 5000 characters long; the limit is 2000.", retries=50)
+    with session_scope() as session:
+        assert session.exec(select(Generation)).all() == []
+
+
+async def test_another_persons_images_and_parameters_stay_theirs(user: User):
+    owner = make_user(email="owner@example.com")
+    await sign_in(user, owner.email)
+    await _generate(user, "my secret prompt about a violet castle")
+    generation = await _wait_for_generation()
+    with session_scope() as session:
+        image = session.exec(select(Image)).one()
+    await user.open("/auth/signout")
+    await sign_in(user, make_user(email="other@example.com").email)
+    for path in (f"/media/images/{image.id}", f"/media/thumbnails/{image.id}", f"/media/uploads/{image.id}"):
+        assert (await user.http_client.get(path)).status_code == 404, path
+    await user.open(f"/studio?use={generation.id}")
+    await user.should_not_see("my secret prompt about a violet castle")
