@@ -25,7 +25,7 @@ def _routes() -> dict[str, set[str]]:
         for route in routes:
             if isinstance(route, Mount) and route.routes:
                 walk(route.routes, prefix + route.path)
-            elif isinstance(route, Route) and not (prefix + route.path).startswith(STATIC_PREFIXES + ("/_nicegui",)):
+            elif isinstance(route, Route) and not (prefix + route.path).startswith((*STATIC_PREFIXES, "/_nicegui")):
                 found.setdefault(prefix + route.path, set()).update(route.methods or {"GET"})
 
     walk(app.routes)
