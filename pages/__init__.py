@@ -5,6 +5,8 @@ from pages import (
     admin,
     auth_routes,
     coming_soon,
+    gallery,
+    history,
     home,
     legal,
     media_routes,
@@ -19,6 +21,6 @@ from pages import (
 
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
-    for module in (home, legal, coming_soon, studio, signin, signup, password, verify, welcome, account, admin,
-                   auth_routes, media_routes):
+    for module in (home, legal, coming_soon, studio, gallery, history, signin, signup, password, verify, welcome,
+                   account, admin, auth_routes, media_routes):
         module.create()

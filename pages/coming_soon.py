@@ -8,7 +8,6 @@ from components.frame import frame
 from components.text import heading
 
 PLACEHOLDERS = {
-    "/gallery": ("Gallery", "photo_library", "Your private gallery of everything you generate will live here."),
     "/billing": ("Billing", "credit_card", "Credits, receipts and invoices will be managed here."),
     "/privacy": ("Privacy center", "shield", "Download your data, manage e-mails and delete your account here."),
 }

@@ -117,8 +117,8 @@ class Studio:
                 heading("Recent", 2)
                 self.recent_area = ui.column().classes("w-full gap-4")
                 with self.recent_area:
-                    if not recent:
-                        ui.label("Nothing yet. Your images will appear here.").classes("r-muted")
+                    self.empty_note = ui.label("Nothing yet. Your images will appear here.").classes(
+                        "r-muted") if not recent else None
                     for generation in recent:
                         self._generation_card(generation, images.get(generation.id, []))
         ui.timer(0.5, self._refresh_jobs)
@@ -312,8 +312,15 @@ class Studio:
         with self.jobs_area:
             card = ui.element("div").classes("r-job")
         card.move(self.jobs_area, target_index=0)
-        self.jobs[generation.id] = card
-        self._paint_job(card, generation, [])
+        if self.empty_note is not None:
+            self.empty_note.delete()
+            self.empty_note = None
+        live = current.queue.state(generation.id)
+        if live is not None:
+            self.jobs[generation.id] = card
+            self._paint_live(card, generation.id, live)  # at once, not at the next refresh tick
+        else:
+            self._paint_job(card, generation, [])  # blocked before it was queued
 
     async def _refresh_jobs(self) -> None:
         queue = runtime.current().queue

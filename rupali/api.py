@@ -145,8 +145,9 @@ def _register(router: FastAPI) -> None:
 
     @router.get("/v1/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
                 response_class=Response, responses={404: {"description": "Not found"}})
-    async def image(request: Request, image_id: str) -> Response:
-        return await image_files.original(runtime.current().storage, _user(request), image_id)
+    async def image(request: Request, image_id: str, parameters: bool | None = None) -> Response:
+        return await image_files.original(runtime.current().storage, _user(request), image_id,
+                                          request.headers.get("range"), parameters=parameters)
 
     @router.get("/v1/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
                 responses={404: {"description": "Not found"}})

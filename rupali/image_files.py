@@ -6,6 +6,7 @@ expired images are all plain 404s, with no hint which it was.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from starlette.concurrency import run_in_threadpool
@@ -13,33 +14,47 @@ from starlette.responses import FileResponse, Response
 
 from rupali import media
 from rupali.db import transact
-from rupali.models import User
+from rupali.models import Generation, Image, User
 from rupali.services import generation as generations
 from rupali.services import users
 from rupali.storage import InvalidKey, LocalStorage
 
 NOT_FOUND = Response("Not Found", status_code=404, media_type="text/plain")
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
-async def original(storage: LocalStorage, user: User, image_id: str) -> Response:
-    """The original file as a download; PNGs carry the A1111 ``parameters`` text unless the owner opted out."""
+async def original(storage: LocalStorage, user: User, image_id: str, range_header: str | None = None, *,
+                   parameters: bool | None = None) -> Response:
+    """The original file as a download. PNGs carry the A1111 ``parameters`` text when ``parameters`` says so, or,
+    when it is None, unless the owner opted out."""
     found = await _find(user, image_id)
     if found is None:
         return NOT_FOUND
     image, generation = found
+    strip = not parameters if parameters is not None else \
+        await run_in_threadpool(transact, users.strips_metadata, image.user_id)
     try:
-        data = await run_in_threadpool(storage.read, image.original_key)
+        data = await run_in_threadpool(prepared_original, storage, image, generation, strip)
     except (OSError, InvalidKey):
         return NOT_FOUND
-    if image.format == "PNG":
-        owner_strips = await run_in_threadpool(transact, users.strips_metadata, image.user_id)
-        data = media.png_with_parameters(data, None if owner_strips else media.infotext(generation, image))
-    extension = {"JPEG": "jpg"}.get(image.format, image.format.lower())
-    return Response(data, media_type=MEDIA_TYPES.get(image.format, "application/octet-stream"), headers={
-        "Content-Disposition": f'attachment; filename="rupali-{image.seed}-{image.id.hex[:8]}.{extension}"',
+    return ranged(data, range_header, MEDIA_TYPES.get(image.format, "application/octet-stream"), {
+        "Content-Disposition": f'attachment; filename="{download_name(image)}"',
         "Cache-Control": "private, no-store",
     })
+
+
+def download_name(image: Image) -> str:
+    extension = {"JPEG": "jpg"}.get(image.format, image.format.lower())
+    return f"rupali-{image.seed}-{image.id.hex[:8]}.{extension}"
+
+
+def prepared_original(storage: LocalStorage, image: Image, generation: Generation, strip: bool) -> bytes:
+    """The original as downloads give it: PNGs with (or, when ``strip``, without) their parameters text."""
+    data = storage.read(image.original_key)
+    if image.format == "PNG":
+        data = media.png_with_parameters(data, None if strip else media.infotext(generation, image))
+    return data
 
 
 async def thumbnail(storage: LocalStorage, user: User, image_id: str) -> Response:
@@ -66,3 +81,21 @@ async def _find(user: User, image_id: str) -> tuple | None:
         return await run_in_threadpool(transact, generations.image_for_user, user, parsed)
     except generations.GenerationNotFound:
         return None
+
+
+def ranged(data: bytes, range_header: str | None, media_type: str, headers: dict[str, str]) -> Response:
+    """``data`` as a whole, or the single byte range a client asked for (resumable downloads, media players)."""
+    headers = {**headers, "Accept-Ranges": "bytes"}
+    match = _RANGE.fullmatch(range_header.strip()) if range_header else None
+    if match is None:
+        return Response(data, media_type=media_type, headers=headers)
+    size = len(data)
+    first, last = match.group(1), match.group(2)
+    if first == "":  # "bytes=-500": the last 500 bytes
+        start, end = max(0, size - int(last or 0)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    return Response(data[start:end + 1], status_code=206, media_type=media_type,
+                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}"})

@@ -11,6 +11,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Search structures made by hand in migration 0004 (an FTS5 table on SQLite, a GIN index on PostgreSQL): they
+# cannot be expressed in the models, so autogenerate must not see them as strays to drop.
+SEARCH_OBJECTS = ("generation_fts", "ix_generation_search")
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic hook: compare everything except the hand-made search structures."""
+    return not (name or "").startswith(SEARCH_OBJECTS)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -10,6 +10,7 @@ from rupali.nsfw import NsfwScorer
 from rupali.providers import ImageProviders
 from rupali.services.credits import CreditHook, FreeGeneration
 from rupali.storage import LocalStorage
+from rupali.zips import DownloadTickets
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Runtime:
     scorer: NsfwScorer
     credits: CreditHook
     queue: GenerationQueue
+    downloads: DownloadTickets
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -28,7 +30,7 @@ class Runtime:
         scorer = NsfwScorer()
         credits = FreeGeneration()
         queue = GenerationQueue(settings, providers, storage, scorer, credits)
-        return cls(settings, providers, storage, scorer, credits, queue)
+        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets())
 
     async def start(self) -> None:
         await self.queue.start()

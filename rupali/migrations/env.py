@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import rupali.models  # noqa: F401  (fills SQLModel.metadata)
+from rupali.migrate import include_name
 
 config = context.config
 engine = config.attributes["engine"]
@@ -14,6 +15,7 @@ with engine.connect() as connection:
         target_metadata=SQLModel.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite can only ALTER through table copies
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -27,7 +27,8 @@ def test_migrations_are_at_head_and_match_the_models():
     engine = get_engine()
     assert migrate.current_revision(engine) == migrate.head_revision(engine)
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        context = MigrationContext.configure(connection, opts={"include_name": migrate.include_name})
+        differences = compare_metadata(context, SQLModel.metadata)
     assert differences == []
 
 

@@ -1,0 +1,404 @@
+"""The gallery: the person's images, searchable and filterable, loading more as they scroll; detail and bulk actions."""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+
+from nicegui import run, ui
+
+from components import auth
+from components.forms import Banner
+from components.frame import frame
+from components.text import heading
+from rupali import runtime
+from rupali.clock import now
+from rupali.db import transact
+from rupali.models import Generation, Image
+from rupali.services import gallery
+from rupali.services.sessions import SignedIn
+
+
+@dataclass
+class Filters:
+    search: str = ""
+    favourites: bool = False
+    model: str = ""
+    since: str = ""
+    until: str = ""
+    show_nsfw: bool = True
+    expiring_soon: bool = False
+    order: str = "newest"
+    selecting: bool = False
+    selected: set[uuid.UUID] = field(default_factory=set)
+
+    def query(self) -> gallery.GalleryQuery:
+        return gallery.GalleryQuery(
+            search=self.search.strip(), favourites=self.favourites, model=self.model or None,
+            since=_date(self.since), until=_date(self.until), show_nsfw=self.show_nsfw,
+            expiring_soon=self.expiring_soon, oldest_first=self.order == "oldest")
+
+
+def create() -> None:
+    @ui.page("/gallery")
+    async def gallery_page(image: str = "") -> None:
+        viewer = auth.viewer()
+        assert viewer is not None  # gated
+        models = await run.io_bound(transact, gallery.models_used, viewer.user.id)
+        async with frame("Gallery", active="/gallery"):
+            view = GalleryView(viewer, models)
+            await view.build()
+            if image:
+                await view.open_detail(image)
+
+
+class GalleryView:
+    """One gallery page view: toolbar, grid, selection, and the detail dialog."""
+
+    def __init__(self, viewer: SignedIn, models: list[tuple[str, str]]) -> None:
+        self.viewer = viewer
+        self.models = models
+        self.filters = Filters()
+        self.cursor: str | None = None
+        self.loading = False
+        self.tiles: dict[uuid.UUID, ui.element] = {}
+
+    async def build(self) -> None:
+        with ui.row().classes("w-full items-center justify-between"):
+            heading("Gallery")
+            ui.link("History", "/history").classes("r-nav-link")
+        self.banner = Banner()
+        self._toolbar()
+        self._bulk_bar()
+        self.grid = ui.element("div").classes("r-grid r-gallery-grid").props('role="list" aria-label="Your images"')
+        self.empty = ui.column().classes("r-empty w-full")
+        self.empty.set_visibility(False)
+        self.more = ui.button("Load more", on_click=self.load_more).props("flat no-caps").classes("self-center")
+        self.sentinel = ui.element("div").classes("r-sentinel")
+        # Loading more as the person scrolls: an IntersectionObserver on the sentinel asks the server for more.
+        ui.on("gallery_more", self.load_more)
+        ui.run_javascript(f"""
+            const target = getHtmlElement({self.sentinel.id});
+            new IntersectionObserver(entries => {{
+              if (entries.some(entry => entry.isIntersecting)) emitEvent('gallery_more');
+            }}, {{rootMargin: '800px'}}).observe(target);
+        """)
+        await self.reload()
+
+    # --- toolbar -----------------------------------------------------------------------------------------------------
+
+    def _toolbar(self) -> None:
+        f = self.filters
+        with ui.element("div").classes("r-toolbar"):
+            ui.input("Search prompts", on_change=self._filters_changed).props(
+                'outlined dense clearable debounce=350 type=search').classes("r-search").bind_value(f, "search")
+            ui.select({"": "All models", **dict(self.models)}, label="Model", on_change=self._filters_changed).props(
+                "outlined dense").classes("r-filter").bind_value(f, "model")
+            ui.input("From", on_change=self._filters_changed).props("outlined dense type=date stack-label").classes(
+                "r-filter-date").bind_value(f, "since")
+            ui.input("To", on_change=self._filters_changed).props("outlined dense type=date stack-label").classes(
+                "r-filter-date").bind_value(f, "until")
+            ui.select({"newest": "Newest first", "oldest": "Oldest first"}, label="Order",
+                      on_change=self._filters_changed).props("outlined dense").classes("r-filter").bind_value(
+                f, "order")
+            with ui.row().classes("items-center gap-1"):
+                ui.switch("Favourites", on_change=self._filters_changed).bind_value(f, "favourites")
+                ui.switch("Sensitive", on_change=self._filters_changed).bind_value(f, "show_nsfw").tooltip(
+                    "Show images the content filter flagged")
+                ui.switch("Expiring soon", on_change=self._filters_changed).bind_value(f, "expiring_soon")
+                ui.switch("Select", on_change=lambda _: self._selection_changed()).bind_value(f, "selecting")
+
+    def _bulk_bar(self) -> None:
+        with ui.row().classes("r-bulk items-center gap-2") as self.bulk:
+            self.bulk_label = ui.label()
+            ui.button("Favourite", icon="favorite", on_click=lambda: self._bulk_favourite(True)).props("flat no-caps")
+            ui.button("Unfavourite", icon="favorite_border", on_click=lambda: self._bulk_favourite(False)).props(
+                "flat no-caps")
+            ui.button("Download ZIP", icon="download", on_click=self._bulk_download).props("flat no-caps")
+            ui.button("Delete", icon="delete", on_click=self._bulk_delete).props("flat no-caps color=negative")
+            ui.button("Clear", on_click=self._clear_selection).props("flat no-caps")
+        self.bulk.set_visibility(False)
+
+    async def _filters_changed(self, *_: object) -> None:
+        await self.reload()
+
+    # --- grid --------------------------------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        self.grid.clear()
+        self.tiles.clear()
+        self.cursor = None
+        self.more.set_visibility(False)
+        await self._load(first=True)
+
+    async def load_more(self, *_: object) -> None:
+        if self.cursor is not None:
+            await self._load(first=False)
+
+    async def _load(self, *, first: bool) -> None:
+        if self.loading:
+            return
+        self.loading = True
+        try:
+            page = await run.io_bound(transact, gallery.page, self.viewer.user.id, self.filters.query(),
+                                      None if first else self.cursor)
+        except gallery.InvalidCursor as exc:
+            self.banner.error(str(exc))
+            return
+        finally:
+            self.loading = False
+        with self.grid:
+            for item in page.items:
+                self._tile(item)
+        self.cursor = page.next_cursor
+        self.more.set_visibility(page.next_cursor is not None)
+        if first:
+            self._empty_state(not page.items)
+
+    def _empty_state(self, empty: bool) -> None:
+        self.empty.clear()
+        self.empty.set_visibility(empty)
+        if not empty:
+            return
+        filtered = self.filters.query() != gallery.GalleryQuery()
+        with self.empty:
+            ui.icon("photo_library").classes("r-empty-icon").props('aria-hidden="true"')
+            if filtered:
+                ui.label("No images match these filters.").classes("r-card-title")
+            else:
+                ui.label("Your gallery is empty").classes("r-card-title")
+                ui.label("Everything you create in the studio lands here, private to you.").classes("r-muted")
+                ui.button("Open the studio", on_click=lambda: ui.navigate.to("/studio")).props("unelevated no-caps")
+
+    def _tile(self, item: gallery.GalleryItem) -> None:
+        image = item.image
+        with ui.element("figure").classes("r-tile r-tile--button").props(
+                f'role="listitem" tabindex="0" aria-label="{_attr(item.prompt[:120])}"') as tile:
+            tile.style(f"aspect-ratio: {image.width} / {image.height}")
+            ui.image(f"/media/thumbnails/{image.id}").props(
+                'alt="" loading=lazy no-spinner fit=cover').classes("r-tile-img")
+            if image.nsfw:
+                tile.classes("r-tile--hidden")
+            with ui.element("div").classes("r-tile-badges"):
+                if image.favourite:
+                    ui.icon("favorite").props('aria-label="Favourite"')
+                if image.expires_at is not None:
+                    days = max(0, (image.expires_at - now()).days)
+                    ui.label(f"expires in {days} day{'s' if days != 1 else ''}").classes("r-expiry")
+            check = ui.checkbox(value=image.id in self.filters.selected,
+                                on_change=lambda e, image_id=image.id: self._toggle(image_id, e.value)).props(
+                'aria-label="Select"').classes("r-tile-check")
+            check.bind_visibility_from(self.filters, "selecting")
+        tile.on("click", lambda image_id=image.id: self._tile_clicked(image_id))
+        tile.on("keydown.enter", lambda image_id=image.id: self._tile_clicked(image_id))
+        self.tiles[image.id] = tile
+
+    async def _tile_clicked(self, image_id: uuid.UUID) -> None:
+        if self.filters.selecting:
+            self._toggle(image_id, image_id not in self.filters.selected)
+            return
+        await self.open_detail(str(image_id))
+
+    # --- selection ---------------------------------------------------------------------------------------------------
+
+    def _toggle(self, image_id: uuid.UUID, selected: bool) -> None:
+        if selected:
+            self.filters.selected.add(image_id)
+        else:
+            self.filters.selected.discard(image_id)
+        if (tile := self.tiles.get(image_id)) is not None:
+            tile.classes(add="r-tile--selected") if selected else tile.classes(remove="r-tile--selected")
+            for child in tile.descendants():
+                if isinstance(child, ui.checkbox) and child.value != selected:
+                    child.value = selected
+        self._selection_changed()
+
+    def _selection_changed(self) -> None:
+        count = len(self.filters.selected)
+        self.bulk.set_visibility(self.filters.selecting and count > 0)
+        self.bulk_label.text = f"{count} selected"
+
+    def _clear_selection(self) -> None:
+        for image_id in list(self.filters.selected):
+            self._toggle(image_id, False)
+
+    async def _bulk_favourite(self, favourite: bool) -> None:
+        async def work(signed_in: SignedIn) -> None:
+            count = await run.io_bound(transact, gallery.set_favourites, signed_in.user.id,
+                                       list(self.filters.selected), favourite)
+            ui.notify(f"{count} image{'s' if count != 1 else ''} {'added to' if favourite else 'removed from'} "
+                      "favourites")
+            await self.reload()
+        await auth.action(work)()
+
+    async def _bulk_download(self) -> None:
+        async def work(signed_in: SignedIn) -> None:
+            ticket = runtime.current().downloads.issue(signed_in.user.id, list(self.filters.selected))
+            ui.download(f"/media/zip/{ticket}")
+        await auth.action(work)()
+
+    async def _bulk_delete(self) -> None:
+        count = len(self.filters.selected)
+        with ui.dialog() as dialog, ui.card():
+            ui.label(f"Delete {count} image{'s' if count != 1 else ''}? This cannot be undone.").classes(
+                "r-card-title")
+            with ui.row().classes("gap-2 justify-end w-full"):
+                ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
+                ui.button(f"Delete {count}", on_click=lambda: dialog.submit(True)).props(
+                    "unelevated no-caps color=negative")
+        if not await dialog:
+            return
+
+        async def work(signed_in: SignedIn) -> None:
+            deleted = await delete_images(signed_in.user.id, list(self.filters.selected))
+            self.filters.selected.clear()
+            self._selection_changed()
+            ui.notify(f"Deleted {deleted} image{'s' if deleted != 1 else ''}")
+            await self.reload()
+        await auth.action(work)()
+
+    # --- detail ------------------------------------------------------------------------------------------------------
+
+    async def open_detail(self, image_id: str) -> None:
+        try:
+            parsed = uuid.UUID(image_id)
+        except ValueError:
+            parsed = None
+        found = await run.io_bound(transact, gallery.detail, self.viewer.user.id, parsed) if parsed else None
+        if found is None:
+            self.banner.error("That image does not exist or has expired.")
+            ui.navigate.history.replace("/gallery")
+            return
+        image, generation = found
+        previous, following = await run.io_bound(transact, gallery.neighbours, self.viewer.user.id, image,
+                                                 self.filters.query())
+        ui.navigate.history.replace(f"/gallery?image={image.id}")
+        with ui.dialog().props("maximized=false") as dialog, ui.card().classes("r-detail"):
+            Detail(self, dialog, image, generation, previous, following).build()
+        dialog.on("hide", lambda: ui.navigate.history.replace("/gallery"))
+        dialog.open()
+
+
+class Detail:
+    """The image detail dialog; arrow keys move to the neighbours, Esc closes."""
+
+    def __init__(self, view: GalleryView, dialog: ui.dialog, image: Image, generation: Generation,
+                 previous: uuid.UUID | None, following: uuid.UUID | None) -> None:
+        self.view, self.dialog, self.image, self.generation = view, dialog, image, generation
+        self.previous, self.following = previous, following
+
+    def build(self) -> None:
+        image, generation = self.image, self.generation
+        with ui.element("div").classes("r-detail-layout"):
+            with ui.element("div").classes("r-detail-image"):
+                ui.image(f"/media/images/{image.id}").props(
+                    f'alt="{_attr(generation.prompt[:200])}" fit=contain no-spinner')
+            with ui.column().classes("r-detail-info gap-2"):
+                with ui.row().classes("w-full justify-between items-center no-wrap"):
+                    ui.label("Image details").classes("r-card-title")
+                    with ui.row().classes("gap-0 no-wrap"):
+                        ui.button(icon="chevron_left", on_click=lambda: self._go(self.previous)).props(
+                            'flat round aria-label="Previous image"').set_enabled(self.previous is not None)
+                        ui.button(icon="chevron_right", on_click=lambda: self._go(self.following)).props(
+                            'flat round aria-label="Next image"').set_enabled(self.following is not None)
+                        ui.button(icon="close", on_click=self.dialog.close).props('flat round aria-label="Close"')
+                ui.label(generation.prompt).classes("r-detail-prompt")
+                if generation.negative_prompt:
+                    ui.label(f"Negative prompt: {generation.negative_prompt}").classes("r-muted")
+                rows = [("Model", f"{generation.model_label or generation.model} ({generation.provider})"),
+                        ("Model version", generation.model_version or "—"), ("Seed", str(image.seed)),
+                        ("Size", f"{image.width}×{image.height}"), ("Steps", str(generation.steps)),
+                        ("Guidance", f"{generation.guidance:g}"), ("Sampler", generation.scheduler or "—"),
+                        ("Generation time", f"{generation.duration_ms / 1000:.1f} s" if generation.duration_ms
+                         else "—"),
+                        ("NSFW score", f"{image.nsfw_score:.3f}"),
+                        ("Created", f"{image.created_at:%Y-%m-%d %H:%M} UTC"),
+                        ("Expires", f"{image.expires_at:%Y-%m-%d}" if image.expires_at else "Never")]
+                if generation.strength is not None:
+                    rows.insert(6, ("Strength", f"{generation.strength:g}"))
+                with ui.element("dl").classes("r-params"):
+                    for label, value in rows:
+                        ui.html(f"<dt>{_escape(label)}</dt><dd>{_escape(value)}</dd>", sanitize=False).classes(
+                            "contents")
+                with ui.row().classes("gap-2 flex-wrap"):
+                    self.favourite = ui.button("Favourite" if not image.favourite else "Unfavourite",
+                                               icon="favorite" if image.favourite else "favorite_border",
+                                               on_click=self._toggle_favourite).props("outline no-caps")
+                    ui.button("Download", icon="download",
+                              on_click=lambda: ui.download(f"/media/images/{image.id}?parameters=1")).props(
+                        "outline no-caps")
+                    ui.button("Download without prompt", icon="download",
+                              on_click=lambda: ui.download(f"/media/images/{image.id}?parameters=0")).props(
+                        "flat no-caps")
+                    ui.button("Copy prompt", icon="content_copy", on_click=self._copy).props("flat no-caps")
+                with ui.row().classes("gap-2 flex-wrap"):
+                    ui.button("Use all parameters", icon="tune", on_click=lambda: ui.navigate.to(
+                        f"/studio?use={generation.id}")).props("unelevated no-caps")
+                    ui.button("Remix", icon="shuffle", on_click=lambda: ui.navigate.to(
+                        f"/studio?use={generation.id}&remix=1")).props("outline no-caps")
+                    ui.button("Delete", icon="delete", on_click=self._delete).props("flat no-caps color=negative")
+        self.keys = ui.keyboard(on_key=self._key, ignore=["input", "textarea", "select"])
+
+    async def _key(self, event: object) -> None:
+        key = getattr(event, "key", None)
+        if not getattr(getattr(event, "action", None), "keydown", False) or key is None:
+            return
+        if key.arrow_left:
+            await self._go(self.previous)
+        elif key.arrow_right:
+            await self._go(self.following)
+
+    async def _go(self, image_id: uuid.UUID | None) -> None:
+        if image_id is None:
+            return
+        self.keys.delete()
+        self.dialog.close()
+        await self.view.open_detail(str(image_id))
+
+    async def _toggle_favourite(self) -> None:
+        async def work(signed_in: SignedIn) -> None:
+            self.image.favourite = not self.image.favourite
+            await run.io_bound(transact, gallery.set_favourites, signed_in.user.id, [self.image.id],
+                               self.image.favourite)
+            self.favourite.props(f'icon={"favorite" if self.image.favourite else "favorite_border"}')
+            self.favourite.text = "Unfavourite" if self.image.favourite else "Favourite"
+        await auth.action(work)()
+
+    def _copy(self) -> None:
+        ui.clipboard.write(self.generation.prompt)
+        ui.notify("Prompt copied")
+
+    async def _delete(self) -> None:
+        async def work(signed_in: SignedIn) -> None:
+            await delete_images(signed_in.user.id, [self.image.id])
+            self.keys.delete()
+            self.dialog.close()
+            ui.notify("Image deleted")
+            await self.view.reload()
+        await auth.action(work)()
+
+
+async def delete_images(user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> int:
+    """Delete rows first (one transaction), then the files they pointed to."""
+    keys = await run.io_bound(transact, gallery.delete_images, user_id, image_ids)
+    storage = runtime.current().storage
+    await run.io_bound(lambda: [storage.delete(key) for key in keys])
+    return len(keys) // 2
+
+
+def _date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _escape(value: str) -> str:
+    return html.escape(value, quote=False)
+

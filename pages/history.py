@@ -1,0 +1,73 @@
+"""Generation history: every request, including failed, blocked and cancelled ones, with its reason."""
+
+from __future__ import annotations
+
+from nicegui import run, ui
+
+from components import auth
+from components.frame import frame
+from components.text import heading
+from rupali.db import transact
+from rupali.models import Generation, GenerationStatus
+from rupali.services import gallery
+from rupali.services import generation as generations
+
+STATUS_LABELS = {"": "All", **{status.value: status.value.capitalize() for status in GenerationStatus}}
+
+
+def create() -> None:
+    @ui.page("/history")
+    async def history_page(status: str = "") -> None:
+        viewer = auth.viewer()
+        assert viewer is not None  # gated
+        chosen = GenerationStatus(status) if status in GenerationStatus._value2member_map_ else None
+        async with frame("History", active="/gallery"):
+            with ui.row().classes("w-full items-center justify-between"):
+                heading("History")
+                ui.link("Gallery", "/gallery").classes("r-nav-link")
+            ui.toggle(STATUS_LABELS, value=chosen.value if chosen else "",
+                      on_change=lambda e: ui.navigate.to(f"/history?status={e.value}" if e.value else "/history")
+                      ).props('no-caps unelevated aria-label="Filter by status"').classes("r-size-toggle")
+            listing = ui.column().classes("w-full gap-3")
+            more = ui.button("Load more").props("flat no-caps").classes("self-center")
+            cursor: list[str | None] = [None]
+
+            async def load() -> None:
+                items, cursor[0] = await run.io_bound(transact, gallery.history, viewer.user.id, status=chosen,
+                                                      cursor=cursor[0])
+                images = await run.io_bound(transact, generations.images_of, [g.id for g, _ in items])
+                with listing:
+                    if not items and not listing.default_slot.children:
+                        ui.label("No generations yet." if chosen is None else "No generations with this status."
+                                 ).classes("r-muted")
+                    for generation, count in items:
+                        _row(generation, count, [image.id for image in images[generation.id]][:4])
+                more.set_visibility(cursor[0] is not None)
+
+            more.on_click(load)
+            await load()
+
+
+def _row(generation: Generation, count: int, thumbnails: list) -> None:
+    status = GenerationStatus(generation.status)
+    with ui.element("article").classes("r-job r-history-row"):
+        with ui.row().classes("w-full items-start justify-between no-wrap gap-3"):
+            with ui.column().classes("gap-0 grow"):
+                ui.label(generation.prompt).classes("r-job-prompt")
+                details = [f"{generation.created_at:%Y-%m-%d %H:%M} UTC",
+                           f"{generation.model_label or generation.model} ({generation.provider})"]
+                if generation.model_version:
+                    details.append(f"version {generation.model_version}")
+                if generation.duration_ms is not None:
+                    details.append(f"{generation.duration_ms / 1000:.1f} s")
+                details.append(f"{count} image{'s' if count != 1 else ''}")
+                ui.label(" · ".join(details)).classes("r-muted text-sm")
+            ui.label(status.value.capitalize()).classes(f"r-badge r-status--{status.value}")
+        if generation.error:
+            ui.label(generation.error).classes("r-muted")
+        if thumbnails:
+            with ui.row().classes("gap-2"):
+                for image_id in thumbnails:
+                    with ui.link(target=f"/gallery?image={image_id}").props('aria-label="Open image"'):
+                        ui.image(f"/media/thumbnails/{image_id}").classes("r-history-thumb").props(
+                            'alt="" loading=lazy no-spinner fit=cover')

@@ -1,0 +1,69 @@
+"""ZIP downloads of many images, streamed: never assembled in memory or on disk.
+
+zipstream-ng writes each entry as its bytes are produced, and every file is read only when its turn comes, so
+a 500-image archive holds one image in memory at a time. A browser download cannot carry a list of ids in a
+POST, so the page first registers the selection under a short-lived ticket and then opens ``/media/zip/<ticket>``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from zipstream import ZipStream
+
+from rupali.image_files import download_name, prepared_original
+from rupali.models import Generation, Image
+from rupali.storage import LocalStorage
+
+TICKET_SECONDS = 300
+MAX_IMAGES = 5000
+
+
+def archive(storage: LocalStorage, items: list[tuple[Image, Generation]], *, strip: bool) -> Iterator[bytes]:
+    """The ZIP of these images as a stream of chunks (stored, not deflated: images are compressed already)."""
+    stream = ZipStream(compress_type=zipfile.ZIP_STORED)
+    for image, generation in items:
+        stream.add(_lazy(storage, image, generation, strip), arcname=download_name(image))
+    return iter(stream)
+
+
+def _lazy(storage: LocalStorage, image: Image, generation: Generation, strip: bool) -> Iterator[bytes]:
+    yield prepared_original(storage, image, generation, strip)
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    user_id: uuid.UUID
+    image_ids: tuple[uuid.UUID, ...]
+    expires: float
+
+
+class DownloadTickets:
+    """Selections waiting to be downloaded, each under an unguessable ticket valid for five minutes."""
+
+    def __init__(self) -> None:
+        self._tickets: dict[str, _Ticket] = {}
+
+    def issue(self, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> str:
+        self._forget_expired()
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[ticket] = _Ticket(user_id, tuple(image_ids[:MAX_IMAGES]), time.monotonic() + TICKET_SECONDS)
+        return ticket
+
+    def redeem(self, ticket: str, user_id: uuid.UUID) -> list[uuid.UUID] | None:
+        """The selection, for its owner only (a ticket works once)."""
+        found = self._tickets.get(ticket)
+        if found is None or found.user_id != user_id or found.expires < time.monotonic():
+            return None
+        del self._tickets[ticket]
+        return list(found.image_ids)
+
+    def _forget_expired(self) -> None:
+        moment = time.monotonic()
+        for ticket in [key for key, value in self._tickets.items() if value.expires < moment]:
+            del self._tickets[ticket]
