@@ -7,18 +7,19 @@ a 404, exactly like an id that does not exist.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from rupali import image_files, runtime
+from rupali import image_files, runtime, zips
 from rupali.db import transact
 from rupali.models import Generation, Image, User
 from rupali.providers.base import ProviderError
+from rupali.services import gallery, users
 from rupali.services import generation as generations
 
 
@@ -66,6 +67,27 @@ class GenerationOut(BaseModel):
     finished_at: datetime | None
     duration_ms: int | None
     images: list[ImageOut]
+
+
+class GalleryImageOut(ImageOut):
+    generation_id: uuid.UUID
+    prompt: str
+    model_label: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class GalleryPageOut(BaseModel):
+    items: list[GalleryImageOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class FavouriteIn(BaseModel):
+    favourite: bool
+
+
+class ImageIdsIn(BaseModel):
+    ids: list[uuid.UUID] = Field(max_length=zips.MAX_IMAGES)
 
 
 class ModelOut(BaseModel):
@@ -143,6 +165,55 @@ def _register(router: FastAPI) -> None:
             return image_files.NOT_FOUND
         return await _generation(user, generation_id) or image_files.NOT_FOUND
 
+    @router.get("/v1/images", response_model=GalleryPageOut, summary="Your images, newest first",
+                responses={422: {"description": "A cursor or filter that cannot be used"}})
+    async def list_images(request: Request, search: str = "", favourites: bool = False, model: str | None = None,
+                          since: date | None = None, until: date | None = None, show_nsfw: bool = True,
+                          expiring_soon: bool = False, oldest_first: bool = False, cursor: str | None = None,
+                          limit: Annotated[int, Query(ge=1, le=200)] = 60) -> GalleryPageOut | JSONResponse:
+        query = gallery.GalleryQuery(search=search[:500], favourites=favourites, model=model, since=since,
+                                     until=until, show_nsfw=show_nsfw, expiring_soon=expiring_soon,
+                                     oldest_first=oldest_first)
+        try:
+            found = await run_in_threadpool(transact, gallery.page, _user(request).id, query, cursor, limit)
+        except gallery.InvalidCursor as exc:
+            return JSONResponse({"detail": str(exc), "field": "cursor"}, status_code=422)
+        return GalleryPageOut(items=[GalleryImageOut(**_image(item.image).model_dump(),
+                                                     generation_id=item.image.generation_id, prompt=item.prompt,
+                                                     model_label=item.model_label, created_at=item.image.created_at,
+                                                     expires_at=item.image.expires_at) for item in found.items],
+                              next_cursor=found.next_cursor)
+
+    @router.post("/v1/images/{image_id}/favourite", response_model=ImageOut, summary="Mark or unmark a favourite",
+                 responses={404: {"description": "Not found"}})
+    async def favourite_image(request: Request, image_id: str, body: FavouriteIn) -> ImageOut | Response:
+        parsed = _uuid(image_id)
+        user = _user(request)
+        if parsed is None or not await run_in_threadpool(transact, gallery.set_favourites, user.id, [parsed],
+                                                         body.favourite):
+            return image_files.NOT_FOUND
+        found = await run_in_threadpool(transact, gallery.detail, user.id, parsed)
+        return _image(found[0]) if found else image_files.NOT_FOUND
+
+    @router.delete("/v1/images/{image_id}", status_code=204, summary="Delete an image and its files",
+                   responses={404: {"description": "Not found"}})
+    async def delete_image(request: Request, image_id: str) -> Response:
+        parsed = _uuid(image_id)
+        deleted = await _delete(_user(request), [parsed]) if parsed else 0
+        return Response(status_code=204) if deleted else image_files.NOT_FOUND
+
+    @router.post("/v1/images/zip", summary="Download several images as one ZIP (streamed)", response_class=Response,
+                 responses={404: {"description": "None of the ids is yours"}})
+    async def zip_images(request: Request, body: ImageIdsIn) -> Response:
+        user = _user(request)
+        current = runtime.current()
+        items = await run_in_threadpool(transact, gallery.owned_images, user.id, body.ids)
+        if not items:
+            return image_files.NOT_FOUND
+        strip = await run_in_threadpool(transact, users.strips_metadata, user.id)
+        return StreamingResponse(zips.archive(current.storage, items, strip=strip), media_type="application/zip",
+                                 headers={"Content-Disposition": 'attachment; filename="rupali-images.zip"'})
+
     @router.get("/v1/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
                 response_class=Response, responses={404: {"description": "Not found"}})
     async def image(request: Request, image_id: str, parameters: bool | None = None) -> Response:
@@ -178,6 +249,20 @@ async def _generation(user: User, generation_id: str) -> GenerationOut | None:
     return _out(generation, images[generation.id])
 
 
+async def _delete(user: User, image_ids: list[uuid.UUID]) -> int:
+    keys = await run_in_threadpool(transact, gallery.delete_images, user.id, image_ids)
+    storage = runtime.current().storage
+    for key in keys:
+        await run_in_threadpool(storage.delete, key)
+    return len(keys) // 2
+
+
+def _image(image: Image) -> ImageOut:
+    return ImageOut(id=image.id, seed=image.seed, width=image.width, height=image.height, nsfw=image.nsfw,
+                    nsfw_score=round(image.nsfw_score, 4), favourite=image.favourite,
+                    url=f"/api/v1/images/{image.id}", thumbnail_url=f"/api/v1/images/{image.id}/thumbnail")
+
+
 def _out(generation: Generation, images: list[Image]) -> GenerationOut:
     return GenerationOut(
         id=generation.id, status=generation.status, error=generation.error, prompt=generation.prompt,
@@ -185,7 +270,4 @@ def _out(generation: Generation, images: list[Image]) -> GenerationOut:
         model_version=generation.model_version, width=generation.width, height=generation.height,
         steps=generation.steps, guidance=generation.guidance, count=generation.count, seed=generation.seed,
         created_at=generation.created_at, finished_at=generation.finished_at, duration_ms=generation.duration_ms,
-        images=[ImageOut(id=image.id, seed=image.seed, width=image.width, height=image.height, nsfw=image.nsfw,
-                         nsfw_score=round(image.nsfw_score, 4), favourite=image.favourite,
-                         url=f"/api/v1/images/{image.id}", thumbnail_url=f"/api/v1/images/{image.id}/thumbnail")
-                for image in images])
+        images=[_image(image) for image in images])

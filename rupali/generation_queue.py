@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from rupali import media, nsfw
@@ -20,13 +21,14 @@ from rupali.config import Settings
 from rupali.db import transact
 from rupali.models import Generation, GenerationStatus
 from rupali.providers import ImageProviders
-from rupali.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from rupali.providers.base import GeneratedImage, GenerationRequest, GenerationResult, ProviderError
 from rupali.services import generation as generations
 from rupali.services import uploads
 from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
 
 log = logging.getLogger(__name__)
+_WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-write")
 UNEXPECTED = "Something went wrong while making these images. Nothing was charged; please try again."
 
 
@@ -176,24 +178,32 @@ class GenerationQueue:
             self._wakeup.set()
 
     async def _execute(self, generation_id: uuid.UUID) -> None:
-        generation = await asyncio.to_thread(transact, generations.start, generation_id)
-        if generation is None:
-            return  # cancelled while it waited
         self._started[generation_id] = time.monotonic()
-        request = await asyncio.to_thread(self._request_for, generation)
+        begun = await asyncio.to_thread(self._begin, generation_id)
+        if begun is None:
+            return  # cancelled while it waited
+        generation, request = begun
         provider = self._providers.get(generation.provider)
 
         def report(fraction: float) -> None:
             self._progress[generation_id] = max(0.0, min(1.0, fraction))
 
         result = await provider.generate(request, progress=report)
-        stored, withheld = await asyncio.to_thread(self._store, generation, result.images)
+        await asyncio.to_thread(self._finish, generation, result)
+
+    def _finish(self, generation: Generation, result: GenerationResult) -> None:
+        """Score, store and record the images, in one worker thread."""
+        stored, withheld = self._store(generation, result.images)
         try:
-            await asyncio.to_thread(transact, generations.complete, self._settings, generation_id, result, stored,
-                                    withheld, self._credits)
+            transact(generations.complete, self._settings, generation.id, result, stored, withheld, self._credits)
         except BaseException:
-            await asyncio.to_thread(self._discard, stored)  # no row points at them: do not leave orphans
+            self._discard(stored)  # no row points at them: do not leave orphans
             raise
+
+    def _begin(self, generation_id: uuid.UUID) -> tuple[Generation, GenerationRequest] | None:
+        """Mark the job running and build its request, in one trip to a worker thread."""
+        generation = transact(generations.start, generation_id)
+        return None if generation is None else (generation, self._request_for(generation))
 
     def _request_for(self, generation: Generation) -> GenerationRequest:
         source = None
@@ -221,8 +231,17 @@ class GenerationQueue:
             image_id = uuid.uuid4()
             original_key = f"images/{folder}/{image_id.hex}.{image.format.lower()}"
             thumbnail_key = f"thumbnails/{folder}/{image_id.hex}.webp"
-            self._storage.put(original_key, image.data)
-            self._storage.put(thumbnail_key, media.thumbnail(image.data))
+            # The original's durable write (fsync) overlaps with decoding the pixels for the thumbnail.
+            writing = _WRITER.submit(self._storage.put, original_key, image.data)
+            try:
+                preview = media.thumbnail(image.data)
+            except (OSError, SyntaxError, ValueError) as exc:
+                writing.result()
+                self._storage.delete(original_key)
+                raise ProviderError("The image service sent back a damaged image. Please try again.",
+                                    detail=f"thumbnail failed: {exc}") from None
+            writing.result()
+            self._storage.put(thumbnail_key, preview, durable=False)  # a thumbnail can be made again
             stored.append(generations.StoredImage(image_id, image, verdict, original_key, thumbnail_key))
         return stored, withheld
 

@@ -23,14 +23,14 @@ _METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"tIME"}
 def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
     """A WebP no larger than ``size`` on its longest side, without metadata."""
     with PILImage.open(io.BytesIO(data)) as image:
-        image.draft("RGB", (size, size))
-        factor = max(1, min(image.width, image.height) // (size * 2))
-        working = image.reduce(factor) if factor > 1 else image.copy()
-    working.thumbnail((size, size), PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+        image.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale directly
+        factor = max(1, min(image.width, image.height) // size)
+        working = image.reduce(factor) if factor > 1 else image.copy()  # a cheap box-filter pass first
+    working.thumbnail((size, size), PILImage.Resampling.BILINEAR)
     if working.mode not in {"RGB", "RGBA"}:
         working = working.convert("RGBA" if "A" in working.getbands() else "RGB")
     buffer = io.BytesIO()
-    working.save(buffer, "WEBP", quality=80, method=2)
+    working.save(buffer, "WEBP", quality=80, method=0)  # method 0: fastest encoder, visually the same at 384 px
     return buffer.getvalue()
 
 

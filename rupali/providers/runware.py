@@ -388,7 +388,10 @@ def _decode(data: bytes) -> _Decoded:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ProviderUnavailable(detail=f"a result image is {width}x{height}, larger than asked")
-                image.load()
+                # verify() walks the chunks and checksums without decoding pixels (a fraction of a
+                # millisecond); the thumbnail step decodes every pixel right after and fails the job if any
+                # are missing.
+                image.verify()
                 return _Decoded(format=_PIL_FORMATS[str(image.format)], width=width, height=height)
     except ProviderUnavailable:
         raise

@@ -241,7 +241,7 @@ async def test_verified_address_links_the_existing_account(oidc_provider: Loopba
     [identity] = identities()
     assert (identity.user_id, identity.subject) == (existing.id, "oidc-user-1")
     await user.open("/gallery")  # onboarded already: no detour through /welcome
-    await user.should_see("Coming soon")
+    await user.should_see("Your gallery is empty", retries=50)
 
 
 async def test_verified_address_also_verifies_an_unverified_account(oidc_provider: LoopbackOIDCProvider,

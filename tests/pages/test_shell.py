@@ -27,7 +27,7 @@ async def test_home_has_navigation_and_legal_footer(user: User):
 
 
 @pytest.mark.parametrize(("path", "title"), [
-    ("/gallery", "Gallery"), ("/billing", "Billing"), ("/privacy", "Privacy center")])
+    ("/billing", "Billing"), ("/privacy", "Privacy center")])
 async def test_unbuilt_sections_show_a_friendly_placeholder(user: User, path: str, title: str):
     account = make_user()
     await sign_in(user, account.email)
