@@ -266,7 +266,12 @@ def _wait_detail(browser: WebDriver, live_server: str, image_id: str) -> WebElem
         source = dialogs[0].find_element(By.CSS_SELECTOR, ".r-detail-image img").get_attribute("src") or ""
         return dialogs[0] if source.endswith(f"/media/images/{image_id}") else None
 
-    detail = _wait(browser).until(shown)
+    try:
+        detail = _wait(browser).until(shown)
+    except Exception:
+        print("DEBUG url", browser.current_url, "want", image_id, [ (e.is_displayed(), e.find_element(By.CSS_SELECTOR, ".r-detail-image img").get_attribute("src")) for e in browser.find_elements(*_DETAIL)])
+        raise
+    print("DEBUG url", browser.current_url)
     _wait(browser).until(EC.url_to_be(f"{live_server}/gallery?image={image_id}"))
     return detail
 
