@@ -24,7 +24,8 @@ def create() -> None:
 
     @app.get("/media/thumbnails/{image_id}", include_in_schema=False)
     async def thumbnail(request: Request, image_id: str) -> Response:
-        return await image_files.thumbnail(runtime.current().storage, request.state.auth.user, image_id)
+        return await image_files.thumbnail(runtime.current().storage, request.state.auth.user, image_id,
+                                           request.headers.get("if-none-match"))
 
     @app.get("/media/zip/{ticket}", include_in_schema=False)
     async def zip_download(request: Request, ticket: str) -> Response:

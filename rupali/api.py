@@ -223,7 +223,8 @@ def _register(router: FastAPI) -> None:
     @router.get("/v1/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
                 responses={404: {"description": "Not found"}})
     async def image_thumbnail(request: Request, image_id: str) -> Response:
-        return await image_files.thumbnail(runtime.current().storage, _user(request), image_id)
+        return await image_files.thumbnail(runtime.current().storage, _user(request), image_id,
+                                           request.headers.get("if-none-match"))
 
 
 def _user(request: Request) -> User:

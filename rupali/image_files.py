@@ -57,19 +57,22 @@ def prepared_original(storage: LocalStorage, image: Image, generation: Generatio
     return data
 
 
-async def thumbnail(storage: LocalStorage, user: User, image_id: str) -> Response:
-    """The WebP thumbnail; its URL never changes content, so browsers may keep it."""
+async def thumbnail(storage: LocalStorage, user: User, image_id: str, if_none_match: str | None = None) -> Response:
+    """The WebP thumbnail. Its content never changes, so browsers keep it for a year and revalidate by ETag."""
     found = await _find(user, image_id)
     if found is None:
         return NOT_FOUND
+    image = found[0]
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{image.id.hex}"'}
+    if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
     try:
-        path = storage.path(found[0].thumbnail_key)
+        path = storage.path(image.thumbnail_key)
     except InvalidKey:
         return NOT_FOUND
     if not path.is_file():
         return NOT_FOUND
-    return FileResponse(path, media_type="image/webp",
-                        headers={"Cache-Control": "private, max-age=31536000, immutable"})
+    return FileResponse(path, media_type="image/webp", headers=headers)
 
 
 async def _find(user: User, image_id: str) -> tuple | None:

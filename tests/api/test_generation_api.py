@@ -94,3 +94,23 @@ async def test_openapi_documents_the_api(user: User):
     spec = (await user.http_client.get("/api/openapi.json")).json()
     assert {"/v1/generations", "/v1/generations/{generation_id}", "/v1/images/{image_id}"} <= set(spec["paths"])
     assert (await user.http_client.get("/api/docs")).status_code == 200
+
+
+async def test_originals_answer_range_requests_and_thumbnails_revalidate(user: User):
+    headers = _key_for(make_user())
+    created = (await user.http_client.post("/api/v1/generations", json=BODY | {"count": 1}, headers=headers)).json()
+    image = (await _wait(user, headers, created["id"]))["images"][0]
+    whole = await user.http_client.get(image["url"], headers=headers)
+    part = await user.http_client.get(image["url"], headers=headers | {"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == whole.content[:100]
+    assert part.headers["content-range"] == f"bytes 0-99/{len(whole.content)}"
+    tail = await user.http_client.get(image["url"], headers=headers | {"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == whole.content[-10:]
+    beyond = await user.http_client.get(image["url"], headers=headers | {"Range": f"bytes={10**9}-"})
+    assert beyond.status_code == 416
+    no_parameters = await user.http_client.get(image["url"] + "?parameters=false", headers=headers)
+    assert "parameters" not in PILImage.open(io.BytesIO(no_parameters.content)).info
+    thumbnail = await user.http_client.get(image["thumbnail_url"], headers=headers)
+    etag = thumbnail.headers["etag"]
+    again = await user.http_client.get(image["thumbnail_url"], headers=headers | {"If-None-Match": etag})
+    assert again.status_code == 304

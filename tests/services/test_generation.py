@@ -18,6 +18,7 @@ from rupali.models import Generation, GenerationStatus, Image, Upload, User
 from rupali.runtime import Runtime
 from rupali.services import generation as generations
 from rupali.services import uploads
+from tests.services.test_profile import _png_claiming
 from tests.utils.factories import make_user
 
 OFFLINE = "offline:sketch-v1"
@@ -227,7 +228,15 @@ async def test_someone_elses_upload_cannot_be_used(studio):
         await _submit(studio, thief, upload_id=upload.id)
 
 
-@pytest.mark.parametrize("data", [b"plain text pretending to be a png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])
+def _truncated_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (400, 300), (9, 9, 9)).save(buffer, "JPEG")
+    return buffer.getvalue()[:2000]
+
+
+@pytest.mark.parametrize("data", [b"plain text pretending to be a png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
+                                  _png_claiming(20_000, 20_000), _truncated_jpeg()],
+                         ids=["text-renamed-png", "broken-png", "20000x20000-bomb", "truncated-jpeg"])
 def test_bad_uploads_are_refused_and_nothing_is_stored(data):
     user = make_user()
     settings = get_settings()
