@@ -72,7 +72,9 @@ class AuthGate:
             user = await run_in_threadpool(transact, api_keys.resolve, bearer[7:].strip())
             auth = ApiKeyAuth(user) if user is not None else None
         elif token:
-            auth = await run_in_threadpool(transact, sessions.resolve, get_settings(), token)
+            settings = get_settings()
+            auth = sessions.cached(settings, token) or await run_in_threadpool(
+                transact, sessions.resolve, settings, token)
         else:
             auth = None
         scope.setdefault("state", {})["auth"] = auth

@@ -55,7 +55,7 @@ class Generation(SQLModel, table=True):
     """One request for images, from queued to its outcome, with every parameter that produced them."""
 
     __tablename__ = "generation"
-    __table_args__ = (Index("ix_generation_user_created", "user_id", "created_at"),)
+    __table_args__ = (Index("ix_generation_user_created_id", "user_id", "created_at", "id"),)
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="user_id",
         holds="Prompts, negative prompts, parameters, model and version, status, timings, provider cost",
@@ -97,7 +97,8 @@ class Image(SQLModel, table=True):
     """One generated image: original in the provider's format, a WebP thumbnail, its NSFW score."""
 
     __tablename__ = "image"
-    __table_args__ = (Index("ix_image_user_created", "user_id", "created_at"),)
+    # (created_at, id) is the gallery's keyset: with both in the index a page is one range scan, in either order.
+    __table_args__ = (Index("ix_image_user_created_id", "user_id", "created_at", "id"),)
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="user_id", holds="Generated images with their seed, size, NSFW score, favourite mark",
         export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT)

@@ -9,7 +9,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, func, select
 
@@ -279,3 +279,10 @@ def _duration_ms(generation: Generation) -> int | None:
     if generation.started_at is None or generation.finished_at is None:
         return None
     return int((generation.finished_at - generation.started_at).total_seconds() * 1000)
+
+
+def thumbnail_facts(session: Session, image_id: uuid.UUID) -> tuple[uuid.UUID, str, datetime | None] | None:
+    """Owner, thumbnail key and expiry of an image, in one narrow query (the thumbnail route's only lookup)."""
+    row = session.exec(select(Image.user_id, Image.thumbnail_key, Image.expires_at)
+                       .where(col(Image.id) == image_id)).first()
+    return (row[0], row[1], row[2]) if row else None

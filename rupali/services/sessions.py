@@ -8,10 +8,13 @@ session cookie (an HTTP response can set it) — a code sent to another browser 
 from __future__ import annotations
 
 import hmac
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 from user_agents import parse as parse_user_agent
 
@@ -22,6 +25,7 @@ from rupali.models import AuthSession, User
 from rupali.services import mail
 
 HANDOFF_LIFETIME = timedelta(seconds=60)
+CACHE_SECONDS = timedelta(seconds=5)
 TOUCH_INTERVAL = timedelta(seconds=60)  # last_seen is written at most once a minute per session
 
 
@@ -83,12 +87,34 @@ def complete_handoff(session: Session, code: str, visitor_id: str) -> str:
     return token
 
 
+def cached(settings: Settings, token: str | None) -> SignedIn | None:
+    """A recent resolution of ``token`` that is still valid, without touching the database (or None)."""
+    if not token or len(token) > 200:
+        return None
+    found = _recent.get(tokens.digest(token))
+    if found is None:
+        return None
+    signed_in, remembered_at = found
+    moment = now()
+    record = signed_in.session
+    if (moment - remembered_at > CACHE_SECONDS or record.expires_at <= moment
+            or moment - record.last_seen_at >= min(TOUCH_INTERVAL, timedelta(minutes=settings.session_idle_minutes))):
+        return None  # old enough to look again (and to record the session as used)
+    return signed_in
+
+
 def resolve(session: Session, settings: Settings, token: str | None) -> SignedIn | None:
     """The valid session behind a cookie token, touched as used; ``None`` when signed out, revoked or expired."""
     if not token or len(token) > 200:
         return None
-    record = session.exec(select(AuthSession).where(AuthSession.token_hash == tokens.digest(token))).first()
-    return _valid(session, settings, record, touch=True)
+    # One query for session and user: this runs for every request that carries the cookie.
+    digest = tokens.digest(token)
+    row = session.exec(select(AuthSession, User).join(User, col(User.id) == col(AuthSession.user_id))
+                       .where(AuthSession.token_hash == digest)).first()
+    signed_in = _valid(session, settings, row[0], touch=True, user=row[1]) if row else None
+    if signed_in is not None:
+        _recent.put(digest, signed_in)
+    return signed_in
 
 
 def by_id(session: Session, settings: Settings, session_id: uuid.UUID) -> SignedIn | None:
@@ -143,15 +169,61 @@ def describe_device(user_agent: str) -> str:
     return f"{browser} on {system}"[:120]
 
 
-def _valid(session: Session, settings: Settings, record: AuthSession | None, *, touch: bool) -> SignedIn | None:
+def _valid(session: Session, settings: Settings, record: AuthSession | None, *, touch: bool,
+           user: User | None = None) -> SignedIn | None:
     moment = now()
     if (record is None or record.token_hash is None or record.revoked_at is not None or record.expires_at <= moment
             or moment - record.last_seen_at >= timedelta(minutes=settings.session_idle_minutes)):
         return None
-    user = session.get(User, record.user_id)
+    user = user or session.get(User, record.user_id)
     if user is None or not user.is_active:
         return None
     if touch and moment - record.last_seen_at >= TOUCH_INTERVAL:
         record.last_seen_at = moment
         session.add(record)
     return SignedIn(user, record)
+
+
+class _RecentSessions:
+    """Sessions resolved in the last few seconds, so a page's burst of thumbnail requests is not a burst of queries.
+
+    Correctness does not rest on the time limit: every change to a session or to a user row (revocation, sign-out
+    everywhere, a new password, deactivation, confirmed e-mail or age) drops that user's entries at once, through
+    the SQLAlchemy events below, so revoking a session still ends it at the very next request. The app runs as one
+    process (NiceGUI), so the cache sees every change the app makes; the time limit bounds anything else.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[SignedIn, object]] = OrderedDict()
+        self._size = size
+
+    def get(self, digest: str) -> tuple[SignedIn, object] | None:
+        with self._lock:
+            return self._items.get(digest)
+
+    def put(self, digest: str, signed_in: SignedIn) -> None:
+        with self._lock:
+            self._items[digest] = (signed_in, now())
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def forget_user(self, user_id: object) -> None:
+        with self._lock:
+            for digest in [key for key, (entry, _) in self._items.items() if entry.user.id == user_id]:
+                del self._items[digest]
+
+
+_recent = _RecentSessions()
+
+
+@event.listens_for(AuthSession, "after_update")
+@event.listens_for(AuthSession, "after_delete")
+def _session_changed(_mapper: object, _connection: object, target: AuthSession) -> None:
+    _recent.forget_user(target.user_id)
+
+
+@event.listens_for(User, "after_update")
+@event.listens_for(User, "after_delete")
+def _user_changed(_mapper: object, _connection: object, target: User) -> None:
+    _recent.forget_user(target.id)

@@ -35,7 +35,8 @@ def create_app() -> Starlette:
     storage = LocalStorage.from_settings(get_settings())
 
     async def thumbnail(request: Request) -> Response:
-        return await image_files.thumbnail(storage, request.state.auth.user, request.path_params["image_id"])
+        return await image_files.thumbnail(storage, request.state.auth.user, request.path_params["image_id"],
+                                           request.headers.get("if-none-match"))
 
     return Starlette(routes=[Route(THUMBNAIL_PREFIX + "/{image_id}", thumbnail),
                              Mount(STATIC_PREFIX, StaticFiles(directory=storage.root / "thumbnails"))],
