@@ -130,3 +130,21 @@ def test_a_sign_in_from_a_new_device_is_announced_by_mail(inbox):
     ("\x00<script>" * 100, "Unknown device")])
 def test_devices_are_described_from_the_user_agent(agent, device):
     assert sessions.describe_device(agent) == device
+
+
+def test_the_short_cache_never_outlives_a_revocation_or_a_user_change():
+    user = make_user()
+    token = _signed_in(user)
+    assert _resolve(token) is not None
+    assert sessions.cached(get_settings(), token) is not None  # served without a query for a few seconds
+    with session_scope() as session:
+        sessions.revoke(session, user, sessions.resolve(session, get_settings(), token).session.id)
+    assert sessions.cached(get_settings(), token) is None and _resolve(token) is None
+
+    other = _signed_in(user, visitor="second")
+    assert _resolve(other) is not None and sessions.cached(get_settings(), other) is not None
+    with session_scope() as session:
+        session.merge(user).is_active = False
+    assert sessions.cached(get_settings(), other) is None and _resolve(other) is None
+    with clock.travel(timedelta(seconds=6)):
+        assert sessions.cached(get_settings(), other) is None  # and entries age out on their own
