@@ -64,6 +64,7 @@ class GalleryView:
         self.cursor: str | None = None
         self.loading = False
         self.tiles: dict[uuid.UUID, ui.element] = {}
+        self.current_dialog: ui.dialog | None = None
 
     async def build(self) -> None:
         with ui.row().classes("w-full items-center justify-between"):
@@ -77,6 +78,7 @@ class GalleryView:
         self.empty.set_visibility(False)
         self.more = ui.button("Load more", on_click=self.load_more).props("flat no-caps").classes("self-center")
         self.sentinel = ui.element("div").classes("r-sentinel")
+        self.dialog_host = ui.element("div")
         # Loading more as the person scrolls: an IntersectionObserver on the sentinel asks the server for more.
         ui.on("gallery_more", self.load_more)
         ui.run_javascript(f"""
@@ -275,10 +277,36 @@ class GalleryView:
         previous, following = await run.io_bound(transact, gallery.neighbours, self.viewer.user.id, image,
                                                  self.filters.query())
         ui.navigate.history.replace(f"/gallery?image={image.id}")
-        with ui.dialog().props("maximized=false") as dialog, ui.card().classes("r-detail"):
+        # Dialogs live in a host of the page's own: opened from another dialog's key or button, they would
+        # otherwise become its children and vanish with it.
+        with self.dialog_host, ui.dialog() as dialog, ui.card().classes("r-detail"):
             Detail(self, dialog, image, generation, previous, following).build()
-        dialog.on("hide", lambda: ui.navigate.history.replace("/gallery"))
+        self.current_dialog = dialog
+        dialog.on("hide", lambda: self._detail_hidden(dialog))
         dialog.open()
+
+    def _detail_hidden(self, dialog: ui.dialog) -> None:
+        # Moving to the next image closes this dialog after the next one has set its own URL: only the dialog
+        # still current may reset the address, and a closed dialog is removed from the page.
+        if self.current_dialog is dialog:
+            self.current_dialog = None
+            ui.navigate.history.replace("/gallery")
+        dialog.delete()
+
+    def mark_favourite(self, image_id: uuid.UUID, favourite: bool) -> None:
+        """Show a favourite change made in the detail dialog on the tile behind it."""
+        tile = self.tiles.get(image_id)
+        if tile is None:
+            return
+        badges = next((child for child in tile.default_slot.children if "r-tile-badges" in child.classes), None)
+        if badges is None:
+            return
+        hearts = [child for child in badges.default_slot.children if isinstance(child, ui.icon)]
+        for heart in hearts:
+            heart.delete()
+        if favourite:
+            with badges:
+                ui.icon("favorite").props('aria-label="Favourite"').move(badges, target_index=0)
 
 
 class Detail:
@@ -364,6 +392,7 @@ class Detail:
                                self.image.favourite)
             self.favourite.props(f'icon={"favorite" if self.image.favourite else "favorite_border"}')
             self.favourite.text = "Unfavourite" if self.image.favourite else "Favourite"
+            self.view.mark_favourite(self.image.id, self.image.favourite)
         await auth.action(work)()
 
     def _copy(self) -> None:

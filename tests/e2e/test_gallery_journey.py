@@ -192,7 +192,8 @@ def _field(label: str, tag: str = "input") -> tuple[str, str]:
 
 
 def _button(text: str) -> tuple[str, str]:
-    return (By.XPATH, f".//button[normalize-space()='{text}']")
+    """A labelled Quasar button; its icon's ligature text is no part of the label."""
+    return (By.XPATH, f".//button[.//span[normalize-space()='{text}']]")
 
 
 def _images_button(count: str, *, pressed: bool = False) -> tuple[str, str]:
@@ -242,7 +243,7 @@ def _press(browser: WebDriver, key: str) -> None:
 
 def _switch(browser: WebDriver, label: str, *, on: bool) -> None:
     """Flip a Quasar toggle (role=switch) and wait until it reports the new state."""
-    switch = f"//*[@role='switch'][@aria-label='{label}']"
+    switch = f"//*[@role='switch'][.//*[contains(@class, 'q-toggle__label') and normalize-space()='{label}']]"
     _click(browser, (By.XPATH, f"{switch}[@aria-checked='{str(not on).lower()}']"))
     _wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{switch}[@aria-checked='{str(on).lower()}']")))
 
@@ -266,12 +267,7 @@ def _wait_detail(browser: WebDriver, live_server: str, image_id: str) -> WebElem
         source = dialogs[0].find_element(By.CSS_SELECTOR, ".r-detail-image img").get_attribute("src") or ""
         return dialogs[0] if source.endswith(f"/media/images/{image_id}") else None
 
-    try:
-        detail = _wait(browser).until(shown)
-    except Exception:
-        print("DEBUG url", browser.current_url, "want", image_id, [ (e.is_displayed(), e.find_element(By.CSS_SELECTOR, ".r-detail-image img").get_attribute("src")) for e in browser.find_elements(*_DETAIL)])
-        raise
-    print("DEBUG url", browser.current_url)
+    detail = _wait(browser).until(shown)
     _wait(browser).until(EC.url_to_be(f"{live_server}/gallery?image={image_id}"))
     return detail
 

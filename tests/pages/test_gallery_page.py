@@ -1,0 +1,47 @@
+"""The gallery page with the simulated browser: empty state, one image, a filtered miss, history."""
+
+from __future__ import annotations
+
+from nicegui import ui
+from nicegui.testing import User
+
+from tests.services.test_gallery import add_generation
+from tests.utils.factories import make_user
+from tests.utils.signin import sign_in
+
+
+async def test_an_empty_gallery_points_to_the_studio(user: User):
+    await sign_in(user, make_user().email)
+    await user.open("/gallery")
+    await user.should_see("Your gallery is empty", retries=50)
+    await user.should_see("Open the studio")
+
+
+async def test_one_image_and_a_search_that_finds_nothing(user: User):
+    owner = make_user()
+    add_generation(owner, "a violet castle at dawn")
+    await sign_in(user, owner.email)
+    await user.open("/gallery")
+    for _ in range(50):
+        if any("/media/thumbnails/" in element.source for element in user.find(ui.image).elements):
+            break
+        await user.should_see("Gallery")
+    else:
+        raise AssertionError("no thumbnail in the grid")
+    user.find(kind=ui.input, content="Search prompts").type("zebra")
+    await user.should_see("No images match these filters.", retries=50)
+
+
+async def test_history_shows_failed_generations_with_their_reason(user: User):
+    from rupali.db import session_scope
+    from rupali.models import Generation, GenerationStatus
+
+    owner = make_user()
+    with session_scope() as session:
+        session.add(Generation(user_id=owner.id, status=GenerationStatus.FAILED, provider="runware", model="m",
+                               prompt="a storm", width=8, height=8, steps=1, guidance=1, count=1, seed=1,
+                               error="The image service is not available right now."))
+    await sign_in(user, owner.email)
+    await user.open("/history")
+    await user.should_see("The image service is not available right now.", retries=50)
+    await user.should_see("Failed")
