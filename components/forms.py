@@ -54,3 +54,23 @@ def text_input(label: str, *, kind: str = "text", autocomplete: str | None = Non
     if max_length:
         field.props(f"maxlength={max_length}")
     return field
+
+
+class ConsentChoices:
+    """The age confirmation and the acceptance of the Terms and Privacy Policy, asked at sign-up and welcome."""
+
+    def __init__(self, minimum_age: int) -> None:
+        self.adult = ui.checkbox(f"I am at least {minimum_age} years old")
+        with ui.row().classes("items-center gap-1 no-wrap"):
+            self.accepted = ui.checkbox().props(
+                'aria-label="I accept the Terms of Service and the Privacy Policy"')
+            with ui.element("span").classes("r-consent-text"):
+                ui.label("I accept the")
+                ui.link("Terms of Service", "/legal/terms", new_tab=True)
+                ui.label("and the")
+                ui.link("Privacy Policy", "/legal/privacy", new_tab=True)
+
+    @property
+    def value(self) -> tuple[bool, bool]:
+        """(age confirmed, policies accepted)."""
+        return bool(self.adult.value), bool(self.accepted.value)

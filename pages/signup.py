@@ -6,7 +6,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import run, ui
 
 from components import auth
-from components.forms import Banner, card, text_input
+from components.forms import Banner, ConsentChoices, card, text_input
 from components.frame import frame
 from rupali.config import get_settings
 from rupali.db import transact
@@ -37,20 +37,14 @@ def _form(minimum_age: int, mail_to_log: bool) -> None:
         email = text_input("E-mail address", kind="email", autocomplete="email", max_length=254)
         password = text_input("Password (at least 10 characters)", kind="password", autocomplete="new-password",
                               max_length=1024)
-        adult = ui.checkbox(f"I am at least {minimum_age} years old")
-        with ui.row().classes("items-center gap-1 no-wrap"):
-            accepted = ui.checkbox().props('aria-label="I accept the Terms of Service and the Privacy Policy"')
-            with ui.element("span").classes("r-consent-text"):
-                ui.label("I accept the")
-                ui.link("Terms of Service", "/legal/terms", new_tab=True)
-                ui.label("and the")
-                ui.link("Privacy Policy", "/legal/privacy", new_tab=True)
+        choices = ConsentChoices(minimum_age)
     done = ui.column().classes("w-full gap-2")
     done.set_visibility(False)
 
     async def submit() -> None:
         banner.clear()
-        consent = accounts.Consent(age_confirmed=bool(adult.value), accepted_policies=bool(accepted.value))
+        age_confirmed, accepted = choices.value
+        consent = accounts.Consent(age_confirmed=age_confirmed, accepted_policies=accepted)
         try:
             await run.io_bound(transact, accounts.sign_up, get_settings(), email=email.value or "",
                                full_name=name.value or "", password=password.value or "", consent=consent,

@@ -6,7 +6,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import run, ui
 
 from components import auth
-from components.forms import Banner, card
+from components.forms import Banner, ConsentChoices, card
 from components.frame import frame
 from rupali.config import get_settings
 from rupali.db import transact
@@ -32,18 +32,12 @@ def create() -> None:
 
 
 def _consent_form(banner: Banner, minimum_age: int) -> None:
-    adult = ui.checkbox(f"I am at least {minimum_age} years old")
-    with ui.row().classes("items-center gap-1 no-wrap"):
-        accepted = ui.checkbox().props('aria-label="I accept the Terms of Service and the Privacy Policy"')
-        with ui.element("span").classes("r-consent-text"):
-            ui.label("I accept the")
-            ui.link("Terms of Service", "/legal/terms", new_tab=True)
-            ui.label("and the")
-            ui.link("Privacy Policy", "/legal/privacy", new_tab=True)
+    choices = ConsentChoices(minimum_age)
 
     async def submit(signed_in: auth.SignedIn) -> None:
         banner.clear()
-        consent = accounts.Consent(age_confirmed=bool(adult.value), accepted_policies=bool(accepted.value))
+        age_confirmed, accepted = choices.value
+        consent = accounts.Consent(age_confirmed=age_confirmed, accepted_policies=accepted)
         try:
             await run.io_bound(transact, accounts.record_consent, get_settings(), signed_in.user, consent)
         except accounts.AccountError as exc:
