@@ -23,23 +23,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import logging
 import time
-import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from PIL import Image
 
 from rupali.config import Settings
 from rupali.providers.base import (
     GeneratedImage,
     GenerationRequest,
     GenerationResult,
-    ImageFormat,
     InvalidRequest,
     ModelInfo,
     ProgressCallback,
@@ -48,6 +43,7 @@ from rupali.providers.base import (
     ProviderUnavailable,
     RateLimited,
     SizeRule,
+    check_result_image,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +51,6 @@ log = logging.getLogger(__name__)
 API = "/sdapi/v1"
 MAX_IMAGES = 4
 SIZE_RULE = SizeRule(minimum=64, maximum=2048, multiple=8)
-MAX_IMAGE_PIXELS = 2048 * 2048  # the largest size the rule allows; anything bigger is not what we asked for
 # SDXL-family checkpoints are trained at about one megapixel, SD 1.x at 512x512: the first preset is the default.
 SDXL_PRESETS = ((1024, 1024), (832, 1216), (1216, 832), (768, 768), (512, 512))
 SD1_PRESETS = ((512, 512), (512, 768), (768, 512), (768, 768), (1024, 1024))
@@ -63,7 +58,6 @@ _SD1_MARKERS = ("v1-5", "v1.5", "v1_5", "sd15", "sd1.5", "sd-1-5", "sd_1.5", "sd
 _PROGRESS_CEILING = 0.99  # 1.0 means "images in hand"; only the end of generate() says that
 _SHORT_TIMEOUT = 5.0  # for progress polls and interrupts: they must never hold anything up
 _DETAIL_LIMIT = 300
-_PIL_FORMATS: dict[str, ImageFormat] = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP"}
 
 UNREACHABLE = "The image server cannot be reached right now. Please try again in a moment."
 BAD_CREDENTIALS = ("The image server is not available right now: the image server refused the operator's "
@@ -96,11 +90,6 @@ def model_info(entry: dict[str, Any], schedulers: tuple[str, ...]) -> ModelInfo 
                      img2img=True, negative_prompt=True, progress=True, is_ai=True, schedulers=schedulers)
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    format: ImageFormat
-    width: int
-    height: int
 
 
 class A1111Provider:
@@ -266,7 +255,7 @@ class A1111Provider:
         images: list[GeneratedImage] = []
         for index, item in enumerate(encoded):
             data = _b64(item)
-            decoded = await asyncio.to_thread(_decode, data)
+            decoded = await asyncio.to_thread(check_result_image, data, UNREADABLE)
             seed = seeds[index] if isinstance(seeds, list) and index < len(seeds) else None
             images.append(GeneratedImage(
                 data=data, format=decoded.format, width=decoded.width, height=decoded.height,
@@ -399,23 +388,3 @@ def _b64(item: Any) -> bytes:
         raise ProviderUnavailable(UNREADABLE, detail="an image is not valid base64") from None
 
 
-def _decode(data: bytes) -> _Decoded:
-    """Decode a result completely (a truncated or corrupt file fails here) and report its format and size."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=list(_PIL_FORMATS)) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ProviderUnavailable(UNREADABLE, detail=f"a result image is {width}x{height}")
-                # verify() walks the chunks and checksums without decoding pixels (a fraction of a
-                # millisecond); the thumbnail step decodes every pixel right after and fails the job if any
-                # are missing.
-                image.verify()
-                return _Decoded(format=_PIL_FORMATS[str(image.format)], width=width, height=height)
-    except ProviderUnavailable:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError,
-            KeyError) as exc:
-        raise ProviderUnavailable(UNREADABLE, detail=f"a result image does not decode ({type(exc).__name__})"
-                                  ) from None

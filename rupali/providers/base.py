@@ -7,11 +7,15 @@ can, and raises a :class:`ProviderError` subclass whose ``user_message`` is a pl
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal, Protocol
+
+from PIL import Image
 
 ImageFormat = Literal["PNG", "JPEG", "WEBP"]
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 … 1.0
@@ -156,3 +160,37 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+MAX_RESULT_PIXELS = 2048 * 2048  # the largest size any size rule allows: anything bigger is not what was asked for
+_PIL_FORMATS: dict[str, ImageFormat] = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP"}
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    format: ImageFormat
+    width: int
+    height: int
+
+
+def check_result_image(data: bytes, user_message: str | None = None) -> CheckedImage:
+    """Check that a provider's result is a PNG/JPEG/WebP of a sane size, and report its format and size.
+
+    ``verify()`` walks the chunks and checksums without decoding pixels (a fraction of a millisecond); the
+    thumbnail step decodes every pixel right after and fails the job if any are missing.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=list(_PIL_FORMATS)) as image:
+                width, height = image.size
+                if width * height > MAX_RESULT_PIXELS:
+                    raise ProviderUnavailable(user_message, detail=f"a result image is {width}x{height}")
+                image.verify()
+                return CheckedImage(format=_PIL_FORMATS[str(image.format)], width=width, height=height)
+    except ProviderUnavailable:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError,
+            KeyError) as exc:
+        raise ProviderUnavailable(user_message, detail=f"a result image does not decode ({type(exc).__name__})"
+                                  ) from None

@@ -14,17 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import logging
 import uuid
-import warnings
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import httpx
-from PIL import Image
 
 from rupali.config import Settings
 from rupali.providers.base import (
@@ -32,7 +28,6 @@ from rupali.providers.base import (
     GeneratedImage,
     GenerationRequest,
     GenerationResult,
-    ImageFormat,
     InvalidRequest,
     ModelInfo,
     OutOfBalance,
@@ -42,6 +37,7 @@ from rupali.providers.base import (
     ProviderUnavailable,
     RateLimited,
     SizeRule,
+    check_result_image,
 )
 
 log = logging.getLogger(__name__)
@@ -51,7 +47,6 @@ OutputType = Literal["base64Data", "dataURI", "URL"]
 PROMPT_MIN_CHARS = 4  # Runware refuses shorter positive prompts (and still may charge nothing): check first
 PROMPT_MAX_CHARS = 2000
 MAX_IMAGES = 4
-MAX_IMAGE_PIXELS = 2048 * 2048  # the largest size any rule below allows; anything bigger is not what we asked for
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 _RETRIED_STATUSES = frozenset({429, 503, 504})  # documented as transient: nothing was generated or charged
 _DETAIL_LIMIT = 300
@@ -70,7 +65,6 @@ _PARAMETER_NAMES = {
     "height": "image size", "steps": "number of steps", "CFGScale": "guidance", "numberResults": "number of images",
     "seed": "seed", "scheduler": "scheduler", "seedImage": "source image", "strength": "strength",
 }
-_PIL_FORMATS: dict[str, ImageFormat] = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP"}
 
 
 def size_rule(model_id: str) -> SizeRule:
@@ -114,11 +108,6 @@ def model_info(model_id: str, label: str) -> ModelInfo:
                      progress=False, is_ai=True)
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    format: ImageFormat
-    width: int
-    height: int
 
 
 class RunwareProvider:
@@ -165,7 +154,7 @@ class RunwareProvider:
         costs: list[Decimal] = []
         for index, item in enumerate(items[: request.count]):
             data = await self._image_bytes(item)
-            decoded = await asyncio.to_thread(_decode, data)
+            decoded = await asyncio.to_thread(check_result_image, data)
             seed = item.get("seed")
             nsfw = item.get("NSFWContent")
             images.append(GeneratedImage(
@@ -379,22 +368,3 @@ def _sniff_mime(data: bytes) -> str:
     return "image/png"
 
 
-def _decode(data: bytes) -> _Decoded:
-    """Decode a result completely (a truncated or corrupt file fails here) and report its format and size."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=list(_PIL_FORMATS)) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ProviderUnavailable(detail=f"a result image is {width}x{height}, larger than asked")
-                # verify() walks the chunks and checksums without decoding pixels (a fraction of a
-                # millisecond); the thumbnail step decodes every pixel right after and fails the job if any
-                # are missing.
-                image.verify()
-                return _Decoded(format=_PIL_FORMATS[str(image.format)], width=width, height=height)
-    except ProviderUnavailable:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError,
-            KeyError) as exc:
-        raise ProviderUnavailable(detail=f"a result image does not decode ({type(exc).__name__})") from None
