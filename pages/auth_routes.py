@@ -18,7 +18,7 @@ from rupali.oidc_client import OidcClient
 from rupali.services import oidc, sessions, users
 from rupali.storage import InvalidKey, LocalStorage
 
-FLASH_KEY = "flash"  # read by pages/signin.py
+FLASH_KEY = "flash"  # a refusal message for the sign-in page, kept in the signed session cookie
 
 
 def create() -> None:

@@ -10,12 +10,12 @@ from nicegui import app, run, ui
 from components import auth
 from components.forms import Banner, card, text_input
 from components.frame import frame
+from pages.auth_routes import FLASH_KEY
 from rupali.config import get_settings
 from rupali.db import transact
 from rupali.gate import safe_next
 from rupali.services import accounts, ratelimit, sessions, users
 
-FLASH_KEY = "flash"
 HANDOFF_ERRORS = {"handoff": "That sign-in took too long or was opened in another browser. Please sign in again."}
 
 
