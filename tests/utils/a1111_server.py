@@ -30,12 +30,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from PIL import Image, PngImagePlugin
+
+from tests.utils.loopback import JoiningHTTPServer, LoopbackHandler, LoopbackHTTPServer
 
 API = "/sdapi/v1"
 GENERATION_PATHS = (f"{API}/txt2img", f"{API}/img2img")
@@ -94,41 +94,22 @@ class _Reply(Exception):  # control flow, not an error
         self.headers = headers or {}
 
 
-class _Server(ThreadingHTTPServer):
-    """Request threads are joined on close so nothing outlives ``stop()``."""
-
-    daemon_threads = False
-    block_on_close = True
-    api: LoopbackA1111
+class _Server(JoiningHTTPServer):
+    owner: LoopbackA1111
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
-    timeout = 10  # a client that connects and says nothing cannot block shutdown for long
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep pytest output quiet."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
         try:
-            self.server.api._handle(method, self.path, dict(self.headers.items()), self._body())
+            self.server.owner._handle(method, self.path, dict(self.headers.items()), self.read_body())
         except _Reply as reply:
             self._send(reply)
         except Exception as exc:  # a bug in the server: say so, as A1111's exception handler would
             self._send(_Reply(500, {"error": type(exc).__name__, "detail": "", "body": "", "errors": repr(exc)}))
         else:  # every route answers with a _Reply
             self._send(_Reply(500, {"error": "NoReply"}))
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _send(self, reply: _Reply) -> None:
         try:
@@ -143,11 +124,18 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout, cancellation): exactly what some tests do
 
 
-class LoopbackA1111:
+class LoopbackA1111(LoopbackHTTPServer):
     """An AUTOMATIC1111-compatible API served over real HTTP on 127.0.0.1 from a background thread."""
+
+    handler_class = _Handler
+    server_class = _Server
+    error_class = A1111ServerError
+    thread_name = "loopback-a1111"
+    _server: _Server | None
 
     def __init__(self, *, work_seconds: float = 0.0, username: str | None = None, password: str | None = None,
                  host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
         self.work_seconds = work_seconds  # how long each generation takes; /progress rises meanwhile
         self.username = username
         self.password = password
@@ -161,69 +149,25 @@ class LoopbackA1111:
         self.interrupted_jobs = 0
         self.completed_jobs = 0
         self.job_started = threading.Event()  # set when a generation starts working
-        self._host = host
-        self._port = port
         self._lock = threading.Lock()
         self._queue = threading.Lock()  # one job at a time, like A1111's queue lock
         self._scripted: list[_Scripted] = []
         self._job: _Job | None = None
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------------------------------
-
-    def start(self) -> LoopbackA1111:
-        """Bind a free port and serve from a background thread."""
-        if self._server is not None:
-            raise A1111ServerError("the server is already running")
+    def _on_start(self) -> None:
         self._stopping.clear()
-        server = _Server((self._host, self._port), _Handler)
-        server.api = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"loopback-a1111-{self.port}", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        """Stop serving, end any job or scripted delay, close the socket and join the threads (idempotent)."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
+    def _on_stop(self) -> None:
+        """End any job or scripted delay before the socket closes."""
         self._stopping.set()
         with self._lock:
             if self._job is not None:
                 self._job.interrupt.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-            if thread.is_alive():
-                raise A1111ServerError("the server thread did not stop")
-        self._server = None
-        self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> LoopbackA1111:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise A1111ServerError("the server is not running")
-        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return self._origin
 
     # -- scripting and records -------------------------------------------------------------------------------------
 

@@ -27,14 +27,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+
+from tests.utils.loopback import JoiningHTTPServer, LoopbackHandler, LoopbackHTTPServer
 
 Mode = Literal["ok", "wrong_nonce", "bad_signature", "expired", "wrong_audience"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -110,30 +110,15 @@ def _error(status: int, error: str, description: str, headers: dict[str, str] | 
     return _Reply(status, {"error": error, "error_description": description}, headers)
 
 
-class _Server(ThreadingHTTPServer):
-    """Request threads are joined on close so nothing outlives ``stop()``."""
-
-    daemon_threads = False
-    block_on_close = True
-    provider: LoopbackOIDCProvider
+class _Server(JoiningHTTPServer):
+    owner: LoopbackOIDCProvider
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
-    timeout = 10  # a client that connects and says nothing cannot block shutdown for long
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep pytest output quiet."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        provider = self.server.provider
+        provider = self.server.owner
         parts = urlsplit(self.path)
         routes = {
             ("GET", "/.well-known/openid-configuration"): lambda: provider.metadata,
@@ -156,8 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_Reply(500, {"error": "server_error", "error_description": repr(exc)}))
 
     def _form(self) -> dict[str, str]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             raise _error(400, "invalid_request", "the token request must be application/x-www-form-urlencoded")
@@ -181,15 +165,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class LoopbackOIDCProvider:
+class LoopbackOIDCProvider(LoopbackHTTPServer):
     """An OpenID Connect provider served over real HTTP on 127.0.0.1 from a background thread."""
 
+    handler_class = _Handler
+    server_class = _Server
+    error_class = OIDCProviderError
+    thread_name = "loopback-oidc"
+    noun = "provider"
     _mode: Mode
+    _server: _Server | None
 
     def __init__(self, *, client_id: str = DEFAULT_CLIENT_ID, client_secret: str | None = None,
                  redirect_uris: list[str] | tuple[str, ...] = DEFAULT_REDIRECT_URIS,
                  user: dict[str, Any] | None = None, mode: Mode = "ok", host: str = "127.0.0.1",
                  port: int = 0) -> None:
+        super().__init__(host=host, port=port)
         self.client_id = client_id
         self.client_secret = client_secret if client_secret is not None else secrets.token_urlsafe(32)
         self.redirect_uris: list[str] = list(redirect_uris)
@@ -200,63 +191,14 @@ class LoopbackOIDCProvider:
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[dict[str, Any]] = []
         self.userinfo_requests: list[dict[str, str | None]] = []
-        self._host = host
-        self._port = port
         self._lock = threading.Lock()
         self._state = _State()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------------------------
-
-    def start(self) -> LoopbackOIDCProvider:
-        """Bind a free port and serve from a background thread."""
-        if self._server is not None:
-            raise OIDCProviderError("the provider is already running")
-        server = _Server((self._host, self._port), _Handler)
-        server.provider = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"loopback-oidc-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close the socket and join the server thread (idempotent)."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-            if thread.is_alive():
-                raise OIDCProviderError("the provider thread did not stop")
-        self._server = None
-        self._thread = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> LoopbackOIDCProvider:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- addresses and documents -----------------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        if self._server is None:
-            raise OIDCProviderError("the provider is not running")
-        return int(self._server.server_address[1])
-
-    @property
     def issuer(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return self._origin
 
     @property
     def base_url(self) -> str:

@@ -31,11 +31,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
 from PIL import Image, ImageDraw
+
+from tests.utils.loopback import JoiningHTTPServer, LoopbackHandler, LoopbackHTTPServer
 
 FLUX_MODELS = frozenset({"runware:100@1", "runware:101@1"})
 IMAGE_INFERENCE_FIELDS = frozenset({
@@ -135,27 +135,16 @@ def _decode_seed_image(value: Any, task: dict[str, Any]) -> Image.Image:
         raise _TaskError(400, "invalidSeedImage", f"seedImage is not an image ({exc})", "seedImage", task) from None
 
 
-class _Server(ThreadingHTTPServer):
-    """Request threads are joined on close so nothing outlives ``stop()``."""
-
-    daemon_threads = False
-    block_on_close = True
-    runware: RunwareServer
+class _Server(JoiningHTTPServer):
+    owner: RunwareServer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
-    timeout = 10
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep pytest output quiet."""
-
-    def do_GET(self) -> None:
-        self._guard(self.server.runware._get)
-
-    def do_POST(self) -> None:
-        self._guard(self.server.runware._post)
+    def _dispatch(self, method: str) -> None:
+        runware = self.server.owner
+        self._guard(runware._get if method == "GET" else runware._post)
 
     def _guard(self, handle: Any) -> None:
         try:
@@ -173,80 +162,42 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test): fine
             pass
 
-    def read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
 
 Reply = tuple[int, bytes, dict[str, str]]
 
 
-class RunwareServer:
+class RunwareServer(LoopbackHTTPServer):
     """A Runware REST endpoint served over real HTTP on 127.0.0.1 from a background thread."""
+
+    handler_class = _Handler
+    server_class = _Server
+    error_class = RunwareServerError
+    thread_name = "loopback-runware"
+    _server: _Server | None
 
     def __init__(self, *, api_key: str = "k", host: str = "127.0.0.1", port: int = 0,
                  cost_per_image: Decimal = DEFAULT_COST) -> None:
+        super().__init__(host=host, port=port)
         self.api_key = api_key
         self.cost_per_image = cost_per_image
         self.nsfw = False
         self.corrupt_images = False  # results are cut short: valid base64/URL, but not a decodable image
         self.blocked_words: set[str] = set()
         self.requests: list[RecordedRequest] = []
-        self._host = host
-        self._port = port
         self._lock = threading.Lock()
         self._canned: deque[_Canned] = deque()
         self._images: dict[str, tuple[bytes, str]] = {}
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------------------------------
-
-    def start(self) -> RunwareServer:
-        """Bind a free port and serve from a background thread."""
-        if self._server is not None:
-            raise RunwareServerError("the server is already running")
+    def _on_start(self) -> None:
         self._stopping.clear()
-        server = _Server((self._host, self._port), _Handler)
-        server.runware = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"loopback-runware-{self.port}", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        """Stop serving (waking any delayed answer), close the socket and join the thread (idempotent)."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-            if thread.is_alive():
-                raise RunwareServerError("the server thread did not stop")
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> RunwareServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RunwareServerError("the server is not running")
-        return int(self._server.server_address[1])
+    def _on_stop(self) -> None:
+        self._stopping.set()  # wake any delayed answer
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return self._origin
 
     @property
     def url(self) -> str:
