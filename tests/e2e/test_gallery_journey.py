@@ -3,27 +3,32 @@ in the gallery."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.e2e.helpers import (
+    acknowledge_cookie_notice,
+    clear,
+    click,
+    evidence_on_failure,
+    images_button,
+    quasar_field,
+    value,
+    wait,
+)
 from tests.utils.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = 20
 EMAIL = "meera.gallery@example.com"
 LIGHTHOUSE = "a teal lighthouse at night"
 FOX = "a red fox in snow"
@@ -50,29 +55,29 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
                                                                        tmp_path: Path) -> None:
     make_user(email=EMAIL, onboarded=True)
 
-    with _evidence_on_failure(browser, tmp_path):
+    with evidence_on_failure(browser, tmp_path):
         # Sign in and generate two batches of two with the offline generator.
         browser.get(live_server + "/signin")
-        _acknowledge_cookie_notice(browser)
-        _type(browser, _field("E-mail address"), EMAIL)
-        _type(browser, _field("Password"), PASSWORD)
-        _click(browser, _button("Sign in"))
-        _wait(browser).until(EC.url_to_be(live_server + "/studio"))
-        _click(browser, _images_button("2"))
-        _wait(browser).until(EC.presence_of_element_located(_images_button("2", pressed=True)))
+        acknowledge_cookie_notice(browser)
+        _type(browser, quasar_field("E-mail address"), EMAIL)
+        _type(browser, quasar_field("Password"), PASSWORD)
+        click(browser, _button("Sign in"))
+        wait(browser).until(EC.url_to_be(live_server + "/studio"))
+        click(browser, images_button("2"))
+        wait(browser).until(EC.presence_of_element_located(images_button("2", pressed=True)))
         for prompt in (LIGHTHOUSE, FOX):
-            _type(browser, _field("Prompt", "textarea"), prompt)
-            _click(browser, _button("Generate"))
-            _wait(browser).until(lambda driver, prompt=prompt: [prompt, 2] in driver.execute_script(_FINISHED_JOBS))
+            _type(browser, quasar_field("Prompt", "textarea"), prompt)
+            click(browser, _button("Generate"))
+            wait(browser).until(lambda driver, prompt=prompt: [prompt, 2] in driver.execute_script(_FINISHED_JOBS))
 
         # The gallery holds all four, newest first; a fox opens in the detail dialog with its parameters.
         browser.get(live_server + "/gallery")
-        _wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//h1[normalize-space()='Gallery']")))
+        wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//h1[normalize-space()='Gallery']")))
         tiles = _wait_tiles(browser, 4)
         assert [tile.get_attribute("aria-label") for tile in tiles] == [FOX, FOX, LIGHTHOUSE, LIGHTHOUSE]
         ids = [_tile_image_id(tile) for tile in tiles]
         assert len(set(ids)) == 4, ids
-        _wait(browser).until(lambda driver: driver.execute_script(_THUMBNAILS_LOADED))
+        wait(browser).until(lambda driver: driver.execute_script(_THUMBNAILS_LOADED))
         browser.save_screenshot(str(tmp_path / "gallery.png"))
 
         fox = ids[0]
@@ -85,7 +90,7 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
         assert parameters["Steps"] == "20", parameters
         assert parameters["Seed"].isdigit(), parameters
         assert parameters["Expires"] == "Never", parameters
-        _wait(browser).until(lambda _: detail.find_element(By.CSS_SELECTOR, ".r-detail-image img")
+        wait(browser).until(lambda _: detail.find_element(By.CSS_SELECTOR, ".r-detail-image img")
                              .get_attribute("naturalWidth") not in (None, "0"))
         browser.save_screenshot(str(tmp_path / "detail.png"))
 
@@ -99,10 +104,10 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
 
         # Favourite it; Esc closes the dialog and takes the image out of the URL.
         _click_in(browser, detail, _button("Favourite"))
-        _wait(browser).until(lambda _: _find(detail, _button("Unfavourite")))
+        wait(browser).until(lambda _: _find(detail, _button("Unfavourite")))
         _press(browser, Keys.ESCAPE)
-        _wait(browser).until(EC.invisibility_of_element_located(_DETAIL))
-        _wait(browser).until(EC.url_to_be(live_server + "/gallery"))
+        wait(browser).until(EC.invisibility_of_element_located(_DETAIL))
+        wait(browser).until(EC.url_to_be(live_server + "/gallery"))
 
         # Only the favourite under "Favourites"; only the lighthouses when searching for "lighthouse".
         _switch(browser, "Favourites", on=True)
@@ -111,11 +116,11 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
         assert favourites[0].find_elements(By.CSS_SELECTOR, ".r-tile-badges [aria-label='Favourite']")
         _switch(browser, "Favourites", on=False)
         _wait_tiles(browser, 4)
-        _type(browser, _field("Search prompts"), "lighthouse")
+        _type(browser, quasar_field("Search prompts"), "lighthouse")
         found = _wait_tiles(browser, 2)
         assert [tile.get_attribute("aria-label") for tile in found] == [LIGHTHOUSE, LIGHTHOUSE]
         assert [_tile_image_id(tile) for tile in found] == ids[2:]
-        _clear(browser, _field("Search prompts"))
+        clear(browser, quasar_field("Search prompts"))
         tiles = _wait_tiles(browser, 4)
 
         # Remix a lighthouse: the studio gets its prompt, with the seed left open.
@@ -123,11 +128,11 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
         detail = _wait_detail(browser, live_server, ids[2])
         assert detail.find_element(By.CSS_SELECTOR, ".r-detail-prompt").text == LIGHTHOUSE
         _click_in(browser, detail, _button("Remix"))
-        _wait(browser).until(EC.url_contains("/studio?use="))
+        wait(browser).until(EC.url_contains("/studio?use="))
         assert parse_qs(urlsplit(browser.current_url).query)["remix"] == ["1"]
-        _wait(browser).until(lambda driver: _value(driver, _field("Prompt", "textarea")) == LIGHTHOUSE)
-        assert _value(browser, _field("Seed")) == ""
-        _wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='false']")))
+        wait(browser).until(lambda driver: value(driver, quasar_field("Prompt", "textarea")) == LIGHTHOUSE)
+        assert value(browser, quasar_field("Seed")) == ""
+        wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='false']")))
 
         # Select one fox and one lighthouse and delete them both, after the confirmation naming the count.
         browser.get(live_server + "/gallery")
@@ -135,16 +140,16 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
         _switch(browser, "Select", on=True)
         for index in (1, 3):
             tiles[index].click()
-            _wait(browser).until(lambda _, index=index: "r-tile--selected" in (
+            wait(browser).until(lambda _, index=index: "r-tile--selected" in (
                 tiles[index].get_attribute("class") or ""))
-        _wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//*[normalize-space()='2 selected']")))
+        wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//*[normalize-space()='2 selected']")))
         bulk = browser.find_element(By.CSS_SELECTOR, ".r-bulk")
         _click_in(browser, bulk, _button("Delete"))
-        _wait(browser).until(EC.visibility_of_element_located(
+        wait(browser).until(EC.visibility_of_element_located(
             (By.XPATH, "//*[normalize-space()='Delete 2 images? This cannot be undone.']")))
-        _click(browser, _button("Delete 2"))
+        click(browser, _button("Delete 2"))
         kept, deleted = [ids[0], ids[2]], [ids[1], ids[3]]
-        _wait(browser).until(lambda driver: [_tile_image_id(t) for t in driver.find_elements(*_TILES)] == kept)
+        wait(browser).until(lambda driver: [_tile_image_id(t) for t in driver.find_elements(*_TILES)] == kept)
         browser.refresh()
         assert [_tile_image_id(tile) for tile in _wait_tiles(browser, 2)] == kept
 
@@ -163,72 +168,23 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
     assert (tmp_path / "detail.png").stat().st_size > 0
 
 
-@contextmanager
-def _evidence_on_failure(browser: WebDriver, tmp_path: Path) -> Iterator[None]:
-    """Keep the page's HTML and a screenshot in ``tmp_path`` when a step fails."""
-    try:
-        yield
-    except BaseException:
-        (tmp_path / "failure.html").write_text(browser.page_source)
-        browser.save_screenshot(str(tmp_path / "failure.png"))
-        raise
-
-
-def _wait(browser: WebDriver) -> WebDriverWait:
-    # NiceGUI re-renders elements on updates, so a found element may go stale between polls.
-    return WebDriverWait(browser, TIMEOUT, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
-
-
-def _acknowledge_cookie_notice(browser: WebDriver) -> None:
-    notice = (By.CSS_SELECTOR, "[aria-label='Cookie notice']")
-    _wait(browser).until(EC.visibility_of_element_located(notice))
-    _click(browser, (By.XPATH, "//*[@aria-label='Cookie notice']//button[normalize-space()='OK, got it']"))
-    _wait(browser).until(EC.invisibility_of_element_located(notice))
-
-
-def _field(label: str, tag: str = "input") -> tuple[str, str]:
-    """The control of a Quasar field: the label text is a sibling inside the field's <label>."""
-    return (By.XPATH, f"//label[.//div[contains(@class, 'q-field__label') and normalize-space()='{label}']]//{tag}")
-
-
 def _button(text: str) -> tuple[str, str]:
     """A labelled Quasar button; its icon's ligature text is no part of the label."""
     return (By.XPATH, f".//button[.//span[normalize-space()='{text}']]")
 
 
-def _images_button(count: str, *, pressed: bool = False) -> tuple[str, str]:
-    state = "[@aria-pressed='true']" if pressed else ""
-    return (By.XPATH, f"//*[@aria-label='Number of images']//button[normalize-space()='{count}']{state}")
-
-
-def _value(browser: WebDriver, locator: tuple[str, str]) -> str:
-    return browser.find_element(*locator).get_attribute("value") or ""
-
-
-def _clear(browser: WebDriver, locator: tuple[str, str]) -> None:
-    field = _wait(browser).until(EC.element_to_be_clickable(locator))
-    # Select all and delete: WebElement.clear() does not fire the input event Vue's v-model listens to.
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.DELETE)
-    _wait(browser).until(lambda _: field.get_attribute("value") == "")
-
-
 def _type(browser: WebDriver, locator: tuple[str, str], text: str) -> WebElement:
-    _clear(browser, locator)
+    clear(browser, locator)
     field = browser.find_element(*locator)
     field.send_keys(text)
-    _wait(browser).until(lambda _: field.get_attribute("value") == text)
+    wait(browser).until(lambda _: field.get_attribute("value") == text)
     return field
 
 
-def _click(browser: WebDriver, locator: tuple[str, str]) -> None:
-    _wait(browser).until(EC.element_to_be_clickable(locator)).click()
-
-
 def _click_in(browser: WebDriver, container: WebElement, locator: tuple[str, str]) -> None:
-    button = _wait(browser).until(lambda _: _find(container, locator))
+    button = wait(browser).until(lambda _: _find(container, locator))
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    _wait(browser).until(lambda _: button.is_displayed() and button.is_enabled())
+    wait(browser).until(lambda _: button.is_displayed() and button.is_enabled())
     button.click()
 
 
@@ -244,13 +200,13 @@ def _press(browser: WebDriver, key: str) -> None:
 def _switch(browser: WebDriver, label: str, *, on: bool) -> None:
     """Flip a Quasar toggle (role=switch) and wait until it reports the new state."""
     switch = f"//*[@role='switch'][.//*[contains(@class, 'q-toggle__label') and normalize-space()='{label}']]"
-    _click(browser, (By.XPATH, f"{switch}[@aria-checked='{str(not on).lower()}']"))
-    _wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{switch}[@aria-checked='{str(on).lower()}']")))
+    click(browser, (By.XPATH, f"{switch}[@aria-checked='{str(not on).lower()}']"))
+    wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{switch}[@aria-checked='{str(on).lower()}']")))
 
 
 def _wait_tiles(browser: WebDriver, count: int) -> list[WebElement]:
     """The gallery's tiles once there are exactly ``count`` of them."""
-    return _wait(browser).until(lambda driver: (tiles := driver.find_elements(*_TILES)) and len(tiles) == count
+    return wait(browser).until(lambda driver: (tiles := driver.find_elements(*_TILES)) and len(tiles) == count
                                 and tiles)
 
 
@@ -267,8 +223,8 @@ def _wait_detail(browser: WebDriver, live_server: str, image_id: str) -> WebElem
         source = dialogs[0].find_element(By.CSS_SELECTOR, ".r-detail-image img").get_attribute("src") or ""
         return dialogs[0] if source.endswith(f"/media/images/{image_id}") else None
 
-    detail = _wait(browser).until(shown)
-    _wait(browser).until(EC.url_to_be(f"{live_server}/gallery?image={image_id}"))
+    detail = wait(browser).until(shown)
+    wait(browser).until(EC.url_to_be(f"{live_server}/gallery?image={image_id}"))
     return detail
 
 

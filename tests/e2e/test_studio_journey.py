@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.e2e.helpers import (
+    TIMEOUT,
+    acknowledge_cookie_notice,
+    clear,
+    click,
+    evidence_on_failure,
+    images_button,
+    quasar_field,
+    tick,
+    value,
+    wait,
+)
 from tests.utils.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = 20
 EMAIL = "meera.studio@example.com"
 PROMPT = "a lighthouse on a cliff at golden hour"
 SEED = "4242"
@@ -53,32 +60,32 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
     downloads.mkdir()
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
 
-    with _evidence_on_failure(browser, tmp_path):
+    with evidence_on_failure(browser, tmp_path):
         # Sign in; the studio is where a signed-in person lands.
         browser.get(live_server + "/signin")
-        _acknowledge_cookie_notice(browser)
-        _type(browser, _field("E-mail address"), EMAIL)
-        _type(browser, _field("Password"), PASSWORD)
-        _click(browser, _button("Sign in"))
-        _wait(browser).until(EC.url_to_be(live_server + "/studio"))
-        _wait(browser).until(EC.visibility_of_element_located(
+        acknowledge_cookie_notice(browser)
+        _type(browser, quasar_field("E-mail address"), EMAIL)
+        _type(browser, quasar_field("Password"), PASSWORD)
+        click(browser, _button("Sign in"))
+        wait(browser).until(EC.url_to_be(live_server + "/studio"))
+        wait(browser).until(EC.visibility_of_element_located(
             (By.XPATH, "//*[normalize-space()='Nothing yet. Your images will appear here.']")))
-        assert _value(browser, _MODEL) == "Offline sketch (not AI)"
+        assert value(browser, _MODEL) == "Offline sketch (not AI)"
 
         # Describe the image, ask for 4 of them with a locked seed, and generate with Ctrl+Enter.
-        prompt = _type(browser, _field("Prompt", "textarea"), PROMPT)
-        _click(browser, _images_button("4"))
-        _wait(browser).until(EC.presence_of_element_located(_images_button("4", pressed=True)))
-        _type(browser, _field("Seed"), SEED)
-        _tick(browser, _LOCK)
+        prompt = _type(browser, quasar_field("Prompt", "textarea"), PROMPT)
+        click(browser, images_button("4"))
+        wait(browser).until(EC.presence_of_element_located(images_button("4", pressed=True)))
+        _type(browser, quasar_field("Seed"), SEED)
+        tick(browser, _LOCK)
         assert _pressed_size(browser) == SIZE
         browser.execute_script(_WATCH_JOBS)
         prompt.send_keys(Keys.CONTROL, Keys.ENTER)
 
         # The job shows its live state in a new card, then four loaded thumbnails arrive in that card.
-        card = _wait(browser).until(EC.presence_of_element_located(_JOB))
-        _wait(browser).until(lambda driver: driver.execute_script("return window.__jobStates.length") > 0)
-        tiles = _wait(browser).until(lambda _: len(card.find_elements(By.CSS_SELECTOR, "figure.r-tile")) == 4
+        card = wait(browser).until(EC.presence_of_element_located(_JOB))
+        wait(browser).until(lambda driver: driver.execute_script("return window.__jobStates.length") > 0)
+        tiles = wait(browser).until(lambda _: len(card.find_elements(By.CSS_SELECTOR, "figure.r-tile")) == 4
                                      and card.find_elements(By.CSS_SELECTOR, "figure.r-tile"))
         states = browser.execute_script("return window.__jobStates")
         assert all(state["bar"] for state in states), states
@@ -86,22 +93,22 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         assert card.find_element(By.CSS_SELECTOR, ".r-job-prompt").text == PROMPT
         assert f"seed {SEED}" in card.text
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
-        _wait(browser).until(lambda driver: driver.execute_script(_THUMBNAILS_LOADED, card))
+        wait(browser).until(lambda driver: driver.execute_script(_THUMBNAILS_LOADED, card))
         alts = [tile.find_element(By.TAG_NAME, "img").get_attribute("alt") for tile in tiles]
         assert alts[0] == f"Generated image, seed {SEED}", alts
         browser.save_screenshot(str(tmp_path / "studio.png"))
 
         # Remix keeps the prompt and size but lets the seed go; "use these parameters" brings the seed back.
         _click_in(browser, card, "[aria-label='Remix: same parameters, new seed']")
-        _wait(browser).until(lambda driver: _value(driver, _field("Seed")) == "")
-        _wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='false']")))
-        assert _value(browser, _field("Prompt", "textarea")) == PROMPT
+        wait(browser).until(lambda driver: value(driver, quasar_field("Seed")) == "")
+        wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='false']")))
+        assert value(browser, quasar_field("Prompt", "textarea")) == PROMPT
         assert _pressed_size(browser) == SIZE
-        _clear(browser, _field("Prompt", "textarea"))
+        clear(browser, quasar_field("Prompt", "textarea"))
         _click_in(browser, card, "[aria-label='Use these parameters']")
-        _wait(browser).until(lambda driver: _value(driver, _field("Seed")) == SEED)
-        _wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='true']")))
-        _wait(browser).until(lambda driver: _value(driver, _field("Prompt", "textarea")) == PROMPT)
+        wait(browser).until(lambda driver: value(driver, quasar_field("Seed")) == SEED)
+        wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='true']")))
+        wait(browser).until(lambda driver: value(driver, quasar_field("Prompt", "textarea")) == PROMPT)
         assert _pressed_size(browser) == SIZE
 
         # Download the first original through its button: a PNG carrying its parameters.
@@ -127,61 +134,16 @@ _MODEL = (By.XPATH, "//input[@role='combobox'][@aria-label='Model']")
 _LOCK = "//*[@role='checkbox'][@aria-label='Keep this seed']"
 
 
-@contextmanager
-def _evidence_on_failure(browser: WebDriver, tmp_path: Path) -> Iterator[None]:
-    """Keep the page's HTML and a screenshot in ``tmp_path`` when a step fails."""
-    try:
-        yield
-    except BaseException:
-        (tmp_path / "failure.html").write_text(browser.page_source)
-        browser.save_screenshot(str(tmp_path / "failure.png"))
-        raise
-
-
-def _wait(browser: WebDriver) -> WebDriverWait:
-    # NiceGUI re-renders elements on updates, so a found element may go stale between polls.
-    return WebDriverWait(browser, TIMEOUT, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
-
-
-def _acknowledge_cookie_notice(browser: WebDriver) -> None:
-    notice = (By.CSS_SELECTOR, "[aria-label='Cookie notice']")
-    _wait(browser).until(EC.visibility_of_element_located(notice))
-    _click(browser, (By.XPATH, "//*[@aria-label='Cookie notice']//button[normalize-space()='OK, got it']"))
-    _wait(browser).until(EC.invisibility_of_element_located(notice))
-
-
-def _field(label: str, tag: str = "input") -> tuple[str, str]:
-    """The control of a Quasar field: the label text is a sibling inside the field's <label>."""
-    return (By.XPATH, f"//label[.//div[contains(@class, 'q-field__label') and normalize-space()='{label}']]//{tag}")
-
-
-def _value(browser: WebDriver, locator: tuple[str, str]) -> str:
-    return browser.find_element(*locator).get_attribute("value") or ""
-
-
-def _clear(browser: WebDriver, locator: tuple[str, str]) -> None:
-    field = _wait(browser).until(EC.element_to_be_clickable(locator))
-    # Select all and delete: WebElement.clear() does not fire the input event Vue's v-model listens to.
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.DELETE)
-    _wait(browser).until(lambda _: field.get_attribute("value") == "")
-
-
 def _type(browser: WebDriver, locator: tuple[str, str], text: str) -> WebElement:
-    _clear(browser, locator)
+    clear(browser, locator)
     field = browser.find_element(*locator)
     field.send_keys(text)
-    _wait(browser).until(lambda _: field.get_attribute("value") == text)
+    wait(browser).until(lambda _: field.get_attribute("value") == text)
     return field
 
 
 def _button(text: str) -> tuple[str, str]:
     return (By.XPATH, f"//button[normalize-space()='{text}']")
-
-
-def _images_button(count: str, *, pressed: bool = False) -> tuple[str, str]:
-    state = "[@aria-pressed='true']" if pressed else ""
-    return (By.XPATH, f"//*[@aria-label='Number of images']//button[normalize-space()='{count}']{state}")
 
 
 def _pressed_size(browser: WebDriver) -> str:
@@ -190,21 +152,11 @@ def _pressed_size(browser: WebDriver) -> str:
     return label.split()[-1].replace("×", "x")
 
 
-def _click(browser: WebDriver, locator: tuple[str, str]) -> None:
-    _wait(browser).until(EC.element_to_be_clickable(locator)).click()
-
-
 def _click_in(browser: WebDriver, container: WebElement, css: str) -> None:
     button = container.find_element(By.CSS_SELECTOR, css)
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    _wait(browser).until(lambda _: button.is_displayed() and button.is_enabled())
+    wait(browser).until(lambda _: button.is_displayed() and button.is_enabled())
     button.click()
-
-
-def _tick(browser: WebDriver, xpath: str) -> None:
-    """Tick a Quasar checkbox (the element with role=checkbox) and wait until it reports being ticked."""
-    _click(browser, (By.XPATH, xpath))
-    _wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{xpath}[@aria-checked='true']")))
 
 
 def _await_download(folder: Path, name: str, timeout: float = TIMEOUT) -> Path:
