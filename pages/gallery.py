@@ -13,7 +13,7 @@ from components import auth
 from components.forms import Banner
 from components.frame import frame
 from components.text import heading
-from rupali import runtime
+from rupali import image_files, runtime
 from rupali.clock import now
 from rupali.db import transact
 from rupali.models import Generation, Image
@@ -254,7 +254,8 @@ class GalleryView:
             return
 
         async def work(signed_in: SignedIn) -> None:
-            deleted = await delete_images(signed_in.user.id, list(self.filters.selected))
+            deleted = await image_files.delete_images(runtime.current().storage, signed_in.user.id,
+                                                      list(self.filters.selected))
             self.filters.selected.clear()
             self._selection_changed()
             ui.notify(f"Deleted {deleted} image{'s' if deleted != 1 else ''}")
@@ -401,20 +402,12 @@ class Detail:
 
     async def _delete(self) -> None:
         async def work(signed_in: SignedIn) -> None:
-            await delete_images(signed_in.user.id, [self.image.id])
+            await image_files.delete_images(runtime.current().storage, signed_in.user.id, [self.image.id])
             self.keys.delete()
             self.dialog.close()
             ui.notify("Image deleted")
             await self.view.reload()
         await auth.action(work)()
-
-
-async def delete_images(user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> int:
-    """Delete rows first (one transaction), then the files they pointed to."""
-    keys = await run.io_bound(transact, gallery.delete_images, user_id, image_ids)
-    storage = runtime.current().storage
-    await run.io_bound(lambda: [storage.delete(key) for key in keys])
-    return len(keys) // 2
 
 
 def _date(value: str) -> date | None:

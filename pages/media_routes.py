@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from nicegui import app
 from starlette.concurrency import run_in_threadpool
 
 from rupali import image_files, runtime, zips
 from rupali.db import transact
-from rupali.models import User
-from rupali.services import gallery, uploads, users
+from rupali.services import uploads
 
 
 def create() -> None:
@@ -34,7 +31,7 @@ def create() -> None:
         image_ids = current.downloads.redeem(ticket, user.id)
         if image_ids is None:
             return image_files.NOT_FOUND
-        return await zip_response(current, user, image_ids)
+        return await zips.download(current.storage, user, image_ids)
 
     @app.get("/media/uploads/{upload_id}", include_in_schema=False)
     async def upload(request: Request, upload_id: str) -> Response:
@@ -44,13 +41,3 @@ def create() -> None:
             return image_files.NOT_FOUND
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
-
-async def zip_response(current: runtime.Runtime, user: User, image_ids: list[uuid.UUID]) -> Response:
-    """A streamed ZIP of the person's own images among ``image_ids`` (others' ids are silently left out)."""
-    items = await run_in_threadpool(transact, gallery.owned_images, user.id, image_ids)
-    if not items:
-        return image_files.NOT_FOUND
-    strip = await run_in_threadpool(transact, users.strips_metadata, user.id)
-    return StreamingResponse(zips.archive(current.storage, items, strip=strip), media_type="application/zip",
-                             headers={"Content-Disposition": 'attachment; filename="rupali-images.zip"',
-                                      "Cache-Control": "private, no-store"})

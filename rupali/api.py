@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +19,7 @@ from rupali import image_files, runtime, zips
 from rupali.db import transact
 from rupali.models import Generation, Image, User
 from rupali.providers.base import ProviderError
-from rupali.services import gallery, users
+from rupali.services import gallery
 from rupali.services import generation as generations
 
 
@@ -199,20 +199,14 @@ def _register(router: FastAPI) -> None:
                    responses={404: {"description": "Not found"}})
     async def delete_image(request: Request, image_id: str) -> Response:
         parsed = _uuid(image_id)
-        deleted = await _delete(_user(request), [parsed]) if parsed else 0
+        deleted = await image_files.delete_images(runtime.current().storage, _user(request).id, [parsed]) \
+            if parsed else 0
         return Response(status_code=204) if deleted else image_files.NOT_FOUND
 
     @router.post("/v1/images/zip", summary="Download several images as one ZIP (streamed)", response_class=Response,
                  responses={404: {"description": "None of the ids is yours"}})
     async def zip_images(request: Request, body: ImageIdsIn) -> Response:
-        user = _user(request)
-        current = runtime.current()
-        items = await run_in_threadpool(transact, gallery.owned_images, user.id, body.ids)
-        if not items:
-            return image_files.NOT_FOUND
-        strip = await run_in_threadpool(transact, users.strips_metadata, user.id)
-        return StreamingResponse(zips.archive(current.storage, items, strip=strip), media_type="application/zip",
-                                 headers={"Content-Disposition": 'attachment; filename="rupali-images.zip"'})
+        return await zips.download(runtime.current().storage, _user(request), body.ids)
 
     @router.get("/v1/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
                 response_class=Response, responses={404: {"description": "Not found"}})
@@ -248,14 +242,6 @@ async def _generation(user: User, generation_id: str) -> GenerationOut | None:
         return None
     images = await run_in_threadpool(transact, generations.images_of, [generation.id])
     return _out(generation, images[generation.id])
-
-
-async def _delete(user: User, image_ids: list[uuid.UUID]) -> int:
-    keys = await run_in_threadpool(transact, gallery.delete_images, user.id, image_ids)
-    storage = runtime.current().storage
-    for key in keys:
-        await run_in_threadpool(storage.delete, key)
-    return len(keys) // 2
 
 
 def _image(image: Image) -> ImageOut:

@@ -19,8 +19,8 @@ from rupali import media
 from rupali.clock import now
 from rupali.db import transact
 from rupali.models import Generation, Image, User
+from rupali.services import gallery, users
 from rupali.services import generation as generations
-from rupali.services import users
 from rupali.storage import InvalidKey, LocalStorage
 
 NOT_FOUND = Response("Not Found", status_code=404, media_type="text/plain")
@@ -140,3 +140,11 @@ def ranged(data: bytes, range_header: str | None, media_type: str, headers: dict
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
     return Response(data[start:end + 1], status_code=206, media_type=media_type,
                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}"})
+
+
+async def delete_images(storage: LocalStorage, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> int:
+    """Delete the person's images: rows first (one transaction), then the files they pointed to."""
+    keys = await run_in_threadpool(transact, gallery.delete_images, user_id, image_ids)
+    await run_in_threadpool(lambda: [storage.delete(key) for key in keys])
+    return len(keys) // 2
+

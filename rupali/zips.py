@@ -14,10 +14,14 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response, StreamingResponse
 from zipstream import ZipStream
 
-from rupali.image_files import download_name, prepared_original
-from rupali.models import Generation, Image
+from rupali.db import transact
+from rupali.image_files import NOT_FOUND, download_name, prepared_original
+from rupali.models import Generation, Image, User
+from rupali.services import gallery, users
 from rupali.storage import LocalStorage
 
 TICKET_SECONDS = 300
@@ -67,3 +71,14 @@ class DownloadTickets:
         moment = time.monotonic()
         for ticket in [key for key, value in self._tickets.items() if value.expires < moment]:
             del self._tickets[ticket]
+
+
+async def download(storage: LocalStorage, user: User, image_ids: list[uuid.UUID]) -> Response:
+    """A streamed ZIP of the person's own images among ``image_ids`` (others' ids are silently left out)."""
+    items = await run_in_threadpool(transact, gallery.owned_images, user.id, image_ids)
+    if not items:
+        return NOT_FOUND
+    strip = await run_in_threadpool(transact, users.strips_metadata, user.id)
+    return StreamingResponse(archive(storage, items, strip=strip), media_type="application/zip",
+                             headers={"Content-Disposition": 'attachment; filename="rupali-images.zip"',
+                                      "Cache-Control": "private, no-store"})

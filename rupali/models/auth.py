@@ -7,17 +7,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from sqlalchemy import Column, ForeignKey, String, UniqueConstraint, Uuid
+from sqlalchemy import Column, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from rupali.clock import now
-from rupali.models.types import UTCDateTime, new_id
+from rupali.models.types import UTCDateTime, fk_column, new_id
 from rupali.policy import RetentionKey
 from rupali.privacy.inventory import Erasure, PersonalData, Subject
-
-
-def _user_fk(nullable: bool = False, on_delete: str = "CASCADE") -> Column:
-    return Column(Uuid(), ForeignKey("user.id", ondelete=on_delete), nullable=nullable, index=True)
 
 
 class AuthSession(SQLModel, table=True):
@@ -38,7 +34,7 @@ class AuthSession(SQLModel, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
     token_hash: str | None = Field(default=None, max_length=64, unique=True)
     handoff_hash: str | None = Field(default=None, max_length=64, unique=True)
     handoff_visitor: str | None = Field(default=None, max_length=64)
@@ -73,7 +69,7 @@ class AccountToken(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
     purpose: TokenPurpose = Field(sa_type=String(24))
     token_hash: str = Field(max_length=64, unique=True)
     new_email: str | None = Field(default=None, max_length=254)
@@ -96,7 +92,7 @@ class OidcIdentity(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
     provider: str = Field(max_length=200)
     subject: str = Field(max_length=255)
     email: str = Field(max_length=254)
@@ -116,7 +112,7 @@ class PolicyAcceptance(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_user_fk())
+    user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
     document: str = Field(max_length=32)
     version: str = Field(max_length=32)
     accepted_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))

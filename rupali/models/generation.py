@@ -12,13 +12,9 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Numeric, String, T
 from sqlmodel import Field, SQLModel
 
 from rupali.clock import now
-from rupali.models.types import UTCDateTime, new_id
+from rupali.models.types import UTCDateTime, fk_column, new_id
 from rupali.policy import RetentionKey
 from rupali.privacy.inventory import Erasure, PersonalData
-
-
-def _fk(target: str, *, nullable: bool = False, on_delete: str = "CASCADE") -> Column:
-    return Column(Uuid(), ForeignKey(target, ondelete=on_delete), nullable=nullable, index=True)
 
 
 class GenerationStatus(StrEnum):
@@ -43,7 +39,7 @@ class Upload(SQLModel, table=True):
         export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_fk("user.id"))
+    user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
     key: str = Field(max_length=300)
     width: int
     height: int
@@ -77,7 +73,8 @@ class Generation(SQLModel, table=True):
     count: int
     seed: int = Field(sa_column=Column(BigInteger(), nullable=False))
     scheduler: str | None = Field(default=None, max_length=60)
-    upload_id: uuid.UUID | None = Field(default=None, sa_column=_fk("upload.id", nullable=True, on_delete="SET NULL"))
+    upload_id: uuid.UUID | None = Field(default=None,
+                                        sa_column=fk_column("upload.id", nullable=True, on_delete="SET NULL"))
     strength: float | None = None
     error: str = Field(default="", max_length=500)  # the reason in plain words, shown to the person
     provider_cost: Decimal | None = Field(default=None, sa_column=Column(Numeric(12, 6), nullable=True))
@@ -105,7 +102,7 @@ class Image(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("user.id", ondelete="CASCADE"), nullable=False))
-    generation_id: uuid.UUID = Field(sa_column=_fk("generation.id"))
+    generation_id: uuid.UUID = Field(sa_column=fk_column("generation.id"))
     position: int  # 0-based index within its generation
     seed: int = Field(sa_column=Column(BigInteger(), nullable=False))
     width: int
@@ -131,7 +128,7 @@ class ApiKey(SQLModel, table=True):
         export=True, erasure=Erasure.DELETE, retention=RetentionKey.ACCOUNT)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    user_id: uuid.UUID = Field(sa_column=_fk("user.id"))
+    user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
     name: str = Field(max_length=80)
     prefix: str = Field(max_length=16)
     key_hash: str = Field(max_length=64, unique=True)

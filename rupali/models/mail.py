@@ -7,11 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from sqlalchemy import Column, ForeignKey, String, Text, Uuid
+from sqlalchemy import Column, String, Text
 from sqlmodel import Field, SQLModel
 
 from rupali.clock import now
-from rupali.models.types import UTCDateTime
+from rupali.models.types import UTCDateTime, fk_column
 from rupali.policy import RetentionKey
 from rupali.privacy.inventory import Erasure, PersonalData
 
@@ -43,7 +43,7 @@ class OutboxMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: uuid.UUID | None = Field(
-        default=None, sa_column=Column(Uuid(), ForeignKey("user.id", ondelete="CASCADE"), nullable=True, index=True))
+        default=None, sa_column=fk_column("user.id", nullable=True))
     recipient: str = Field(max_length=254)
     kind: MailKind = Field(sa_type=String(16))
     subject: str = Field(max_length=300)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import Column, DateTime, ForeignKey, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -38,3 +38,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 def new_id() -> uuid.UUID:
     """An unguessable identifier for rows whose ids reach URLs."""
     return uuid.uuid4()
+
+
+def fk_column(target: str, *, nullable: bool = False, on_delete: str = "CASCADE") -> Column:
+    """An indexed UUID foreign key; rows go with their owner unless ``on_delete`` says otherwise."""
+    return Column(Uuid(), ForeignKey(target, ondelete=on_delete), nullable=nullable, index=True)

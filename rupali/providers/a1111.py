@@ -297,6 +297,10 @@ class A1111Provider:
                                       ) from None
         if not response.is_success:
             raise self._error(path, response)
+        # Results carry their images as base64: parsing megabytes of JSON is work for a worker thread.
+        return await asyncio.to_thread(self._parse, path, response)
+
+    def _parse(self, path: str, response: httpx.Response) -> Any:
         try:
             return response.json()
         except (ValueError, UnicodeDecodeError):

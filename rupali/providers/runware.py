@@ -227,7 +227,8 @@ class RunwareProvider:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            body = self._json(response)
+            # A result carries its images as base64: parsing megabytes of JSON is work for a worker thread.
+            body = await asyncio.to_thread(self._json, response)
             if response.is_success:
                 return body
             raise self._error(response.status_code, body)

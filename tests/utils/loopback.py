@@ -9,6 +9,7 @@ subclasses name their handler, error type and thread, and hook server-specific w
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -22,7 +23,7 @@ class JoiningHTTPServer(ThreadingHTTPServer):
     owner: Any  # the LoopbackHTTPServer serving through this socket
 
 
-class LoopbackHandler(BaseHTTPRequestHandler):
+class LoopbackHandler(BaseHTTPRequestHandler, ABC):
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
     timeout = 10  # a client that connects and says nothing cannot block shutdown for long
 
@@ -35,8 +36,9 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
+    @abstractmethod
     def _dispatch(self, method: str) -> None:
-        raise NotImplementedError
+        """Answer one request (each server's handler implements its own routes)."""
 
     def read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
