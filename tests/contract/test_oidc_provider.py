@@ -166,9 +166,143 @@ def test_unverified_email_is_just_a_claim(provider: LoopbackOIDCProvider, http: 
 
 
 def test_userinfo_rejects_unknown_or_missing_token(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
-    assert http.get(provider.userinfo_endpoint, headers={"Authorization": "Bearer nope"}).status_code == 401
+    unknown = http.get(provider.userinfo_endpoint, headers={"Authorization": "Bearer nope"})
+    assert unknown.status_code == 401 and unknown.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     response = http.get(provider.userinfo_endpoint)
     assert response.status_code == 401 and response.json() == {"error": "invalid_token"}
+    assert response.headers["www-authenticate"] == "Bearer"
+    token, _ = sign_in(http, provider)
+    # the access token in a query parameter or as Basic credentials is not accepted: the Bearer header only
+    assert http.get(provider.userinfo_endpoint, params={"access_token": token["access_token"]}).status_code == 401
+    basic = http.get(provider.userinfo_endpoint, auth=(token["access_token"], ""))
+    assert basic.status_code == 401 and basic.headers["www-authenticate"] == "Bearer"
+
+
+# -- UserInfo: claims mode, scopes and misbehaviour -----------------------------------------------------------------
+
+def userinfo(http: httpx.Client, provider: LoopbackOIDCProvider, token: dict[str, Any], *,
+             method: str = "GET") -> httpx.Response:
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    return http.request(method, provider.userinfo_endpoint, headers=bearer)
+
+
+def sign_in_with_scope(http: httpx.Client, provider: LoopbackOIDCProvider, scope: str) -> dict[str, Any]:
+    params, verifier = authorize_params(provider, scope=scope)
+    response = token_request(http, provider, get_code(provider, params), verifier)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_claims_default_to_the_id_token(provider: LoopbackOIDCProvider) -> None:
+    assert provider.claims == "id_token"
+    with running_provider(claims="userinfo") as other:
+        assert other.claims == "userinfo"
+
+
+def test_claims_userinfo_puts_only_sub_in_the_id_token(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    provider.claims = "userinfo"
+    provider.user = {"sub": "user-7", "email": "grace@example.com", "email_verified": True, "name": "Grace Hopper"}
+    token, nonce = sign_in(http, provider)
+    claims = verify_id_token(http, provider, token, nonce)  # still a complete, valid ID token
+    assert set(claims) == {"sub", "iss", "aud", "iat", "exp", "auth_time", "nonce", "at_hash"}
+    assert claims["sub"] == "user-7"
+    response = userinfo(http, provider, token)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"sub": "user-7", "email": "grace@example.com", "email_verified": True,
+                               "name": "Grace Hopper"}
+    assert userinfo(http, provider, token, method="POST").json() == response.json()
+    assert provider.userinfo_requests == [{"authorization": f"Bearer {token['access_token']}"}] * 2
+
+
+def test_claims_setting_is_taken_at_authorize_time(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    params, verifier = authorize_params(provider)
+    code = get_code(provider, params)
+    provider.claims = "userinfo"
+    token = token_request(http, provider, code, verifier).json()
+    assert unverified_claims(token["id_token"])["email"] == provider.user["email"]
+
+
+@pytest.mark.parametrize(("scope", "released"), [
+    ("openid profile email", {"sub", "email", "email_verified", "name"}),
+    ("openid email", {"sub", "email", "email_verified"}),
+    ("openid profile", {"sub", "name"}),
+    ("openid", {"sub"}),
+])
+def test_userinfo_releases_only_the_claims_of_granted_scopes(provider: LoopbackOIDCProvider, http: httpx.Client,
+                                                             scope: str, released: set[str]) -> None:
+    provider.claims = "userinfo"
+    provider.user = {**provider.user, "groups": ["admins"], "locale": None}  # no scope releases groups
+    answer = userinfo(http, provider, sign_in_with_scope(http, provider, scope)).json()
+    assert set(answer) == released
+    assert {name: provider.user[name] for name in released} == answer
+
+
+def test_userinfo_omits_absent_claims_rather_than_sending_null(provider: LoopbackOIDCProvider,
+                                                               http: httpx.Client) -> None:
+    provider.user = {"sub": "user-8", "email": "linus@example.com", "name": None}
+    token, _ = sign_in(http, provider)
+    assert userinfo(http, provider, token).json() == {"sub": "user-8", "email": "linus@example.com"}
+
+
+def test_userinfo_sub_answers_for_someone_else(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    provider.claims = "userinfo"
+    provider.userinfo_sub = "someone-else"
+    token, nonce = sign_in(http, provider)
+    assert verify_id_token(http, provider, token, nonce)["sub"] == provider.user["sub"]
+    answer = userinfo(http, provider, token).json()
+    assert answer == {**provider.user, "sub": "someone-else"}
+
+
+def test_userinfo_user_differs_from_the_id_token(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    provider.userinfo_user = {"sub": "ignored", "email": "other@example.com", "email_verified": True}
+    token, nonce = sign_in(http, provider)
+    assert verify_id_token(http, provider, token, nonce)["email"] == provider.user["email"]
+    assert userinfo(http, provider, token).json() == {"sub": provider.user["sub"], "email": "other@example.com",
+                                                      "email_verified": True}
+
+
+@pytest.mark.parametrize(("failure", "status"), [("server_error", 500), ("invalid_token", 401), ("not_json", 200),
+                                                 ("not_object", 200)])
+def test_userinfo_failures(provider: LoopbackOIDCProvider, http: httpx.Client, failure: Any, status: int) -> None:
+    token, _ = sign_in(http, provider)
+    provider.userinfo_failure = failure
+    response = userinfo(http, provider, token)
+    assert response.status_code == status
+    if failure == "invalid_token":
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    if failure == "not_json":
+        assert response.headers["content-type"].startswith("text/html")
+        with pytest.raises(ValueError):
+            response.json()
+    if failure == "not_object":
+        assert response.json() == [{"sub": provider.user["sub"], **provider.user}]
+    provider.userinfo_failure = None
+    assert userinfo(http, provider, token).status_code == 200
+
+
+def test_userinfo_hang_up(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    token, _ = sign_in(http, provider)
+    provider.userinfo_failure = "hang_up"
+    with pytest.raises(httpx.RemoteProtocolError):
+        userinfo(http, provider, token)
+    assert len(provider.userinfo_requests) == 1
+
+
+def test_userinfo_failures_still_require_a_token(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    provider.userinfo_failure = "not_object"
+    assert http.get(provider.userinfo_endpoint).status_code == 401
+
+
+def test_userinfo_endpoint_can_be_left_unpublished(provider: LoopbackOIDCProvider, http: httpx.Client) -> None:
+    provider.userinfo_published = False
+    assert "userinfo_endpoint" not in http.get(provider.metadata_url).json()
+
+
+def test_unknown_claims_or_failure_is_refused(provider: LoopbackOIDCProvider) -> None:
+    with pytest.raises(ValueError, match="unknown claims"):
+        provider.claims = "both"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="unknown userinfo_failure"):
+        provider.userinfo_failure = "slow"  # type: ignore[assignment]
 
 
 def test_state_is_echoed_and_existing_query_kept(http: httpx.Client) -> None:
@@ -316,6 +450,15 @@ async def test_authlib_starlette_client_signs_in(provider: LoopbackOIDCProvider)
     assert user["sub"] == provider.user["sub"] and user["email"] == provider.user["email"]
     info = await client.userinfo(token=token)
     assert info["email_verified"] is True
+
+
+async def test_authlib_starlette_client_with_claims_from_userinfo(provider: LoopbackOIDCProvider) -> None:
+    provider.claims = "userinfo"
+    client, start, token = await authlib_sign_in(provider)
+    user = await client.parse_id_token(token, nonce=start["nonce"])
+    assert user["sub"] == provider.user["sub"] and "email" not in user and "name" not in user
+    info = await client.userinfo(token=token)
+    assert dict(info) == provider.user
 
 
 @pytest.mark.parametrize(("mode", "error"), [("wrong_nonce", InvalidClaimError), ("bad_signature", BadSignatureError),

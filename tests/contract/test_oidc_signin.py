@@ -3,6 +3,9 @@
 Every test drives the real flow: ``/auth/oidc/login`` redirects to the provider, the provider's authorize endpoint
 answers with the callback URL (``follow_authorize``), and the callback goes back into the app, which redeems the code
 at the provider's token endpoint and verifies the ID token against its JWKS. Nothing in the app is mocked.
+
+Tests taking the ``claims`` fixture run twice: with the provider putting e-mail and name in the ID token, and with
+the ID token carrying only ``sub`` so the app must fetch them from UserInfo (OpenID Connect Core 5.4).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
-from nicegui import core
+from nicegui import core, ui
 from nicegui.testing import User
 from sqlmodel import select
 
@@ -25,8 +28,9 @@ from rupali.gate import AUTH_COOKIE
 from rupali.models import AuthSession, OidcIdentity, OutboxMessage
 from rupali.models import User as Account
 from rupali.services import ratelimit
-from tests.utils.factories import make_user
+from tests.utils.factories import PASSWORD, make_user
 from tests.utils.oidc_provider import LoopbackOIDCProvider, running_provider, s256
+from tests.utils.signin import wait_for_page
 
 PUBLIC_URL = "http://test"
 CALLBACK_PATH = "/auth/oidc/callback"
@@ -35,6 +39,9 @@ PROVIDER_NAME = "Loopback ID"
 STALE = "This sign-in link is stale or was opened in another browser. Please start again."
 UNVERIFIED = "Your sign-in provider has not verified this e-mail address"
 INVALID_TOKEN = "The sign-in could not be verified (the identity token is invalid or expired)."
+NO_EMAIL = "The sign-in provider did not share a usable e-mail address."
+OTHER_SUBJECT = f"The sign-in could not be verified: {PROVIDER_NAME} described a different account"
+NO_USERINFO = f"{PROVIDER_NAME} did not share your account details. Please try again."
 
 
 @pytest.fixture
@@ -48,6 +55,13 @@ def oidc_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackOIDCProvi
         monkeypatch.setenv("RUPALI_OIDC_NAME", PROVIDER_NAME)
         reset_settings()
         yield provider
+
+
+@pytest.fixture(params=["id_token", "userinfo"])
+def claims(request: pytest.FixtureRequest, oidc_provider: LoopbackOIDCProvider) -> str:
+    """Where the provider releases e-mail and name: in the ID token, or only from UserInfo."""
+    oidc_provider.claims = request.param
+    return request.param
 
 
 @pytest.fixture
@@ -135,6 +149,18 @@ async def assert_refused(user: User, response: httpx.Response, message: str) -> 
     await user.should_see(f"Continue with {PROVIDER_NAME}")
 
 
+def assert_userinfo_asked(provider: LoopbackOIDCProvider, times: int) -> None:
+    """UserInfo was called ``times`` times, each with the access token as a Bearer token."""
+    assert len(provider.userinfo_requests) == times, provider.userinfo_requests
+    for request in provider.userinfo_requests:
+        assert (request["authorization"] or "").startswith("Bearer "), request
+
+
+def assert_userinfo_use(provider: LoopbackOIDCProvider, claims: str, sign_ins: int) -> None:
+    """UserInfo was asked once per sign-in when the ID token lacked the profile, and never when it had it all."""
+    assert_userinfo_asked(provider, sign_ins if claims == "userinfo" else 0)
+
+
 def fresh_browser(*, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
     """Another browser (no cookies) on the same in-process app."""
     transport = httpx.ASGITransport(core.app, raise_app_exceptions=raise_app_exceptions)
@@ -144,7 +170,8 @@ def fresh_browser(*, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
 # --- 1. a new person --------------------------------------------------------------------------------------------
 
 
-async def test_new_user_is_created_signed_in_and_sent_to_welcome(oidc_provider: LoopbackOIDCProvider, user: User):
+async def test_new_user_is_created_signed_in_and_sent_to_welcome(oidc_provider: LoopbackOIDCProvider, user: User,
+                                                                  claims: str):
     client = user.http_client
     authorize_url = await start_login(client, oidc_provider, "/gallery")
 
@@ -179,6 +206,7 @@ async def test_new_user_is_created_signed_in_and_sent_to_welcome(oidc_provider: 
     assert (identity.user_id, identity.provider, identity.subject) == (account.id, oidc_provider.issuer, "oidc-user-1")
     [record] = signed_in_sessions()
     assert record.user_id == account.id and record.method == "oidc"
+    assert_userinfo_use(oidc_provider, claims, sign_ins=1)
 
     # Not onboarded yet: any gated page leads to /welcome, which asks for age and policies.
     gated = await client.get("/gallery")
@@ -199,7 +227,8 @@ async def test_without_next_the_new_user_lands_on_welcome(oidc_provider: Loopbac
 # --- 2. a returning person --------------------------------------------------------------------------------------
 
 
-async def test_returning_user_signs_in_to_the_same_account(oidc_provider: LoopbackOIDCProvider, user: User):
+async def test_returning_user_signs_in_to_the_same_account(oidc_provider: LoopbackOIDCProvider, user: User,
+                                                            claims: str):
     client = user.http_client
     assert_signed_in(await sign_in(client, oidc_provider), client)
     [first] = accounts()
@@ -213,9 +242,11 @@ async def test_returning_user_signs_in_to_the_same_account(oidc_provider: Loopba
     assert len(identities()) == 1
     assert {record.user_id for record in signed_in_sessions()} == {first.id}
     assert len(signed_in_sessions()) == 2
+    assert_userinfo_use(oidc_provider, claims, sign_ins=2)
 
 
-async def test_linked_identity_wins_over_a_changed_address(oidc_provider: LoopbackOIDCProvider, user: User):
+async def test_linked_identity_wins_over_a_changed_address(oidc_provider: LoopbackOIDCProvider, user: User,
+                                                            claims: str):
     client = user.http_client
     assert_signed_in(await sign_in(client, oidc_provider), client)
     [first] = accounts()
@@ -225,12 +256,14 @@ async def test_linked_identity_wins_over_a_changed_address(oidc_provider: Loopba
     assert_signed_in(await sign_in(client, oidc_provider), client)
     assert [(account.id, account.email) for account in accounts()] == [(first.id, "ada@example.com")]
     assert len(identities()) == 1
+    assert_userinfo_use(oidc_provider, claims, sign_ins=2)
 
 
 # --- 3. an existing local account with the same address -------------------------------------------------------
 
 
-async def test_verified_address_links_the_existing_account(oidc_provider: LoopbackOIDCProvider, user: User):
+async def test_verified_address_links_the_existing_account(oidc_provider: LoopbackOIDCProvider, user: User,
+                                                            claims: str):
     existing = make_user(email="ada@example.com", onboarded=True)
     client = user.http_client
 
@@ -240,21 +273,23 @@ async def test_verified_address_links_the_existing_account(oidc_provider: Loopba
     assert [account.id for account in accounts()] == [existing.id]
     [identity] = identities()
     assert (identity.user_id, identity.subject) == (existing.id, "oidc-user-1")
+    assert_userinfo_use(oidc_provider, claims, sign_ins=1)
     await user.open("/gallery")  # onboarded already: no detour through /welcome
     await user.should_see("Your gallery is empty", retries=50)
 
 
 async def test_verified_address_also_verifies_an_unverified_account(oidc_provider: LoopbackOIDCProvider,
-                                                                    user: User):
+                                                                    user: User, claims: str):
     existing = make_user(email="ada@example.com", onboarded=False)
     assert_signed_in(await sign_in(user.http_client, oidc_provider), user.http_client)
     [account] = accounts()
     assert account.id == existing.id
     assert account.email_verified_at is not None
+    assert_userinfo_use(oidc_provider, claims, sign_ins=1)
 
 
 async def test_unverified_address_does_not_link_the_existing_account(oidc_provider: LoopbackOIDCProvider,
-                                                                     user: User):
+                                                                     user: User, claims: str):
     existing = make_user(email="ada@example.com", onboarded=True)
     oidc_provider.user = {**oidc_provider.user, "email": "ADA@example.com", "email_verified": False}
 
@@ -263,6 +298,7 @@ async def test_unverified_address_does_not_link_the_existing_account(oidc_provid
     assert identities() == []
     assert signed_in_sessions() == []
     assert [account.id for account in accounts()] == [existing.id]
+    assert_userinfo_use(oidc_provider, claims, sign_ins=1)
     # The message is shown once, not on every later visit.
     await user.open("/signin")
     await user.should_not_see(UNVERIFIED)
@@ -271,7 +307,8 @@ async def test_unverified_address_does_not_link_the_existing_account(oidc_provid
 # --- 4. a new person whose address the provider has not verified ----------------------------------------------
 
 
-async def test_new_unverified_address_gets_a_verification_mail(oidc_provider: LoopbackOIDCProvider, user: User):
+async def test_new_unverified_address_gets_a_verification_mail(oidc_provider: LoopbackOIDCProvider, user: User,
+                                                                claims: str):
     oidc_provider.user = {"sub": "u-unverified", "email": "grace@example.com", "email_verified": False,
                           "name": "Grace Hopper"}
     response = await sign_in(user.http_client, oidc_provider)
@@ -287,11 +324,106 @@ async def test_new_unverified_address_gets_a_verification_mail(oidc_provider: Lo
     assert len(messages) == 1
     assert messages[0].user_id == account.id
     assert f"{PUBLIC_URL}/verify?token=" in messages[0].text_body
+    assert_userinfo_use(oidc_provider, claims, sign_ins=1)
     gated = await user.http_client.get("/studio")
     assert gated.status_code == 303 and gated.headers["location"] == "/welcome"
 
 
-# --- 5. ID tokens that must be rejected -----------------------------------------------------------------------
+# --- 5. claims from UserInfo ----------------------------------------------------------------------------------------
+
+
+async def test_userinfo_about_another_subject_is_refused(oidc_provider: LoopbackOIDCProvider, user: User):
+    """OIDC Core 5.3.2: UserInfo's ``sub`` must equal the ID token's, or its claims must not be used."""
+    make_user(email="ada@example.com", onboarded=True)  # the address UserInfo claims, verified: a takeover target
+    oidc_provider.claims = "userinfo"
+    oidc_provider.userinfo_sub = "someone-else"
+    response = await sign_in(user.http_client, oidc_provider, "/gallery")
+    assert_userinfo_asked(oidc_provider, 1)
+    await assert_refused(user, response, OTHER_SUBJECT)
+    assert len(accounts()) == 1
+    assert identities() == []
+    assert signed_in_sessions() == []
+
+
+@pytest.mark.parametrize("failure", ["server_error", "invalid_token", "not_json", "not_object", "hang_up"])
+async def test_userinfo_failing_is_refused_with_a_message(oidc_provider: LoopbackOIDCProvider, user: User,
+                                                          failure: Any):
+    oidc_provider.claims = "userinfo"
+    oidc_provider.userinfo_failure = failure
+    response = await sign_in(user.http_client, oidc_provider, "/gallery")
+    assert_userinfo_asked(oidc_provider, 1)
+    await assert_refused(user, response, NO_USERINFO)
+    assert accounts() == []
+    assert identities() == []
+    assert signed_in_sessions() == []
+
+    oidc_provider.userinfo_failure = None  # the next attempt works
+    assert_signed_in(await sign_in(user.http_client, oidc_provider), user.http_client)
+    assert [account.email for account in accounts()] == ["ada@example.com"]
+
+
+async def test_without_a_userinfo_endpoint_the_id_token_is_all_there_is(oidc_provider: LoopbackOIDCProvider,
+                                                                        user: User):
+    """UserInfo is optional in discovery: then the missing e-mail address is what gets explained."""
+    oidc_provider.claims = "userinfo"
+    oidc_provider.userinfo_published = False
+    response = await sign_in(user.http_client, oidc_provider)
+    await assert_refused(user, response, NO_EMAIL)
+    assert oidc_provider.userinfo_requests == []
+    assert accounts() == []
+
+
+async def test_id_token_claims_win_and_userinfo_completes_them(oidc_provider: LoopbackOIDCProvider, user: User):
+    """The ID token lacks only ``email_verified``: UserInfo is asked, and its verification counts because it is
+    about the same address (compared as accounts compare addresses); its name does not replace the ID token's."""
+    oidc_provider.user = {"sub": "u-partial", "email": "grace@example.com", "name": "Grace Hopper"}
+    oidc_provider.userinfo_user = {"sub": "u-partial", "email": "Grace@Example.com", "email_verified": True,
+                                   "name": "Somebody Else"}
+    assert_signed_in(await sign_in(user.http_client, oidc_provider), user.http_client)
+    assert_userinfo_asked(oidc_provider, 1)
+    [account] = accounts()
+    assert (account.email, account.full_name) == ("grace@example.com", "Grace Hopper")
+    assert account.email_verified_at is not None
+
+
+async def test_a_name_missing_from_the_id_token_comes_from_userinfo(oidc_provider: LoopbackOIDCProvider,
+                                                                    user: User):
+    oidc_provider.user = {"sub": "u-noname", "email": "grace@example.com", "email_verified": True}
+    oidc_provider.userinfo_user = {"sub": "u-noname", "email": "grace@example.com", "email_verified": False,
+                                   "name": "Grace Hopper"}
+    assert_signed_in(await sign_in(user.http_client, oidc_provider), user.http_client)
+    assert_userinfo_asked(oidc_provider, 1)
+    [account] = accounts()
+    assert account.full_name == "Grace Hopper"
+    assert account.email_verified_at is not None  # the ID token's own verification wins over UserInfo's
+
+
+async def test_userinfo_verifying_another_address_does_not_count(oidc_provider: LoopbackOIDCProvider, user: User):
+    """The ID token names an address but not whether it is verified; UserInfo verifies a different address.
+    Combining the two would link the account of an address nobody verified."""
+    existing = make_user(email="ada@example.com", onboarded=True)
+    oidc_provider.user = {"sub": "u-mixed", "email": "ada@example.com", "name": "Ada Lovelace"}
+    oidc_provider.userinfo_user = {"sub": "u-mixed", "email": "mallory@example.com", "email_verified": True}
+    response = await sign_in(user.http_client, oidc_provider, "/gallery")
+    assert_userinfo_asked(oidc_provider, 1)
+    await assert_refused(user, response, UNVERIFIED)
+    assert identities() == []
+    assert [account.id for account in accounts()] == [existing.id]
+
+
+async def test_a_verification_flag_without_an_address_does_not_count(oidc_provider: LoopbackOIDCProvider,
+                                                                     user: User):
+    """The ID token says "verified" but names no address; the address comes from UserInfo without a flag."""
+    make_user(email="ada@example.com", onboarded=True)
+    oidc_provider.user = {"sub": "u-flag", "email_verified": True, "name": "Ada Lovelace"}
+    oidc_provider.userinfo_user = {"sub": "u-flag", "email": "ada@example.com"}
+    response = await sign_in(user.http_client, oidc_provider)
+    assert_userinfo_asked(oidc_provider, 1)
+    await assert_refused(user, response, UNVERIFIED)
+    assert identities() == []
+
+
+# --- 6. ID tokens that must be rejected -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["wrong_nonce", "bad_signature", "expired", "wrong_audience"])
@@ -305,7 +437,7 @@ async def test_bad_id_token_is_refused(oidc_provider: LoopbackOIDCProvider, user
     assert signed_in_sessions() == []
 
 
-# --- 6. tampering ---------------------------------------------------------------------------------------------
+# --- 7. tampering ---------------------------------------------------------------------------------------------
 
 
 async def test_wrong_state_is_refused_before_the_code_is_redeemed(oidc_provider: LoopbackOIDCProvider, user: User):
@@ -393,7 +525,7 @@ async def test_recent_verification_mails_do_not_break_a_new_sign_in(oidc_provide
     assert response.status_code == 303
 
 
-# --- 7. no off-site redirects ---------------------------------------------------------------------------------
+# --- 8. no off-site redirects ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("next_path", ["https://evil.example", "//evil.example", "/\\evil.example",
@@ -425,10 +557,46 @@ async def test_signin_page_does_not_pass_an_off_site_next_to_the_login(oidc_prov
     assert response.headers["location"] == "/studio"
 
 
-# --- 8. the sign-in page ----------------------------------------------------------------------------------------
+# --- 9. the sign-in page ----------------------------------------------------------------------------------------
 
 
 async def test_signin_page_offers_the_configured_provider(oidc_provider: LoopbackOIDCProvider, user: User):
     await user.open("/signin")
     await user.should_see(f"Continue with {PROVIDER_NAME}")
     await user.should_see("E-mail address")  # password sign-in stays available alongside
+
+
+async def test_a_refusal_is_not_shown_after_a_later_oidc_sign_in(oidc_provider: LoopbackOIDCProvider, user: User):
+    """A refusal the person never went to /signin to read must not greet them there after signing in and out."""
+    client = user.http_client
+    callback_url = await authorize(oidc_provider, await start_login(client, oidc_provider))
+    refused = await open_callback(client, with_query(callback_url, state=secrets.token_urlsafe(24)))
+    assert refused.status_code == 303 and refused.headers["location"] == "/signin"  # not followed
+
+    assert_signed_in(await sign_in(client, oidc_provider), client)
+    assert (await client.get("/auth/signout")).status_code == 303
+    await user.open("/signin")
+    await user.should_see(f"Continue with {PROVIDER_NAME}")
+    await user.should_not_see(STALE)
+
+
+async def test_a_refusal_is_not_shown_after_a_later_password_sign_in(oidc_provider: LoopbackOIDCProvider,
+                                                                     user: User):
+    """The same for a password sign-in from a sign-in page opened before the refusal (say, in another tab)."""
+    member = make_user(email="grace@example.com", onboarded=True)
+    client = user.http_client
+    await user.open("/signin")
+    user.find(kind=ui.input, content="E-mail address").type(member.email)
+    user.find(kind=ui.input, content="Password").type(PASSWORD)
+
+    callback_url = await authorize(oidc_provider, await start_login(client, oidc_provider))
+    refused = await open_callback(client, with_query(callback_url, state=secrets.token_urlsafe(24)))
+    assert refused.status_code == 303 and refused.headers["location"] == "/signin"  # not followed
+
+    user.find(kind=ui.button, content="Sign in").click()
+    await wait_for_page(user, lambda path: path.startswith("/auth/complete"))
+    assert client.cookies.get(AUTH_COOKIE)
+    assert (await client.get("/auth/signout")).status_code == 303
+    await user.open("/signin")
+    await user.should_see("E-mail address")
+    await user.should_not_see(STALE)

@@ -2,13 +2,22 @@
 
 It stands in for Clerk's OAuth application, Google or Keycloak: discovery, JWKS, an auto-approving
 authorization endpoint (code flow, PKCE S256 only, state and nonce required), a token endpoint
-(``client_secret_basic`` or ``client_secret_post``) issuing RS256 ID tokens, and userinfo.
+(``client_secret_basic`` or ``client_secret_post``) issuing RS256 ID tokens, and UserInfo.
 
     with running_provider(redirect_uris=["http://test/auth/oidc/callback"]) as provider:
         provider.user = {"sub": "u-1", "email": "ada@example.com", "email_verified": True, "name": "Ada"}
         provider.mode = "wrong_nonce"  # or "bad_signature", "expired", "wrong_audience"
+        provider.claims = "userinfo"  # the ID token carries only ``sub``; profile and e-mail come from UserInfo
+        provider.userinfo_sub = "someone-else"  # UserInfo answers for another subject
+        provider.userinfo_failure = "server_error"  # or "invalid_token", "not_json", "not_object", "hang_up"
+        provider.userinfo_published = False  # the discovery document names no userinfo_endpoint
         ...
         callback_url = provider.follow_authorize(authorize_url_the_app_redirected_to)
+
+UserInfo is as strict as OpenID Connect Core 5.3 allows: a Bearer access token in the Authorization header (401 with
+``WWW-Authenticate`` otherwise), ``sub`` always, otherwise only the claims of the granted scopes (5.4), and absent
+claims omitted rather than sent as null (5.3.2). In the default ``claims = "id_token"`` the ID token carries all of
+``user`` as well, as Clerk and Google do; ``claims = "userinfo"`` is what many certified providers do by default.
 
 Every call is recorded in ``authorize_requests`` / ``token_requests`` / ``userinfo_requests``.
 """
@@ -38,6 +47,10 @@ from tests.utils.loopback import JoiningHTTPServer, LoopbackHandler, LoopbackHTT
 
 Mode = Literal["ok", "wrong_nonce", "bad_signature", "expired", "wrong_audience"]
 MODES: tuple[str, ...] = get_args(Mode)
+Claims = Literal["id_token", "userinfo"]  # where the user's claims besides ``sub`` are released
+CLAIMS: tuple[str, ...] = get_args(Claims)
+UserinfoFailure = Literal["server_error", "invalid_token", "not_json", "not_object", "hang_up"]
+USERINFO_FAILURES: tuple[str, ...] = get_args(UserinfoFailure)
 
 DEFAULT_CLIENT_ID = "rupali-test-client"
 DEFAULT_REDIRECT_URIS = ("http://test/auth/oidc/callback",)
@@ -46,6 +59,14 @@ TOKEN_LIFETIME = 300
 SCOPES_SUPPORTED = ["openid", "profile", "email"]
 CLAIMS_SUPPORTED = ["iss", "sub", "aud", "iat", "exp", "auth_time", "nonce", "at_hash", "email", "email_verified",
                     "name"]
+# The claims each scope releases (OIDC Core 5.4); a claim in no granted scope is not released.
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": ("name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "profile",
+                "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"),
+    "email": ("email", "email_verified"),
+    "address": ("address",),
+    "phone": ("phone_number", "phone_number_verified"),
+}
 _PKCE_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 
@@ -79,6 +100,7 @@ class _Grant:
     code_challenge: str
     scope: str
     user: dict[str, Any]
+    claims: Claims  # the setting at authorize time: a test changing it later does not affect this sign-in
     auth_time: int
     expires_at: float
 
@@ -97,13 +119,19 @@ class _State:
 
 
 class _Reply(Exception):  # control flow, not an error
-    """Raised inside a handler to send a JSON (or redirect) response."""
+    """Raised inside a handler to send a JSON (or redirect, or ``raw``) response."""
 
-    def __init__(self, status: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None, *,
+                 raw: bytes | None = None) -> None:
         super().__init__(status)
         self.status = status
-        self.body = body
+        self.body = body  # JSON, normally an object (a list only to play a broken provider)
+        self.raw = raw  # sent as is, with the Content-Type in ``headers``
         self.headers = headers or {}
+
+
+class _HangUp(Exception):  # control flow, not an error
+    """Raised inside a handler to close the connection without any response."""
 
 
 def _error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> _Reply:
@@ -137,6 +165,8 @@ class _Handler(LoopbackHandler):
             self._send(_Reply(200, route()))
         except _Reply as reply:
             self._send(reply)
+        except _HangUp:
+            self.close_connection = True
         except Exception as exc:  # a bug in the provider: say so rather than drop the connection
             self._send(_Reply(500, {"error": "server_error", "error_description": repr(exc)}))
 
@@ -152,9 +182,12 @@ class _Handler(LoopbackHandler):
         return dict(pairs)
 
     def _send(self, reply: _Reply) -> None:
-        body = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+        if reply.raw is not None:
+            body = reply.raw
+        else:
+            body = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
         self.send_response(reply.status)
-        if reply.body is not None:
+        if reply.body is not None and reply.raw is None:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -174,18 +207,26 @@ class LoopbackOIDCProvider(LoopbackHTTPServer):
     thread_name = "loopback-oidc"
     noun = "provider"
     _mode: Mode
+    _claims: Claims
+    _userinfo_failure: UserinfoFailure | None
     _server: _Server | None
 
     def __init__(self, *, client_id: str = DEFAULT_CLIENT_ID, client_secret: str | None = None,
                  redirect_uris: list[str] | tuple[str, ...] = DEFAULT_REDIRECT_URIS,
-                 user: dict[str, Any] | None = None, mode: Mode = "ok", host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 user: dict[str, Any] | None = None, mode: Mode = "ok", claims: Claims = "id_token",
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host=host, port=port)
         self.client_id = client_id
         self.client_secret = client_secret if client_secret is not None else secrets.token_urlsafe(32)
         self.redirect_uris: list[str] = list(redirect_uris)
         self.user: dict[str, Any] = user if user is not None else default_user()
         self.mode = mode
+        self.claims = claims
+        # What UserInfo says about the user when a test wants it to differ from ``user`` (default: ``user``).
+        self.userinfo_user: dict[str, Any] | None = None
+        self.userinfo_sub: str | None = None  # answer for this subject instead of the signed-in one
+        self.userinfo_failure = None
+        self.userinfo_published = True  # False: the discovery document leaves out userinfo_endpoint
         self.kid = f"loopback-{secrets.token_hex(4)}"
         self.key = RSAKey.generate_key(2048, parameters={"kid": self.kid, "alg": "RS256", "use": "sig"})
         self.authorize_requests: list[dict[str, str]] = []
@@ -235,13 +276,36 @@ class LoopbackOIDCProvider(LoopbackHTTPServer):
         self._mode = value
 
     @property
+    def claims(self) -> Claims:
+        """Where the user's claims besides ``sub`` are released: in the ID token too, or from UserInfo only."""
+        return self._claims
+
+    @claims.setter
+    def claims(self, value: Claims) -> None:
+        if value not in CLAIMS:
+            raise ValueError(f"unknown claims {value!r}; expected one of {CLAIMS}")
+        self._claims = value
+
+    @property
+    def userinfo_failure(self) -> UserinfoFailure | None:
+        """How UserInfo fails (``None``: it answers): 500, 401 for a good token, HTML, a JSON list, or no answer."""
+        return self._userinfo_failure
+
+    @userinfo_failure.setter
+    def userinfo_failure(self, value: UserinfoFailure | None) -> None:
+        if value is not None and value not in USERINFO_FAILURES:
+            raise ValueError(f"unknown userinfo_failure {value!r}; expected None or one of {USERINFO_FAILURES}")
+        self._userinfo_failure = value
+
+    @property
     def metadata(self) -> dict[str, Any]:
-        """The discovery document."""
+        """The discovery document (the UserInfo endpoint is OPTIONAL in it, OIDC Discovery 3)."""
+        userinfo = {"userinfo_endpoint": self.userinfo_endpoint} if self.userinfo_published else {}
         return {
             "issuer": self.issuer,
             "authorization_endpoint": self.authorization_endpoint,
             "token_endpoint": self.token_endpoint,
-            "userinfo_endpoint": self.userinfo_endpoint,
+            **userinfo,
             "jwks_uri": self.jwks_uri,
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code"],
@@ -315,7 +379,7 @@ class LoopbackOIDCProvider(LoopbackHTTPServer):
         now = time.time()
         grant = _Grant(client_id=self.client_id, redirect_uri=redirect_uri, nonce=params["nonce"],
                        code_challenge=params["code_challenge"], scope=scope, user=dict(self.user),
-                       auth_time=int(now), expires_at=now + CODE_LIFETIME)
+                       claims=self.claims, auth_time=int(now), expires_at=now + CODE_LIFETIME)
         with self._lock:
             self._state.codes[code] = grant
         separator = "&" if urlsplit(redirect_uri).query else "?"
@@ -374,7 +438,8 @@ class LoopbackOIDCProvider(LoopbackHTTPServer):
     def _id_token(self, grant: _Grant, access_token: str) -> str:
         now = int(time.time())
         mode = self.mode
-        claims: dict[str, Any] = {**grant.user, "iss": self.issuer, "aud": self.client_id, "iat": now,
+        released = grant.user if grant.claims == "id_token" else {"sub": grant.user["sub"]}
+        claims: dict[str, Any] = {**released, "iss": self.issuer, "aud": self.client_id, "iat": now,
                                   "exp": now + TOKEN_LIFETIME, "auth_time": grant.auth_time, "nonce": grant.nonce,
                                   "at_hash": _half_hash(access_token)}
         if mode == "wrong_nonce":
@@ -390,12 +455,29 @@ class LoopbackOIDCProvider(LoopbackHTTPServer):
             self.userinfo_requests.append({"authorization": authorization})
         challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         if authorization is None or not authorization.lower().startswith("bearer "):
+            # No credentials at all: a bare challenge without an error code (RFC 6750 section 3.1).
             raise _Reply(401, {"error": "invalid_token"}, {"WWW-Authenticate": "Bearer"})
         with self._lock:
             token = self._state.tokens.get(authorization[7:].strip())
         if token is None or token.expires_at < time.time():
             raise _Reply(401, {"error": "invalid_token"}, challenge)
-        return {"email": None, "email_verified": False, "name": None, **token.user}
+        failure = self.userinfo_failure
+        if failure == "server_error":
+            raise _error(500, "server_error", "the user store is unavailable")
+        if failure == "invalid_token":  # e.g. the provider revoked the token between the two requests
+            raise _Reply(401, {"error": "invalid_token"}, challenge)
+        if failure == "hang_up":
+            raise _HangUp
+        if failure == "not_json":
+            raise _Reply(200, None, {"Content-Type": "text/html; charset=utf-8"}, raw=b"<html>Sign in</html>")
+        user = self.userinfo_user if self.userinfo_user is not None else token.user
+        granted = {claim for scope in token.scope.split() for claim in SCOPE_CLAIMS.get(scope, ())}
+        # ``sub`` always; other claims only for a granted scope, and an absent claim omitted rather than null.
+        answer = {"sub": self.userinfo_sub if self.userinfo_sub is not None else token.user["sub"]}
+        answer |= {name: value for name, value in user.items() if name in granted and value is not None}
+        if failure == "not_object":
+            raise _Reply(200, [answer])
+        return answer
 
 
 @contextmanager
