@@ -324,23 +324,31 @@ async def test_running_out_of_gpu_memory_suggests_smaller_settings(provider: A11
     assert caught.value.user_message == OUT_OF_MEMORY
 
 
-@pytest.mark.parametrize("answer", [
-    pytest.param({"raw": b'{"images": ["iVBOR'}, id="malformed-json"),
-    pytest.param({"body": {"images": [], "info": "{}"}}, id="no-images"),
-    pytest.param({"body": {"info": "{}"}}, id="no-images-list"),
-    pytest.param({"body": {"images": ["%%% not base64 %%%"], "info": "{}"}}, id="not-base64"),
+# Spelled out rather than imported: the test is about the sentence the person reads, not a constant's name.
+UNREADABLE_ANSWER = "The image server sent an answer the studio could not read. Please try again in a moment."
+NO_IMAGES = "The image server finished without returning any images. Please try again."
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    pytest.param({"raw": b'{"images": ["iVBOR'}, UNREADABLE_ANSWER, id="malformed-json"),
+    pytest.param({"body": {"images": [], "info": "{}"}}, NO_IMAGES, id="no-images"),
+    pytest.param({"body": {"info": "{}"}}, UNREADABLE_ANSWER, id="no-images-list"),
+    pytest.param({"body": {"images": ["%%% not base64 %%%"], "info": "{}"}}, UNREADABLE_ANSWER, id="not-base64"),
     pytest.param({"body": {"images": [base64.b64encode(b"GIF89a not a png").decode()], "info": "{}"}},
-                 id="not-an-image"),
-    pytest.param({"body": {"images": [base64.b64encode(png()[:60]).decode()], "info": "{}"}}, id="truncated-png"),
+                 UNREADABLE_ANSWER, id="not-an-image"),
+    pytest.param({"body": {"images": [base64.b64encode(png()[:60]).decode()], "info": "{}"}}, UNREADABLE_ANSWER,
+                 id="truncated-png"),
 ])
 async def test_an_unusable_answer_is_unavailable(provider: A1111Provider, server: LoopbackA1111,
-                                                 answer: dict[str, Any]):
+                                                 answer: dict[str, Any], message: str):
     server.respond_next(200, answer.get("body"), raw=answer.get("raw"), path=TXT2IMG)
 
     with pytest.raises(ProviderUnavailable) as caught:
         await provider.generate(generation())
 
-    assert caught.value.user_message.endswith(".")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.user_message == message
+    assert caught.value.detail  # what went wrong is kept for the operator's log, not shown to the person
 
 
 async def test_malformed_json_from_the_model_list(provider: A1111Provider, server: LoopbackA1111):

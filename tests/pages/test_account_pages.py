@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from nicegui import ui
 from nicegui.testing import User
@@ -10,7 +11,7 @@ from sqlmodel import select
 
 from rupali.config import get_settings
 from rupali.db import session_scope
-from rupali.models import AuthSession, OutboxMessage
+from rupali.models import AuthSession, OutboxMessage, PolicyAcceptance
 from rupali.models import User as Account
 from rupali.services import sessions, users
 from tests.utils.factories import PASSWORD, make_user
@@ -36,11 +37,29 @@ async def _fill_signup(user: User, *, name: str, email: str, password: str, adul
     if adult:
         user.find(kind=ui.checkbox, content="I am at least 18 years old").click()
     if accept:
-        user.find(kind=ui.checkbox, marker=None, content=None).elements  # noqa: B018
-        for checkbox in user.find(kind=ui.checkbox).elements:
-            if checkbox.props.get("aria-label", "").startswith("I accept"):
-                checkbox.value = True
+        _click_acceptance(user)
     user.find(kind=ui.button, content="Create account").click()
+
+
+def _click_acceptance(user: User) -> None:
+    """Click the "I accept the Terms … Privacy Policy" checkbox as a person would, and check that it is ticked.
+
+    Its visible text is a row of labels and links beside it, so the checkbox itself is only named by its
+    aria-label; ``content=`` cannot find it, and a plain ``find(kind=ui.checkbox).click()`` would click the age
+    checkbox (the first one) instead.
+    """
+    checkboxes = user.find(kind=ui.checkbox)
+    checkboxes.elements = {box for box in checkboxes.elements
+                           if box.props.get("aria-label") == "I accept the Terms of Service and the Privacy Policy"}
+    assert len(checkboxes.elements) == 1, "no acceptance checkbox on the page"
+    checkboxes.click()
+    assert [box.value for box in checkboxes.elements] == [True]
+
+
+def _accepted_documents(account_id: uuid.UUID) -> list[str]:
+    with session_scope() as session:
+        rows = session.exec(select(PolicyAcceptance).where(PolicyAcceptance.user_id == account_id)).all()
+    return sorted(row.document for row in rows)
 
 
 async def test_sign_up_verify_and_sign_in(user: User):
@@ -48,6 +67,9 @@ async def test_sign_up_verify_and_sign_in(user: User):
                        accept=True)
     await user.should_see("Check your inbox", retries=50)
     await user.should_see("the message is in the server's log", retries=50)
+    with session_scope() as session:
+        account = users.by_email(session, "grace@example.com")
+    assert account is not None and _accepted_documents(account.id) == ["privacy", "terms"]
     await user.open(_last_link("grace@example.com", "/verify"))
     user.find(kind=ui.button, content="Confirm my e-mail address").click()
     await user.should_see("Your e-mail address is confirmed", retries=50)
@@ -159,10 +181,12 @@ async def test_welcome_asks_for_age_and_policies_before_anything_else(user: User
     user.find(kind=ui.button, content="Continue").click()
     await user.should_see("You must be at least 18 years old", retries=50)
     user.find(kind=ui.checkbox, content="I am at least 18 years old").click()
-    for checkbox in user.find(kind=ui.checkbox).elements:
-        if checkbox.props.get("aria-label", "").startswith("I accept"):
-            checkbox.value = True
+    user.find(kind=ui.button, content="Continue").click()
+    await user.should_see("Please accept the Terms of Service and the Privacy Policy.", retries=50)
+    assert _accepted_documents(member.id) == []
+    _click_acceptance(user)
     user.find(kind=ui.button, content="Continue").click()
     await wait_for_page(user, lambda path: path == "/welcome" and user.client.request.url.path == "/studio")
     with session_scope() as session:
         assert session.get(Account, member.id).age_confirmed_at is not None
+    assert _accepted_documents(member.id) == ["privacy", "terms"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 from nicegui import ui
 from nicegui.testing import User
+from PIL import Image as PILImage
 from sqlmodel import select
 
-from rupali.db import session_scope
+from rupali import runtime
+from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus, Image
+from rupali.services import uploads
 from tests.utils.factories import make_user
 from tests.utils.signin import sign_in
 
@@ -70,9 +74,17 @@ async def test_another_persons_images_and_parameters_stay_theirs(user: User):
     generation = await _wait_for_generation()
     with session_scope() as session:
         image = session.exec(select(Image)).one()
+    # A real image-to-image source of the owner's, stored the way the studio's upload handler stores it.
+    source = io.BytesIO()
+    PILImage.new("RGB", (64, 48), (120, 30, 160)).save(source, "PNG")
+    current = runtime.current()
+    upload = transact(uploads.store, current.storage, current.settings, owner, source.getvalue())
+    paths = (f"/media/images/{image.id}", f"/media/thumbnails/{image.id}", f"/media/uploads/{upload.id}")
+    for path in paths:  # the owner can fetch each one, so the 404s below are about who asks, not the id
+        assert (await user.http_client.get(path)).status_code == 200, path
     await user.open("/auth/signout")
     await sign_in(user, make_user(email="other@example.com").email)
-    for path in (f"/media/images/{image.id}", f"/media/thumbnails/{image.id}", f"/media/uploads/{image.id}"):
+    for path in paths:
         assert (await user.http_client.get(path)).status_code == 404, path
     await user.open(f"/studio?use={generation.id}")
     await user.should_not_see("my secret prompt about a violet castle")

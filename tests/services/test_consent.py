@@ -39,11 +39,14 @@ def test_acknowledgement_expires_after_the_retention_period():
 
 
 def test_configured_period_is_what_the_code_enforces(monkeypatch):
+    """A 30-day setting keeps the choice through day 29 and drops it by day 31 (not the 365-day default)."""
     monkeypatch.setenv("RUPALI_RETENTION_COOKIE_CONSENT_DAYS", "30")
     from rupali.config import reset_settings
 
     reset_settings()
     _record()
+    with clock.travel(timedelta(days=29)), session_scope() as session:  # just inside the period: still valid
+        assert consent.active(session, "visitor-1", "1.0-abc") is not None
     with clock.travel(timedelta(days=31)), session_scope() as session:
         assert consent.active(session, "visitor-1", "1.0-abc") is None
 

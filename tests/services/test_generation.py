@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import uuid
 
 import pytest
@@ -55,6 +56,21 @@ async def _finished(generation_id: uuid.UUID, timeout: float = 20) -> Generation
                 return generation
         await asyncio.sleep(0.05)
     raise AssertionError("generation did not finish")
+
+
+async def _running(runtime: Runtime, generation_id: uuid.UUID, timeout: float = 10) -> None:
+    """Wait until the job runs, in the queue and in the database; fail if it finishes or times out first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = runtime.queue.state(generation_id)
+        with session_scope() as session:
+            stored = session.get(Generation, generation_id).status
+        if state is not None and state.status == GenerationStatus.RUNNING and stored == GenerationStatus.RUNNING:
+            return
+        # Cancelling a job that is still queued (or already done) proves nothing about cancelling a running one.
+        assert time.monotonic() < deadline and stored in (GenerationStatus.QUEUED, GenerationStatus.RUNNING), (
+            f"generation never seen running: queue says {state}, database says {stored}")
+        await asyncio.sleep(0.01)
 
 
 def _images(generation_id: uuid.UUID) -> list[Image]:
@@ -135,10 +151,7 @@ async def test_each_person_can_cancel_only_their_own_jobs(studio):
 async def test_a_running_job_can_be_cancelled(studio):
     user = make_user()
     generation = await _submit(studio, user, count=4, width=2048, height=2048)
-    for _ in range(200):
-        if (state := studio.queue.state(generation.id)) is not None and state.status == GenerationStatus.RUNNING:
-            break
-        await asyncio.sleep(0.01)
+    await _running(studio, generation.id)
     await studio.queue.cancel(user.id, generation.id)
     done = await _finished(generation.id)
     assert done.status == GenerationStatus.CANCELLED and _images(generation.id) == []

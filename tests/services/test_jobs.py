@@ -7,9 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from rupali import clock, jobs
+from rupali import clock, jobs, legal
+from rupali.config import get_settings, reset_settings
 from rupali.db import session_scope
-from rupali.models import JobRun, JobRunStatus
+from rupali.mail_templates import verify_email
+from rupali.models import AuthAttempt, JobRun, JobRunStatus, OutboxMessage
+from rupali.services import mail, ratelimit
 
 
 def test_heartbeat_run_is_recorded():
@@ -53,3 +56,40 @@ def test_technical_logs_are_purged_after_ninety_days():
     with session_scope() as session:
         remaining = session.exec(select(JobRun).order_by(JobRun.started_at)).all()
     assert [run.job for run in remaining] == ["heartbeat", "apply_retention"]
+
+
+def test_a_configured_technical_log_period_changes_both_the_purge_and_the_policy(monkeypatch):
+    """README: change RUPALI_RETENTION_TECHNICAL_LOG_DAYS and both the policy and the purge job change."""
+    monkeypatch.setenv("RUPALI_RETENTION_TECHNICAL_LOG_DAYS", "7")
+    reset_settings()
+    settings = get_settings()
+
+    def technical_logs(label: str) -> None:
+        jobs.run("heartbeat")
+        with session_scope() as session:
+            mail.enqueue(session, to=f"{label}@example.com", mail=verify_email(label, "https://x.test/v", 48))
+            ratelimit.record(session, settings, "signin", email=f"{label}@example.com", ip=None, succeeded=False)
+
+    technical_logs("old")
+    with clock.travel(timedelta(days=1)):
+        technical_logs("young")
+    with clock.travel(timedelta(days=7, hours=1)):  # "old" is just past 7 days, "young" is 6 days old
+        purge = jobs.run("apply_retention")
+    assert purge.status == JobRunStatus.SUCCEEDED
+    deleted = dict(item.rsplit(" ", 1) for item in purge.detail.removeprefix("deleted ").split(", "))
+    assert {table: deleted[table] for table in ("outbox_message", "auth_attempt", "job_run")} == {
+        "outbox_message": "1", "auth_attempt": "1", "job_run": "1"}, purge.detail
+    with session_scope() as session:
+        assert [row.recipient for row in session.exec(select(OutboxMessage))] == ["young@example.com"]
+        assert len(session.exec(select(AuthAttempt)).all()) == 1
+        kept = session.exec(select(JobRun).order_by(JobRun.started_at)).all()
+    assert [run.job for run in kept] == ["heartbeat", "apply_retention"]
+    assert kept[0].started_at > clock.now() + timedelta(hours=12)  # the young heartbeat, from "day 1"
+
+    policy = "\n".join(section.body for section in legal.privacy_policy(settings).sections)
+    assert "| Technical logs | 7 days | Security & debugging |" in policy
+    assert "Technical logs are kept 7 days;" in policy
+    # The "where your data lives" table promises the same period for each record the purge covers.
+    assert "| Outbox message | E-mails we sent you: address, subject, text, delivery status | Yes | Deleted | 7 days" \
+        in policy
+    assert "90 days" not in policy

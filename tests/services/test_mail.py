@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
+from sqlalchemy import event
 from sqlmodel import select
 
 from rupali import clock, jobs
 from rupali.config import get_settings, reset_settings
-from rupali.db import session_scope
+from rupali.db import get_engine, session_scope
 from rupali.mail_templates import verify_email
-from rupali.models import MailStatus, OutboxMessage
+from rupali.models import JobRun, JobRunStatus, MailStatus, OutboxMessage
 from rupali.services import mail
 
 
@@ -88,11 +93,60 @@ def test_without_smtp_mail_is_printed_to_the_log_and_kept(caplog):
     assert _message(message_id).status == MailStatus.LOGGED
 
 
-def test_two_delivery_runs_never_send_the_same_message_twice(inbox):
-    for n in range(5):
+def test_two_delivery_runs_at_once_never_send_the_same_message_twice(inbox):
+    """Two deliverers read the same due messages at the same moment; the conditional claim gives each to one."""
+    count = 20  # well inside one batch, so both runs see every message
+    for n in range(count):
         _queue(f"r{n}@example.com")
-    jobs.run("deliver_mail")
-    jobs.run("deliver_mail")
-    assert sorted(message["To"] for message in inbox.messages) == [f"r{n}@example.com" for n in range(5)]
+    start = threading.Barrier(2, timeout=10)
+    runs: list[JobRun] = []
+
+    def deliverer() -> None:
+        start.wait()
+        runs.append(jobs.run("deliver_mail"))
+
+    threads = [threading.Thread(target=deliverer, name=f"deliverer-{n}") for n in range(2)]
+    with _watching_claims(threading.Barrier(2, timeout=10)) as (claims, due_reads):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a deliverer hung"
+    assert [run.status for run in runs] == [JobRunStatus.SUCCEEDED] * 2, [run.detail for run in runs]
+    # The race really happened: both runs read all messages as due and tried to claim every one of them.
+    assert due_reads == {"deliverer-0": 1, "deliverer-1": 1}
+    assert {name: len(attempts) for name, attempts in claims.items()} == {"deliverer-0": count, "deliverer-1": count}
+    assert sorted(message["To"] for message in inbox.messages) == sorted(f"r{n}@example.com" for n in range(count))
+    assert sum(won for attempts in claims.values() for won in attempts) == count
     with session_scope() as session:
-        assert {row.status for row in session.exec(select(OutboxMessage))} == {MailStatus.SENT}
+        rows = session.exec(select(OutboxMessage)).all()
+    assert {(row.status, row.attempts) for row in rows} == {(MailStatus.SENT, 1)}
+    assert sum(int(run.detail.split()[0]) for run in runs) == count  # each summary starts "N sent"
+
+
+@contextmanager
+def _watching_claims(read_together: threading.Barrier) -> Iterator[tuple[dict[str, list[bool]], Counter[str]]]:
+    """Record each deliverer's claim attempts (won or lost), and hold both after reading the due list.
+
+    Without the hold, one run could claim and commit everything before the other has even looked, and the
+    test would pass with no race at all. Only the deliverer threads are held; other connections pass freely.
+    """
+    claims: dict[str, list[bool]] = defaultdict(list)
+    due_reads: Counter[str] = Counter()
+    engine = get_engine()
+
+    def after_execute(conn, cursor, statement: str, parameters, context, executemany) -> None:
+        name = threading.current_thread().name
+        if not name.startswith("deliverer-"):
+            return
+        if statement.startswith("SELECT outbox_message.id") and "ORDER BY" in statement and "LIMIT" in statement:
+            due_reads[name] += 1
+            read_together.wait()
+        elif statement.startswith("UPDATE outbox_message") and "claimed_at" in statement:
+            claims[name].append(cursor.rowcount == 1)
+
+    event.listen(engine, "after_cursor_execute", after_execute)
+    try:
+        yield claims, due_reads
+    finally:
+        event.remove(engine, "after_cursor_execute", after_execute)
