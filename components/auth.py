@@ -40,11 +40,15 @@ def visitor_id() -> str:
 
 
 def action(handler: Callable[..., Awaitable[Any] | Any]) -> Callable[..., Awaitable[None]]:
-    """Wrap an event handler of a signed-in page: it receives a freshly checked :class:`SignedIn` first."""
+    """Wrap an event handler of a signed-in page: it receives a freshly checked :class:`SignedIn` first.
+
+    NiceGUI passes the event only to handlers whose signature asks for one, so the wrapper's signature mirrors
+    the handler's: ``handler(signed_in, event)`` gets the event, ``handler(signed_in)`` is called without.
+    """
     built_for = viewer()
     path = context.client.request.url.path
 
-    async def checked(*args: Any) -> None:
+    async def call(args: tuple[Any, ...]) -> None:
         fresh = None
         if built_for is not None:
             fresh = await run.io_bound(transact, sessions.by_id, get_settings(), built_for.session.id)
@@ -55,7 +59,20 @@ def action(handler: Callable[..., Awaitable[Any] | Any]) -> Callable[..., Awaita
         if inspect.isawaitable(result):
             await result
 
+    if _required_positional(handler) > 1:
+        async def checked_with_arguments(argument: Any, *more: Any) -> None:
+            await call((argument, *more))
+        return checked_with_arguments
+
+    async def checked() -> None:
+        await call(())
     return checked
+
+
+def _required_positional(handler: Callable[..., Any]) -> int:
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for parameter in inspect.signature(handler).parameters.values()
+               if parameter.kind in kinds and parameter.default is inspect.Parameter.empty)
 
 
 def deliver_mail_soon() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from nicegui import events, run, ui
 
 from components import auth
+from components.file_drop import FileDrop
 from components.forms import Banner, text_input
 from components.frame import frame
 from components.text import heading
@@ -47,14 +48,13 @@ def _profile_section(user: User) -> None:
     with _section("Profile", "profile"):
         banner = Banner()
         with ui.row().classes("items-center gap-4"):
-            avatar = ui.element("div").classes("r-avatar r-avatar--large")
-            _paint_avatar(avatar, user)
+            avatar = Avatar(user)
             with ui.column().classes("gap-2"):
-                ui.upload(label="Upload a picture (PNG, JPEG or WebP, up to 10 MB)", auto_upload=True,
-                          max_file_size=profile.MAX_BYTES, on_upload=auth.action(_upload(avatar, banner)),
-                          on_rejected=lambda: banner.error("That file is larger than 10 MB.")
-                          ).props('accept="image/png,image/jpeg,image/webp" flat bordered').classes("r-upload")
-                ui.button("Remove picture", on_click=auth.action(_remove(avatar, banner))).props("flat no-caps")
+                FileDrop("Choose a picture", max_bytes=profile.MAX_BYTES,
+                         on_upload=auth.action(_upload(avatar, banner)), on_refused=banner.error)
+                avatar.remove_button = ui.button("Remove picture", on_click=auth.action(_remove(avatar, banner))
+                                                 ).props("flat no-caps")
+                avatar.paint(user)
         name = text_input("Full name", value=user.full_name, autocomplete="name", max_length=200)
 
         async def save(signed_in: SignedIn) -> None:
@@ -69,7 +69,28 @@ def _profile_section(user: User) -> None:
         ui.button("Save name", on_click=auth.action(save)).props("unelevated no-caps")
 
 
-def _upload(avatar: ui.element, banner: Banner):
+class Avatar:
+    """The profile picture (or initials) and the "Remove picture" button, offered only when there is one."""
+
+    def __init__(self, user: User) -> None:
+        self.container = ui.element("div").classes("r-avatar r-avatar--large")
+        self.remove_button: ui.button | None = None
+        self.paint(user)
+
+    def paint(self, user: User) -> None:
+        self.container.clear()
+        with self.container:
+            if user.avatar_key:
+                ui.image(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}").props(
+                    'alt="" no-spinner')
+            else:
+                ui.label("".join(part[0] for part in user.full_name.split()[:2]).upper() or "?").props(
+                    'aria-hidden="true"')
+        if self.remove_button is not None:
+            self.remove_button.set_visibility(bool(user.avatar_key))
+
+
+def _upload(avatar: Avatar, banner: Banner):
     async def handle(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
         banner.clear()
         data = await event.file.read()
@@ -79,29 +100,18 @@ def _upload(avatar: ui.element, banner: Banner):
         except InvalidImage as exc:
             banner.error(str(exc))
             return
-        _paint_avatar(avatar, user)
+        avatar.paint(user)
         banner.success("Your picture was updated.")
     return handle
 
 
-def _remove(avatar: ui.element, banner: Banner):
+def _remove(avatar: Avatar, banner: Banner):
     async def handle(signed_in: SignedIn) -> None:
         storage = LocalStorage.from_settings(get_settings())
         user = await run.io_bound(transact, profile.remove_avatar, storage, signed_in.user)
-        _paint_avatar(avatar, user)
+        avatar.paint(user)
         banner.success("Your picture was removed.")
     return handle
-
-
-def _paint_avatar(container: ui.element, user: User) -> None:
-    container.clear()
-    with container:
-        if user.avatar_key:
-            ui.image(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}").props(
-                f'alt="Profile picture of {user.full_name}" no-spinner')
-        else:
-            ui.label("".join(part[0] for part in user.full_name.split()[:2]).upper() or "?").props(
-                'aria-hidden="true"')
 
 
 def _email_section(user: User) -> None:

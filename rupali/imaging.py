@@ -38,7 +38,7 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidImage("The image is too large.") from None
     except Image.UnidentifiedImageError:
-        raise InvalidImage("This is not a PNG, JPEG or WebP image.") from None
+        raise InvalidImage(f"{_what_it_is(data)} Choose a PNG, JPEG or WebP image.") from None
     except (OSError, SyntaxError, ValueError):
         raise InvalidImage("The image is damaged or incomplete.") from None
     # A fresh image holds pixels only: EXIF, GPS, ICC and text chunks stay behind.
@@ -46,6 +46,21 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
     clean = Image.new(mode, image.size)
     clean.paste(image.convert(mode))
     return clean
+
+
+def _what_it_is(data: bytes) -> str:
+    """Name a refused file's real format where it is a common one, so the message says what is wrong."""
+    head = data[:1024].lstrip().lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "This file is an SVG drawing."
+    try:
+        with Image.open(io.BytesIO(data)) as other:  # header only: nothing is decoded
+            kind = other.format
+    except Exception:  # anything unreadable is simply "not an image"
+        kind = None
+    if kind:
+        return f"This file is a {kind} image."
+    return "This file is not an image."
 
 
 def square_webp(image: Image.Image, size: int, *, quality: int = 85) -> bytes:

@@ -38,6 +38,12 @@ def _png_claiming(width: int, height: int) -> bytes:
         chunk(b"IEND", b"")
 
 
+def _gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "teal").save(buffer, "GIF")
+    return buffer.getvalue()
+
+
 def _storage() -> LocalStorage:
     return LocalStorage.from_settings(get_settings())
 
@@ -69,10 +75,12 @@ def test_replacing_and_removing_the_picture_deletes_old_files():
 
 @pytest.mark.parametrize(("data", "message"), [
     (b"", "empty"),
-    (b"just some text, renamed to .png", "not a PNG, JPEG or WebP"),
+    (b"just some text, renamed to .png", r"This file is not an image\. Choose a PNG, JPEG or WebP image\."),
     (_photo_with_gps()[:5000], "damaged or incomplete"),
     (_png_claiming(20_000, 20_000), "too large"),
-    (b"GIF89a" + b"\0" * 100, "not a PNG, JPEG or WebP"),
+    (b"GIF89a" + b"\0" * 100, "not an image"),
+    (_gif(), r"This file is a GIF image\. Choose a PNG, JPEG or WebP image\."),
+    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', r"This file is an SVG drawing\."),
     (b"\xff\xd8" + b"\0" * (profile.MAX_BYTES + 1), "larger than 10 MB"),
 ])
 def test_unacceptable_uploads_get_a_clear_message_and_change_nothing(data, message):
