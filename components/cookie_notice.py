@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nicegui import run, ui
 
+from rupali import legal
 from rupali.config import get_settings
 from rupali.db import transact
 from rupali.services import consent
@@ -17,10 +18,8 @@ def create(visitor_id: str, policy_version: str, *, offer_analytics: bool) -> No
         with ui.column().classes("gap-2"):
             ui.label("Essential cookies only").classes("r-cookie-title")
             with ui.row().classes("items-baseline gap-1"):
-                ui.label(
-                    "Rupali uses one essential cookie to keep you signed in and remember this choice. "
-                    "No advertising or tracking cookies."
-                )
+                ui.label(f"Rupali uses {legal.cookie_count(get_settings())}: they keep you signed in and "
+                         "remember this choice. No advertising or tracking cookies.")
                 ui.link("Cookie Policy", "/legal/cookies")
             analytics = None
             if offer_analytics:

@@ -42,12 +42,14 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
         _analytics_tag(settings.umami_script_url or "", settings.umami_website_id or "")
 
     _header(active, auth.viewer())
+    if state.needs_cookie_notice:
+        # In the flow under the header, not floating over the page: it never hides content or a focused control,
+        # and it comes where it is seen in the keyboard order.
+        cookie_notice.create(visitor_id, state.cookie_policy_version, offer_analytics=settings.analytics_enabled)
     with ui.element("main").classes("r-main") as main:
         main.props('id="main" tabindex="-1"')
         yield Frame(visitor_id, state)
     _footer(settings.operator_name, settings.operator_email)
-    if state.needs_cookie_notice:
-        cookie_notice.create(visitor_id, state.cookie_policy_version, offer_analytics=settings.analytics_enabled)
 
 
 def _header(active: str | None, viewer: SignedIn | None) -> None:

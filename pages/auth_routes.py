@@ -11,9 +11,11 @@ from fastapi import Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from nicegui import app, run
 
+from rupali import cookies
 from rupali.config import Settings, get_settings
+from rupali.cookies import AUTH_COOKIE
 from rupali.db import transact
-from rupali.gate import AUTH_COOKIE, safe_next
+from rupali.gate import safe_next
 from rupali.oidc_client import OidcClient
 from rupali.services import oidc, sessions, users
 from rupali.storage import InvalidKey, LocalStorage
@@ -31,7 +33,7 @@ def create() -> None:
             token = await run.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
         except sessions.InvalidHandoff:
             return RedirectResponse("/signin?error=handoff", status_code=303)
-        return _signed_in(RedirectResponse(safe_next(next), status_code=303), token, get_settings())
+        return _signed_in(request, RedirectResponse(safe_next(next), status_code=303), token, get_settings())
 
     @app.get("/auth/signout", include_in_schema=False)
     async def signout(request: Request) -> Response:
@@ -39,8 +41,9 @@ def create() -> None:
         if auth is not None:
             await run.io_bound(transact, sessions.revoke, auth.user, auth.session.id)
         response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(AUTH_COOKIE, path="/", httponly=True, samesite="lax",
-                               secure=get_settings().is_production)
+        cookie = cookies.by_name(get_settings(), AUTH_COOKIE)
+        response.delete_cookie(cookie.name, path="/", httponly=cookie.http_only, samesite=cookie.same_site,  # type: ignore[arg-type]
+                               secure=cookie.secure)
         return response
 
     @app.get("/auth/oidc/login", include_in_schema=False)
@@ -68,7 +71,7 @@ def create() -> None:
                                   user_agent=request.headers.get("user-agent", ""), visitor_id=_visitor(request))
         token = await run.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
         target = safe_next(request.session.pop("oidc_next", None))
-        return _signed_in(RedirectResponse(target, status_code=303), token, current)
+        return _signed_in(request, RedirectResponse(target, status_code=303), token, current)
 
     @app.get("/media/avatar/{user_id}", include_in_schema=False)
     async def avatar(request: Request, user_id: str) -> Response:
@@ -95,9 +98,12 @@ def _visitor(request: Request) -> str:
     return str(request.session.get("id", ""))
 
 
-def _signed_in(response: Response, token: str, settings: Settings) -> Response:
-    response.set_cookie(AUTH_COOKIE, token, max_age=settings.session_absolute_days * 86400, path="/", httponly=True,
-                        samesite="lax", secure=settings.is_production)
+def _signed_in(request: Request, response: Response, token: str, settings: Settings) -> Response:
+    # A refusal the person never read on /signin is obsolete now, and would be confusing on the next visit there.
+    request.session.pop(FLASH_KEY, None)
+    cookie = cookies.by_name(settings, AUTH_COOKIE)
+    response.set_cookie(cookie.name, token, max_age=cookie.max_age, path="/", httponly=cookie.http_only,
+                        samesite=cookie.same_site, secure=cookie.secure)  # type: ignore[arg-type]
     return response
 
 

@@ -17,11 +17,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rupali.config import get_settings
+from rupali.cookies import AUTH_COOKIE
 from rupali.db import transact
 from rupali.models import User
 from rupali.services import api_keys, sessions
-
-AUTH_COOKIE = "rupali_auth"
 
 PUBLIC_PATHS = frozenset({
     "/", "/healthz", "/signin", "/signup", "/forgot", "/reset", "/verify",

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rupali import cookies
 from rupali.config import Settings
 from rupali.policy import RetentionKey, retention_rules, subprocessors
 from rupali.privacy import inventory
@@ -177,9 +178,11 @@ def privacy_policy(settings: Settings) -> Document:
             "processing agreement."
         )),
         Section("Security", (
-            "Traffic is encrypted in transit (HTTPS). Passwords are stored only as Argon2id hashes. Cookies are "
-            "signed, HttpOnly and SameSite. Every page, image and file is checked against your account on the "
-            "server, so nobody else can reach your gallery."
+            ("Traffic is encrypted in transit (HTTPS). " if s.public_url.startswith("https://") else "")
+            + "Passwords are stored only as Argon2id hashes. Cookies are signed or random, HttpOnly and SameSite"
+            + (" and sent over HTTPS only" if all(cookie.secure for cookie in cookies.declared(s)) else "")
+            + ". Every page, image and file is checked against your account on the server, so nobody else can "
+            "reach your gallery."
         )),
         Section("Changes to this policy", (
             "When this policy changes its version changes; significant changes are announced by e-mail or in "
@@ -196,10 +199,10 @@ def privacy_policy(settings: Settings) -> Document:
 def cookie_policy(settings: Settings) -> Document:
     s = settings
     lifetime = retention_rules(s)[RetentionKey.COOKIE_CONSENT].describe()
-    cookies = _table(("Name", "Purpose", "Type", "Lifetime"), [
-        ("rupali_session", "Signed cookie holding an anonymous visitor id and, once you sign in, a reference to "
-         "your server-side sign-in session. HttpOnly, SameSite=Lax" + (", Secure" if s.is_production else ""),
-         "Essential", f"{lifetime}, renewed on each visit"),
+    declared = cookies.declared(s)
+    table = _table(("Name", "Purpose", "Type", "Flags", "Lifetime"), [
+        (f"`{cookie.name}`", cookie.purpose, "Essential", cookie.describe_flags(), cookie.describe_lifetime())
+        for cookie in declared
     ])
     analytics = (
         "Usage statistics come from **Umami**, which sets **no cookies** and stores no identifier in your browser. "
@@ -209,9 +212,9 @@ def cookie_policy(settings: Settings) -> Document:
     )
     sections = (
         Section("Essential cookies only", (
-            "We use one essential cookie. It is needed for the service to work (keeping you signed in and "
-            "remembering your cookie choice), so it needs no consent under the ePrivacy rules. We use no "
-            "advertising or tracking cookies.\n\n" + cookies
+            f"We use {cookie_count(s)}. They are needed for the service to work (keeping you signed in and "
+            "remembering your cookie choice), so they need no consent under the ePrivacy rules. "
+            "We use no advertising or tracking cookies, and no cookies from anyone else.\n\n" + table
         )),
         Section("Analytics", analytics),
         Section("Your cookie choice", (
@@ -275,6 +278,13 @@ def subprocessor_list(settings: Settings) -> Document:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
+
+def cookie_count(settings: Settings) -> str:
+    """"two essential cookies": what the notice and the policy say, counted from the declaration."""
+    count = len(cookies.declared(settings))
+    words = {1: "one", 2: "two", 3: "three", 4: "four"}
+    return f"{words.get(count, str(count))} essential cookie{'s' if count != 1 else ''}"
+
 
 def _ai_provider_sentence(settings: Settings) -> str:
     parts = []

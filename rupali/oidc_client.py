@@ -1,23 +1,33 @@
 """The OpenID Connect client (Authlib): authorization-code flow with PKCE, state and nonce.
 
 Authlib keeps state, nonce and the PKCE verifier in the signed session cookie, fetches the provider's discovery
-document and JWKS, and verifies the ID token (signature, issuer, audience, expiry, nonce). This module turns its
-outcomes into an :class:`~rupali.services.oidc.Identity` or an :class:`~rupali.services.oidc.OidcRefused` with a
-plain sentence.
+document and JWKS, and verifies the ID token (signature, issuer, audience, expiry, nonce). When the ID token lacks
+the e-mail or name claims, they are fetched from the provider's UserInfo endpoint with the access token. This module
+turns the outcomes into an :class:`~rupali.services.oidc.Identity` or an :class:`~rupali.services.oidc.OidcRefused`
+with a plain sentence.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from typing import Any
 
-from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
-from joserfc.errors import JoseError
-from starlette.requests import Request
-from starlette.responses import Response
+from authlib.deprecate import AuthlibDeprecationWarning
 
-from rupali.config import Settings
-from rupali.services.oidc import Identity, OidcRefused
+# Authlib 1.9 announces on import that it is moving from httpx to a fork, "httpx2"; httpx is what it runs on today
+# and what the rest of Rupali uses. Only that notice is silenced, so the start-up log stays clean. Authlib sets its
+# own warnings to "always" when authlib.deprecate loads, so this filter must come after that and before the clients.
+warnings.filterwarnings("ignore", message="The httpx module is deprecated", category=AuthlibDeprecationWarning)
+
+from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError  # noqa: E402
+from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App  # noqa: E402
+from joserfc.errors import JoseError  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+
+from rupali.config import Settings  # noqa: E402
+from rupali.services.oidc import Identity, OidcRefused, identity_from, lacks_profile  # noqa: E402
 
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/auth/oidc/callback"
@@ -83,5 +93,35 @@ class OidcClient:
             raise OidcRefused(f"Signing in with {self._settings.oidc_name} failed. Please try again.") from None
         claims = token.get("userinfo") or {}
         issuer = str(claims.get("iss") or self._settings.oidc_metadata_url)
-        return Identity(provider=issuer, subject=str(claims.get("sub") or ""), email=str(claims.get("email") or ""),
-                        email_verified=claims.get("email_verified") is True, name=str(claims.get("name") or ""))
+        # Without a verified subject there is nothing UserInfo's answer could be checked against.
+        userinfo = await self._userinfo(token) if claims.get("sub") and lacks_profile(claims) else None
+        if userinfo is not None and userinfo.get("sub") != claims["sub"]:
+            # OIDC Core 5.3.2: the answer may be about someone else (a mix-up or a substituted token); never use it.
+            log.warning("UserInfo of %s answered for a different subject than the ID token", issuer)
+            raise OidcRefused(f"The sign-in could not be verified: {self._settings.oidc_name} described a different "
+                              "account than the one that signed in.")
+        return identity_from(issuer, claims, userinfo)
+
+    async def _userinfo(self, token: dict[str, Any]) -> dict[str, Any] | None:
+        """The provider's UserInfo answer for this access token, or ``None`` if it publishes no UserInfo endpoint."""
+        endpoint = (await self._client.load_server_metadata()).get("userinfo_endpoint")
+        if not endpoint:
+            return None  # the ID token's claims are all there is; account_for explains what is missing
+        refused = OidcRefused(f"{self._settings.oidc_name} did not share your account details. Please try again.")
+        try:
+            response = await self._client.get(endpoint, token=token)
+        except Exception as exc:  # network trouble, or Authlib finding the token unusable
+            log.warning("UserInfo request failed: %s", exc)
+            raise refused from None
+        if response.status_code != 200:
+            log.warning("UserInfo answered %s: %.200s", response.status_code, response.text)
+            raise refused
+        try:
+            answer = response.json()
+        except ValueError:  # e.g. an HTML error page, or a signed JWT we did not ask for
+            log.warning("UserInfo answered %s rather than JSON", response.headers.get("content-type"))
+            raise refused from None
+        if not isinstance(answer, dict):
+            log.warning("UserInfo answered JSON that is not an object")
+            raise refused
+        return answer

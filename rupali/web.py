@@ -15,18 +15,16 @@ from nicegui import app, run, ui
 import components
 import pages
 from components import theme
-from rupali import api, jobs, migrate, runtime
+from rupali import api, cookies, jobs, migrate, runtime
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
 from rupali.db import get_engine, session_scope
 from rupali.gate import AuthGate
-from rupali.policy import RetentionKey, retention_rules
 from rupali.runtime import Runtime
 from rupali.scheduler import JobScheduler
 from rupali.services import health
 from rupali.services import legal as legal_service
 
 ASSETS_DIR = Path(components.__file__).resolve().parent.parent / "assets"
-SESSION_COOKIE = "rupali_session"
 
 
 def prepare(settings: Settings) -> None:
@@ -65,8 +63,7 @@ def build(settings: Settings) -> JobScheduler:
 
 def run_options(settings: Settings) -> dict[str, Any]:
     """Options for ``ui.run`` shared by the server and the test fixture."""
-    consent_period = retention_rules(settings)[RetentionKey.COOKIE_CONSENT].period
-    assert consent_period is not None
+    session_cookie = cookies.by_name(settings, cookies.SESSION_COOKIE)
     return {
         "title": "Rupali",
         "favicon": ASSETS_DIR / "favicon.svg",
@@ -78,11 +75,12 @@ def run_options(settings: Settings) -> dict[str, Any]:
         "storage_secret": storage_secret(settings),
         # The cookie carries the anonymous visitor id the cookie notice is remembered by, so it lives as long
         # as that choice; Starlette re-issues it on every response, making the lifetime a sliding window.
+        # Starlette's session cookie is always HttpOnly, as declared.
         "session_middleware_kwargs": {
-            "session_cookie": SESSION_COOKIE,
-            "max_age": int(consent_period.total_seconds()),
-            "same_site": "lax",
-            "https_only": settings.is_production,
+            "session_cookie": session_cookie.name,
+            "max_age": session_cookie.max_age,
+            "same_site": session_cookie.same_site,
+            "https_only": session_cookie.secure,
         },
     }
 

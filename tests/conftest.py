@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+import rupali.oidc_client  # noqa: F401  (installs its Authlib notice filter before any test imports Authlib)
 from rupali import db, migrate
 from rupali.config import reset_settings
 

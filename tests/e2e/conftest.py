@@ -20,6 +20,16 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
     """Headless Chromium with its console log available."""
+    yield from _chromium(tmp_path, log_network=False)
+
+
+@pytest.fixture
+def network_browser(tmp_path: Path) -> Iterator[object]:
+    """Like ``browser``, and Chromium's network events (every response's headers) readable from its log."""
+    yield from _chromium(tmp_path, log_network=True)
+
+
+def _chromium(tmp_path: Path, *, log_network: bool) -> Iterator[object]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         if os.environ.get("RUPALI_REQUIRE_BROWSER"):
             pytest.fail("Chromium and chromedriver are required (apt-get install chromium chromium-driver)")
@@ -33,7 +43,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
                  "--disable-background-networking", "--disable-component-update", "--no-first-run",
                  "--disable-sync", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    logs = {"browser": "ALL", **({"performance": "ALL"} if log_network else {})}
+    options.set_capability("goog:loggingPrefs", logs)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
     try:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from rupali import clock, legal
+from rupali import clock, cookies, legal
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.services import legal as legal_service
@@ -81,3 +81,29 @@ def test_effective_date_is_when_a_version_was_first_published():
         assert again.effective_at == first.effective_at
         changed = legal_service.current(session, "privacy", Settings(retention_technical_log_days=30))
         assert changed.effective_at - first.effective_at >= timedelta(days=10)
+
+
+@pytest.mark.sqlite_only
+def test_cookie_policy_lists_every_declared_cookie_with_its_flags_and_lifetime():
+    settings = Settings(session_absolute_days=14)
+    text = _text(legal.cookie_policy(settings))
+    assert "We use two essential cookies." in text
+    for cookie in cookies.declared(settings):
+        assert f"| `{cookie.name}` | {cookie.purpose} | Essential | {cookie.describe_flags()} | " in text
+    assert "| `rupali_auth` |" in text and "| 14 days, or until you sign out |" in text
+    assert "| `rupali_session` |" in text and "| 365 days, renewed on each visit |" in text
+    assert "Secure" not in text  # a development instance on plain http sends no Secure cookies
+
+
+@pytest.mark.sqlite_only
+def test_https_is_promised_only_when_the_public_url_is_https(monkeypatch):
+    plain = _text(legal.privacy_policy(Settings(public_url="http://studio.lan:8080")))
+    assert "HTTPS" not in plain and "Passwords are stored only as Argon2id hashes" in plain
+    for name, value in {"RUPALI_ENV": "production", "RUPALI_PUBLIC_URL": "https://images.example.com",
+                        "RUPALI_OPERATOR_NAME": "Example ApS", "RUPALI_OPERATOR_ADDRESS": "Vesterbro 1",
+                        "RUPALI_OPERATOR_EMAIL": "dpo@example.dk", "RUPALI_SMTP_HOST": "smtp.example.com"}.items():
+        monkeypatch.setenv(name, value)
+    production = Settings()
+    secure = _text(legal.privacy_policy(production))
+    assert "Traffic is encrypted in transit (HTTPS)." in secure and "sent over HTTPS only" in secure
+    assert _text(legal.cookie_policy(production)).count("HttpOnly, SameSite=Lax, Secure") == 2
