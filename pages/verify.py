@@ -32,8 +32,8 @@ def create() -> None:
 def _confirm(token: str, purpose: TokenPurpose) -> None:
     banner = Banner()
     is_change = purpose == TokenPurpose.CHANGE_EMAIL
-    ui.label("Press the button to confirm this is your new e-mail address." if is_change
-             else "One click and your account is ready.")
+    intro = ui.label("Press the button to confirm this is your new e-mail address." if is_change
+                     else "One click and your account is ready.")
 
     async def confirm() -> None:
         banner.clear()
@@ -43,11 +43,13 @@ def _confirm(token: str, purpose: TokenPurpose) -> None:
         except accounts.AccountError as exc:
             banner.error(str(exc))
             return
-        button.set_visibility(False)
+        # The page now reports what happened: the invitation and its button have done their job.
+        intro.delete()
+        button.delete()
         banner.success("Your new e-mail address is confirmed." if is_change
                        else "Your e-mail address is confirmed. You can sign in now.")
-        with ui.row().classes("r-auth-links"):
-            ui.link("Continue", "/account" if is_change else "/signin")
+        target = "/account" if is_change else "/signin"
+        ui.button("Continue", on_click=lambda: ui.navigate.to(target)).props("unelevated no-caps").classes("w-full")
 
     button = ui.button("Confirm my new address" if is_change else "Confirm my e-mail address",
                        on_click=confirm).props("unelevated no-caps").classes("w-full")

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from rupali import __version__, jobs, migrate
 from rupali.clock import now
-from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked
+from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, reset_settings
 from rupali.db import database_reachable, get_engine, session_scope
 from rupali.services import users
 
@@ -93,11 +93,18 @@ def _parser() -> _Parser:
 # --- commands ------------------------------------------------------------------------------------------------------
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings()
-    host = getattr(args, "host", None) or settings.host
-    port = getattr(args, "port", None) or settings.port
-    if not 1 <= port <= 65535:
+    # Flags win over the environment. Putting them there keeps one source of truth: every later get_settings(),
+    # including the public URL derived from host and port in development, sees the address really served.
+    host, port = getattr(args, "host", None), getattr(args, "port", None)
+    if port is not None and not 1 <= port <= 65535:
         raise CliError(f"port {port} is out of range (1-65535)")
+    if host:
+        os.environ["RUPALI_HOST"] = host
+    if port is not None:
+        os.environ["RUPALI_PORT"] = str(port)
+    reset_settings()
+    settings = _settings()
+    host, port = settings.host, settings.port
     ensure_data_dir(settings)
     # NiceGUI reads its storage location when first imported: keep it inside the data directory.
     os.environ.setdefault("NICEGUI_STORAGE_PATH", str((settings.data_dir / "sessions").resolve()))

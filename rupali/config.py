@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface to listen on (`0.0.0.0` on Railway)")
     port: int = Field(8080, ge=1, le=65535, validation_alias=AliasChoices("RUPALI_PORT", "PORT"),
                       description="Port to listen on; Railway's `PORT` is respected")
-    public_url: str = Field("http://127.0.0.1:8080", description="Public base URL used in links and mails")
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Public base URL used in links and mails; in development it defaults to the address served")
     storage_secret: SecretStr | None = Field(
         None, description="Signs cookies; generated on first run into `<data_dir>/storage_secret` when unset")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity")
@@ -179,6 +181,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
+        if "public_url" not in self.model_fields_set and not self.is_production:
+            # Links in mails must lead back to where this instance really listens (say RUPALI_PORT=9101);
+            # production refuses to start without an explicit https:// address instead.
+            self.public_url = served_url(self.host, self.port)
         if self.hosting_provider is None:
             self.hosting_provider = "railway" if os.environ.get("RAILWAY_PROJECT_ID") else "self"
         if not self.password_signin and not self.oidc_enabled:
@@ -227,6 +233,15 @@ class Settings(BaseSettings):
     @property
     def analytics_enabled(self) -> bool:
         return bool(self.umami_website_id and self.umami_script_url)
+
+
+def served_url(host: str, port: int) -> str:
+    """The address a browser on this machine reaches a server listening on ``host:port`` at."""
+    if host in {"", "0.0.0.0", "::", "[::]"}:  # noqa: S104  (every interface: loopback answers too)
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def parsed_extra_subprocessors(raw: str) -> list[dict[str, str]]:

@@ -101,3 +101,28 @@ def test_extra_subprocessors_must_be_well_formed(monkeypatch):
     monkeypatch.setenv("RUPALI_EXTRA_SUBPROCESSORS", '[{"name": "Postmark"}]')
     with pytest.raises(ConfigError, match="RUPALI_EXTRA_SUBPROCESSORS"):
         get_settings()
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({}, "http://127.0.0.1:8080"),
+    ({"RUPALI_PORT": "9101"}, "http://127.0.0.1:9101"),
+    ({"PORT": "4321"}, "http://127.0.0.1:4321"),
+    ({"RUPALI_HOST": "0.0.0.0", "RUPALI_PORT": "9102"}, "http://127.0.0.1:9102"),  # noqa: S104
+    ({"RUPALI_HOST": "::1", "RUPALI_PORT": "9103"}, "http://[::1]:9103"),
+    ({"RUPALI_HOST": "studio.lan", "RUPALI_PORT": "80"}, "http://studio.lan:80"),
+    ({"RUPALI_PORT": "9101", "RUPALI_PUBLIC_URL": "http://images.lan:9999/"}, "http://images.lan:9999"),
+])
+def test_links_follow_the_served_address_in_development(monkeypatch, environment, expected):
+    """Mails link back to where the instance listens, unless the operator says otherwise."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert get_settings().public_url == expected
+
+
+def test_production_never_derives_the_public_url(monkeypatch):
+    for name, value in PRODUCTION.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RUPALI_PUBLIC_URL")
+    monkeypatch.setenv("RUPALI_PORT", "9101")
+    with pytest.raises(ConfigError, match="RUPALI_PUBLIC_URL must be https://"):
+        get_settings()

@@ -44,6 +44,13 @@ def link_in(message: EmailMessage, path: str) -> str:
     return match.group(1)
 
 
+def url_in(message: EmailMessage, path: str) -> str:
+    """The whole first link to ``path`` in the message's text part, as the recipient would follow it."""
+    match = re.search(rf"https?://[^/\s]+{re.escape(path)}[^\s]*", text_of(message))
+    assert match, f"no {path} link in:\n{text_of(message)}"
+    return match.group(0)
+
+
 @contextmanager
 def smtp_server() -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
