@@ -55,6 +55,7 @@ class ModelInfo:
     default_guidance: float = 7.0
     max_guidance: float = 30.0
     schedulers: tuple[str, ...] = ()
+    prompt_min: int = 1  # fewest characters the backend accepts in a prompt (Runware: 4)
 
 
 @dataclass(frozen=True)

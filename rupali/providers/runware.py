@@ -105,7 +105,7 @@ def model_info(model_id: str, label: str) -> ModelInfo:
     """What the studio may ask of one Runware model."""
     return ModelInfo(id=model_id, label=label, version=model_version(model_id), sizes=size_presets(model_id),
                      size_rule=size_rule(model_id), max_images=MAX_IMAGES, img2img=True, negative_prompt=True,
-                     progress=False, is_ai=True)
+                     progress=False, is_ai=True, prompt_min=PROMPT_MIN_CHARS)
 
 
 

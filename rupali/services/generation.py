@@ -76,6 +76,8 @@ def validate(settings: Settings, choice: ModelChoice, form: GenerationForm) -> G
     negative = form.negative_prompt.strip()
     if not prompt:
         raise InvalidGeneration("Describe the image you want in the prompt.", "prompt")
+    if len(prompt) < info.prompt_min:
+        raise InvalidGeneration(f"{info.label} needs a prompt of at least {info.prompt_min} characters.", "prompt")
     if len(prompt) > PROMPT_MAX:
         raise InvalidGeneration(f"The prompt is {len(prompt)} characters long; the limit is {PROMPT_MAX}.", "prompt")
     if len(negative) > PROMPT_MAX:
