@@ -47,10 +47,11 @@ def css_variables() -> str:
 
 
 def apply() -> None:
-    """Install the tokens and the stylesheet on every page (called once at start-up)."""
+    """Install the tokens, the stylesheet and the page script on every page (called once at start-up)."""
     app.colors(primary=LIGHT["accent"], negative=LIGHT["danger"])
     ui.add_head_html(
         f"<style>{css_variables()}</style>"
-        '<link rel="stylesheet" href="/assets/style.css">',
+        '<link rel="stylesheet" href="/assets/style.css">'
+        '<script src="/assets/rupali.js" defer></script>',
         shared=True,
     )

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from nicegui import events, run, ui
 
 from components import auth
+from components.file_drop import FileDrop
 from components.forms import Banner
 from components.frame import frame
 from components.image_grid import image_grid
+from components.size_picker import SizePicker
 from components.text import heading
 from rupali import runtime
 from rupali.db import transact
@@ -26,25 +28,29 @@ from rupali.services.sessions import SignedIn
 
 PROMPT_MAX = generations.PROMPT_MAX
 RECENT = 12
-ASPECTS = {(1, 1): "Square", (3, 4): "Portrait", (4, 3): "Landscape", (2, 3): "Portrait", (3, 2): "Landscape",
-           (9, 16): "Tall", (16, 9): "Wide"}
+EXAMPLE_PROMPTS = (
+    "A lighthouse on a cliff at golden hour, oil painting",
+    "A red fox in a snowy birch forest, soft watercolour",
+    "A neon-lit street market in the rain at night",
+    "A cosy reading nook with plants and warm lamplight",
+)
 
 
 @dataclass
 class StudioState:
     """Everything the form holds; bound to the inputs."""
 
-    prompt: str = ""
-    negative_prompt: str = ""
+    prompt: str | None = ""
+    negative_prompt: str | None = ""
     model: str = ""
-    size: str = ""  # "1024x1024" or "custom"
     width: int = 1024
     height: int = 1024
-    steps: int = 20
-    guidance: float = 7.0
+    steps: int | None = 20
+    guidance: float | None = 7.0
     count: int = 1
-    seed: int | None = None
+    seed: int | None = None  # shown only while locked; unlocked means "random"
     lock_seed: bool = False
+    last_seed: int | None = None  # the seed of the last generation, offered as a hint
     upload_id: uuid.UUID | None = None
     strength: float = 0.8
     active: list[uuid.UUID] = field(default_factory=list)
@@ -62,6 +68,8 @@ def create() -> None:
         state = StudioState()
         if catalogue:
             _apply_model(state, catalogue[0])
+        if recent:
+            state.last_seed = recent[0].seed
         if use:
             source = next((g for g in recent if str(g.id) == use), None) or await _load(viewer, use)
             if source is not None:
@@ -82,9 +90,8 @@ def _apply_model(state: StudioState, choice: ModelChoice) -> None:
     state.model = choice.key
     if (state.width, state.height) not in info.sizes and not info.size_rule.allows(state.width, state.height):
         state.width, state.height = info.sizes[0]
-    state.size = f"{state.width}x{state.height}" if (state.width, state.height) in info.sizes else "custom"
-    state.steps = min(state.steps, info.max_steps) or info.default_steps
-    state.guidance = min(state.guidance, info.max_guidance)
+    state.steps = min(state.steps or info.default_steps, info.max_steps)
+    state.guidance = min(info.default_guidance if state.guidance is None else state.guidance, info.max_guidance)
     state.count = min(state.count, info.max_images)
 
 
@@ -94,7 +101,6 @@ def _apply_generation(state: StudioState, generation: Generation, *, keep_seed: 
     state.prompt, state.negative_prompt = generation.prompt, generation.negative_prompt
     state.model = f"{generation.provider}:{generation.model}"
     state.width, state.height = generation.width, generation.height
-    state.size = f"{generation.width}x{generation.height}"
     state.steps, state.guidance, state.count = generation.steps, generation.guidance, generation.count
     state.seed, state.lock_seed = (seed if seed is not None else generation.seed, True) if keep_seed else (None, False)
 
@@ -107,54 +113,68 @@ class Studio:
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
         self.jobs: dict[uuid.UUID, ui.element] = {}
+        self.fields: dict[str, ui.element] = {}
+        self.size_picker: SizePicker | None = None
 
     def build(self, recent: list[Generation], images: dict[uuid.UUID, list[Image]]) -> None:
         with ui.element("div").classes("r-studio"):
             with ui.element("section").classes("r-studio-form").props('aria-label="Describe your image"'):
                 self._form()
             with ui.element("section").classes("r-studio-results").props('aria-label="Results"'):
-                self.jobs_area = ui.column().classes("w-full gap-4")
-                heading("Recent", 2)
-                self.recent_area = ui.column().classes("w-full gap-4")
-                with self.recent_area:
-                    self.empty_note = ui.label("Nothing yet. Your images will appear here.").classes(
-                        "r-muted") if not recent else None
+                # One list, newest first: new jobs join the recent generations under the same heading.
+                self.results_heading = heading("Recent", 2)
+                self.results = ui.column().classes("w-full gap-4 r-results")
+                with self.results:
                     for generation in recent:
                         self._generation_card(generation, images.get(generation.id, []))
+                self.empty = ui.column().classes("r-empty w-full r-studio-empty")
+                with self.empty:
+                    self._examples()
+                self._show_empty(not recent)
         ui.timer(0.5, self._refresh_jobs)
 
     # --- the form --------------------------------------------------------------------------------------------------
 
     def _form(self) -> None:
         state = self.state
-        self.banner = Banner()
-        if not self.catalogue:
-            ui.label("No image generator is available right now. Please try again later.").classes("r-muted")
-            return
-        prompt = ui.textarea("Prompt", placeholder="A lighthouse on a cliff at golden hour, oil painting").props(
-            f"outlined autogrow maxlength={PROMPT_MAX} counter autofocus").classes("w-full").bind_value(state, "prompt")
-        prompt.on("keydown.ctrl.enter", self._generate)
-        prompt.on("keydown.meta.enter", self._generate)
-        with ui.expansion("Negative prompt").classes("w-full r-expansion").bind_value_from(
-                state, "negative_prompt", backward=bool):
-            ui.textarea("Things to avoid", placeholder="blurry, text, watermark").props(
-                f"outlined autogrow maxlength={PROMPT_MAX} counter").classes("w-full").bind_value(
-                state, "negative_prompt")
+        with ui.element("div").classes("r-studio-fields"):
+            self.banner = Banner()
+            if not self.catalogue:
+                ui.label("No image generator is available right now. Please try again later.").classes("r-muted")
+                return
+            prompt = ui.textarea("Prompt", placeholder="A lighthouse on a cliff at golden hour, oil painting").props(
+                f"outlined autogrow maxlength={PROMPT_MAX} counter autofocus").classes("w-full").bind_value(
+                state, "prompt")
+            prompt.on("keydown.ctrl.enter", self._generate)
+            prompt.on("keydown.meta.enter", self._generate)
+            prompt.on_value_change(lambda: setattr(prompt, "error", None))
+            self.fields["prompt"] = prompt
+            self.negative_expansion = ui.expansion("Negative prompt").classes("w-full r-expansion").bind_value_from(
+                state, "negative_prompt", backward=bool)
+            with self.negative_expansion:
+                negative = ui.textarea("Things to avoid", placeholder="blurry, text, watermark").props(
+                    f"outlined autogrow maxlength={PROMPT_MAX} counter").classes("w-full").bind_value(
+                    state, "negative_prompt")
+                negative.on_value_change(lambda: setattr(negative, "error", None))
+                self.fields["negative_prompt"] = negative
 
-        options = {key: self._model_label(choice) for key, choice in self.catalogue.items()}
-        if state.model not in options:
-            state.model = next(iter(options))
-        model_select = ui.select(options, label="Model").props("outlined").classes("w-full").bind_value(state, "model")
-        self.model_note = ui.label().classes("r-muted text-sm")
-        self.size_area = ui.column().classes("w-full gap-2")
-        self.tuning_area = ui.column().classes("w-full gap-2")
-        self.source_area = ui.column().classes("w-full gap-2")
+            options = {key: self._model_label(choice) for key, choice in self.catalogue.items()}
+            if state.model not in options:
+                state.model = next(iter(options))
+            model_select = ui.select(options, label="Model").props("outlined").classes("w-full").bind_value(
+                state, "model")
+            self.model_note = ui.label().classes("r-muted text-sm")
+            self.size_area = ui.column().classes("w-full gap-2")
+            self.tuning_area = ui.column().classes("w-full gap-2")
+            self.source_area = ui.column().classes("w-full gap-2")
 
-        with ui.row().classes("w-full items-center justify-between r-cost"):
-            self.cost_label = ui.label().classes("r-muted")
-            ui.label("Ctrl+Enter").classes("r-kbd").props('aria-hidden="true"')
-        self.generate_button = ui.button("Generate", on_click=self._generate).props(
-            "unelevated no-caps size=lg").classes("w-full")
+        # The action row sticks to the bottom of the form, so Generate stays in reach on a laptop screen.
+        with ui.element("div").classes("r-studio-actions"):
+            with ui.row().classes("w-full items-center justify-between r-cost"):
+                self.cost_label = ui.label().classes("r-muted")
+                ui.label("Ctrl+Enter").classes("r-kbd").props('aria-hidden="true"')
+            self.generate_button = ui.button("Generate", on_click=self._generate).props(
+                "unelevated no-caps size=lg").classes("w-full")
         self._model_changed(initial=True)  # fills the model-dependent areas above and the cost line
         model_select.on_value_change(lambda _: self._model_changed())
 
@@ -174,57 +194,42 @@ class Studio:
         self.model_note.text = ("Draws procedural sketches on this server. It is not AI and sends nothing anywhere."
                                 if not info.is_ai else f"AI model by {self.choice.provider_label}, version "
                                 f"{info.version or 'unknown'}.")
-        self._size_controls()
-        self._tuning_controls()
-        self._source_controls()
-        self._update_cost()
-
-    def _size_controls(self) -> None:
-        info, state = self.choice.info, self.state
         self.size_area.clear()
         with self.size_area:
-            options = {f"{w}x{h}": _size_label(w, h) for w, h in info.sizes}
-            options["custom"] = "Custom size"
-            ui.toggle(options, on_change=lambda e: self._size_picked(e.value)).props(
-                'no-caps unelevated toggle-color=primary aria-label="Size"').classes("r-size-toggle").bind_value(
-                state, "size")
-            with ui.row().classes("w-full gap-2 no-wrap").bind_visibility_from(state, "size",
-                                                                              backward=lambda v: v == "custom"):
-                rule = info.size_rule
-                for attribute, label in (("width", "Width"), ("height", "Height")):
-                    ui.number(label, min=rule.minimum, max=rule.maximum, step=rule.multiple, precision=0,
-                              on_change=self._update_cost).props("outlined dense").classes("grow").bind_value(
-                        state, attribute, forward=lambda v: int(v or 0))
-
-    def _size_picked(self, value: str) -> None:
-        if value and value != "custom":
-            width, _, height = value.partition("x")
-            self.state.width, self.state.height = int(width), int(height)
+            self.size_picker = SizePicker(self.state, info, self._update_cost)
+        self._tuning_controls()
+        self._source_controls()
         self._update_cost()
 
     def _tuning_controls(self) -> None:
         info, state = self.choice.info, self.state
         self.tuning_area.clear()
         with self.tuning_area:
-            with ui.row().classes("w-full gap-3 no-wrap items-end"):
-                ui.number("Steps", min=1, max=info.max_steps, step=1, precision=0,
-                          on_change=self._update_cost).props("outlined dense").classes("grow").bind_value(
-                    state, "steps", forward=lambda v: int(v or 0))
-                ui.number("Guidance", min=0, max=info.max_guidance, step=0.5, precision=1).props(
-                    "outlined dense").classes("grow").bind_value(state, "guidance", forward=lambda v: float(v or 0))
+            with ui.row().classes("w-full gap-3 no-wrap items-start"):
+                steps = ui.number("Steps", min=1, max=info.max_steps, step=1, precision=0,
+                                  placeholder=str(info.default_steps), on_change=self._update_cost).props(
+                    "outlined dense").classes("grow").bind_value(state, "steps", forward=_whole_or_none)
+                guidance = ui.number("Guidance", min=0, max=info.max_guidance, step=0.5, precision=1,
+                                     placeholder=f"{info.default_guidance:g}").props("outlined dense").classes(
+                    "grow").bind_value(state, "guidance", forward=lambda v: None if v is None else float(v))
+            for name, element in (("steps", steps), ("guidance", guidance)):
+                element.on_value_change(lambda _, element=element: setattr(element, "error", None))
+                self.fields[name] = element
             most = min(info.max_images, runtime.current().settings.max_images_per_request)
             with ui.row().classes("w-full items-center gap-3"):
                 ui.label("Images").classes("r-field-label")
                 ui.toggle(list(range(1, most + 1)), on_change=self._update_cost).props(
-                    'unelevated no-caps aria-label="Number of images"').bind_value(state, "count")
-            with ui.row().classes("w-full gap-2 items-center no-wrap"):
-                ui.number("Seed", min=0, max=generations.SEED_MAX, step=1, precision=0,
-                          placeholder="random").props("outlined dense clearable").classes("grow").bind_value(
-                    state, "seed", forward=lambda v: None if v is None else int(v))
+                    'unelevated no-caps role=group aria-label="Number of images"').bind_value(state, "count")
+            with ui.row().classes("w-full gap-2 items-start no-wrap"):
+                self.seed_input = ui.number("Seed", min=0, max=generations.SEED_MAX, step=1, precision=0,
+                                            placeholder="random", on_change=self._seed_typed).props(
+                    "outlined dense clearable").classes("grow").bind_value(state, "seed", forward=_whole_or_none)
+                self.fields["seed"] = self.seed_input
                 ui.button(icon="casino", on_click=self._new_seed).props(
                     'flat round aria-label="New random seed"').tooltip("New random seed")
-                ui.checkbox("Lock").props('aria-label="Keep this seed"').bind_value(state, "lock_seed").tooltip(
-                    "Keep this seed for the next generations")
+                ui.checkbox("Lock", on_change=self._lock_changed).props('aria-label="Keep this seed"').bind_value(
+                    state, "lock_seed").tooltip("Keep this seed for the next generations")
+            self._seed_hint()
 
     def _source_controls(self) -> None:
         info, state = self.choice.info, self.state
@@ -243,7 +248,7 @@ class Studio:
                     ui.image(f"/media/uploads/{state.upload_id}").classes("r-source-preview").props(
                         'alt="Source image" fit=contain')
                     ui.button("Remove", on_click=lambda: (setattr(state, "upload_id", None), show())).props(
-                        "flat no-caps")
+                        'flat no-caps aria-label="Remove the source image"')
 
             async def uploaded(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
                 data = await event.file.read()
@@ -259,26 +264,48 @@ class Studio:
                 show()
 
             limit = runtime.current().settings.upload_max_mb
-            ui.upload(label=f"PNG, JPEG or WebP, up to {limit} MB", auto_upload=True,
-                      max_file_size=limit * 1024 * 1024, on_upload=auth.action(uploaded),
-                      on_rejected=lambda: self.banner.error(f"That file is larger than {limit} MB.")).props(
-                'accept="image/png,image/jpeg,image/webp" flat bordered').classes("r-upload w-full")
+            FileDrop("Choose a source image", max_bytes=limit * 1024 * 1024, on_upload=auth.action(uploaded),
+                     on_refused=self.banner.error).classes("w-full")
             with ui.row().classes("w-full items-center gap-3 no-wrap"):
                 ui.label("Strength").classes("r-field-label")
                 ui.slider(min=0, max=1, step=0.05).props('label aria-label="Strength"').classes(
                     "grow").bind_value(state, "strength")
             show()
 
+    # --- seed ------------------------------------------------------------------------------------------------------
+
+    def _seed_typed(self, event: events.ValueChangeEventArguments) -> None:
+        # Typing a seed means wanting that seed: lock it, or it would be ignored. Clearing it means "random".
+        if event.value is not None and not self.state.lock_seed:
+            self.state.lock_seed = True
+        elif event.value is None and self.state.lock_seed:
+            self.state.lock_seed = False
+
+    def _lock_changed(self, event: events.ValueChangeEventArguments) -> None:
+        state = self.state
+        if event.value and state.seed is None:
+            state.seed = state.last_seed if state.last_seed is not None else secrets.randbelow(generations.SEED_MAX)
+        elif not event.value:
+            state.seed = None  # unlocked: every generation draws a new seed
+
     def _new_seed(self) -> None:
         self.state.seed = secrets.randbelow(generations.SEED_MAX + 1)
         self.state.lock_seed = True
+
+    def _seed_hint(self) -> None:
+        last = self.state.last_seed
+        self.seed_input.props["hint"] = f"Last used: {last}" if last is not None else "Leave empty for a random seed"
+        self.seed_input.update()
+
+    # --- cost --------------------------------------------------------------------------------------------------------
 
     def _update_cost(self, *_: object) -> None:
         state = self.state
         if state.model not in self.catalogue:
             return
-        credits = runtime.current().credits.quote(model_key=state.model, width=state.width, height=state.height,
-                                                  steps=state.steps, count=state.count)
+        credits = runtime.current().credits.quote(
+            model_key=state.model, width=state.width or 0, height=state.height or 0,
+            steps=state.steps or self.choice.info.default_steps, count=state.count or 1)
         self.cost_label.text = "Cost: free" if credits == 0 else f"Cost: {credits} credits"
 
     # --- generating ------------------------------------------------------------------------------------------------
@@ -288,7 +315,7 @@ class Studio:
 
     async def _submit(self, signed_in: SignedIn) -> None:
         state = self.state
-        self.banner.clear()
+        self._clear_errors()
         current = runtime.current()
         try:
             choice = await current.providers.find(state.model)
@@ -300,27 +327,46 @@ class Studio:
             generation = await run.io_bound(transact, generations.submit, current.settings, signed_in.user, choice,
                                             form, current.credits)
         except generations.InvalidGeneration as exc:
-            self.banner.error(str(exc))
+            self._show_error(str(exc), exc.field)
             return
         except ProviderError as exc:
             self.banner.error(exc.user_message)
             return
-        if not state.lock_seed:
-            state.seed = generation.seed  # show the seed that was used
+        state.last_seed = generation.seed
+        self._seed_hint()
         if generation.status == GenerationStatus.QUEUED:
             current.queue.submit(generation.id, signed_in.user.id)
-        with self.jobs_area:
+        with self.results:
             card = ui.element("div").classes("r-job")
-        card.move(self.jobs_area, target_index=0)
-        if self.empty_note is not None:
-            self.empty_note.delete()
-            self.empty_note = None
+        card.move(self.results, target_index=0)
+        self._show_empty(False)
         live = current.queue.state(generation.id)
         if live is not None:
             self.jobs[generation.id] = card
             self._paint_live(card, generation.id, live)  # at once, not at the next refresh tick
         else:
             self._paint_job(card, generation, [])  # blocked before it was queued
+        _reveal(card)
+
+    def _show_error(self, message: str, field_name: str) -> None:
+        """Put the message under the field it is about (or in the banner), and move focus there."""
+        if field_name == "size" and self.size_picker is not None and self.size_picker.show_error(message):
+            return
+        element = self.fields.get(field_name)
+        if element is None:
+            self.banner.error(message)
+            return
+        if field_name == "negative_prompt":
+            self.negative_expansion.open()
+        element.error = message  # type: ignore[attr-defined]
+        element.run_method("focus")
+
+    def _clear_errors(self) -> None:
+        self.banner.clear()
+        for element in self.fields.values():
+            element.error = None  # type: ignore[attr-defined]
+        if self.size_picker is not None:
+            self.size_picker.clear_error()
 
     async def _refresh_jobs(self) -> None:
         queue = runtime.current().queue
@@ -335,6 +381,7 @@ class Studio:
             images = await run.io_bound(transact, generations.images_of, [generation_id])
             del self.jobs[generation_id]
             self._paint_job(card, generation, images[generation_id])
+            _reveal(card, only_if_watched=True)  # the images made the card taller: keep them in view
 
     def _paint_live(self, card: ui.element, generation_id: uuid.UUID, live: JobState) -> None:
         card.clear()
@@ -366,6 +413,25 @@ class Studio:
         await auth.action(cancel)()
 
     # --- results -----------------------------------------------------------------------------------------------------
+
+    def _show_empty(self, empty: bool) -> None:
+        self.empty.set_visibility(empty)
+        self.results_heading.set_visibility(not empty)
+
+    def _examples(self) -> None:
+        ui.icon("auto_awesome").classes("r-empty-icon").props('aria-hidden="true"')
+        ui.label("Your images will appear here").classes("r-card-title")
+        ui.label("Describe what you want to see, or start from one of these:").classes("r-muted")
+        with ui.element("div").classes("r-examples"):
+            for text in EXAMPLE_PROMPTS:
+                ui.button(text, on_click=lambda text=text: self._use_example(text)).props(
+                    "outline no-caps").classes("r-example")
+
+    def _use_example(self, text: str) -> None:
+        self.state.prompt = text
+        prompt = self.fields.get("prompt")
+        if prompt is not None:
+            prompt.run_method("focus")
 
     def _generation_card(self, generation: Generation, images: list[Image]) -> None:
         with ui.element("div").classes("r-job"):
@@ -401,10 +467,10 @@ class Studio:
         ui.run_javascript("window.scrollTo({top: 0, behavior: 'smooth'})")
 
 
-def _size_label(width: int, height: int) -> str:
-    from math import gcd
+def _whole_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
-    divisor = gcd(width, height)
-    ratio = (width // divisor, height // divisor)
-    name = ASPECTS.get(ratio, f"{ratio[0]}:{ratio[1]}")
-    return f"{name} {width}×{height}"
+
+def _reveal(card: ui.element, *, only_if_watched: bool = False) -> None:
+    """Scroll a job card into view (see ``rupaliReveal`` in assets/rupali.js)."""
+    ui.run_javascript(f"window.rupaliReveal && rupaliReveal({card.id}, {'true' if only_if_watched else 'false'})")

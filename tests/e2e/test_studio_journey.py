@@ -21,7 +21,6 @@ from tests.e2e.helpers import (
     evidence_on_failure,
     images_button,
     quasar_field,
-    tick,
     value,
     wait,
 )
@@ -69,15 +68,15 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         click(browser, _button("Sign in"))
         wait(browser).until(EC.url_to_be(live_server + "/studio"))
         wait(browser).until(EC.visibility_of_element_located(
-            (By.XPATH, "//*[normalize-space()='Nothing yet. Your images will appear here.']")))
+            (By.XPATH, "//*[normalize-space()='Your images will appear here']")))
         assert value(browser, _MODEL) == "Offline sketch (not AI)"
 
-        # Describe the image, ask for 4 of them with a locked seed, and generate with Ctrl+Enter.
+        # Describe the image, ask for 4 of them with a fixed seed, and generate with Ctrl+Enter.
         prompt = _type(browser, quasar_field("Prompt", "textarea"), PROMPT)
         click(browser, images_button("4"))
         wait(browser).until(EC.presence_of_element_located(images_button("4", pressed=True)))
-        _type(browser, quasar_field("Seed"), SEED)
-        tick(browser, _LOCK)
+        _type(browser, quasar_field("Seed"), SEED)  # typing a seed locks it
+        wait(browser).until(EC.presence_of_element_located((By.XPATH, f"{_LOCK}[@aria-checked='true']")))
         assert _pressed_size(browser) == SIZE
         browser.execute_script(_WATCH_JOBS)
         prompt.send_keys(Keys.CONTROL, Keys.ENTER)
@@ -147,9 +146,9 @@ def _button(text: str) -> tuple[str, str]:
 
 
 def _pressed_size(browser: WebDriver) -> str:
-    """The size the toggle shows as chosen, as "WxH"."""
-    label = browser.find_element(By.XPATH, "//*[@aria-label='Size']//button[@aria-pressed='true']").text
-    return label.split()[-1].replace("×", "x")
+    """The size the size toggle shows as chosen (under the chosen aspect ratio), as "WxH"."""
+    label = browser.find_element(By.XPATH, "//*[@aria-label='Size in pixels']//button[@aria-pressed='true']").text
+    return label.replace(" × ", "x")
 
 
 def _click_in(browser: WebDriver, container: WebElement, css: str) -> None:
