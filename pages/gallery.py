@@ -7,13 +7,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
-from nicegui import run, ui
+from nicegui import context, run, ui
 
 from components import auth
+from components.date_field import DateField
 from components.forms import Banner
 from components.frame import frame
+from components.gallery_tabs import gallery_tabs
 from components.text import heading
-from rupali import image_files, runtime
+from rupali import dates, image_files, runtime
 from rupali.clock import now
 from rupali.db import transact
 from rupali.models import Generation, Image
@@ -23,22 +25,24 @@ from rupali.services.sessions import SignedIn
 
 @dataclass
 class Filters:
-    search: str = ""
+    """The toolbar's values. Every field accepts being cleared: inputs report ``None`` then."""
+
+    search: str | None = ""
     favourites: bool = False
-    model: str = ""
-    since: str = ""
-    until: str = ""
+    model: str | None = ""
+    since: str | None = ""
+    until: str | None = ""
     show_nsfw: bool = True
     expiring_soon: bool = False
-    order: str = "newest"
+    order: str | None = "newest"
     selecting: bool = False
     selected: set[uuid.UUID] = field(default_factory=set)
 
     def query(self) -> gallery.GalleryQuery:
         return gallery.GalleryQuery(
-            search=self.search.strip(), favourites=self.favourites, model=self.model or None,
-            since=_date(self.since), until=_date(self.until), show_nsfw=self.show_nsfw,
-            expiring_soon=self.expiring_soon, oldest_first=self.order == "oldest")
+            search=(self.search or "").strip(), favourites=bool(self.favourites), model=self.model or None,
+            since=_date(self.since), until=_date(self.until), show_nsfw=bool(self.show_nsfw),
+            expiring_soon=bool(self.expiring_soon), oldest_first=self.order == "oldest")
 
 
 def create() -> None:
@@ -63,13 +67,14 @@ class GalleryView:
         self.filters = Filters()
         self.cursor: str | None = None
         self.loading = False
+        self.version = 0  # bumped by every reload, so a slower earlier answer cannot overwrite a newer one
         self.tiles: dict[uuid.UUID, ui.element] = {}
         self.current_dialog: ui.dialog | None = None
+        self.locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
 
     async def build(self) -> None:
-        with ui.row().classes("w-full items-center justify-between"):
-            heading("Gallery")
-            ui.link("History", "/history").classes("r-nav-link")
+        heading("Gallery")
+        gallery_tabs("/gallery")
         self.banner = Banner()
         self._toolbar()
         self._bulk_bar()
@@ -98,19 +103,32 @@ class GalleryView:
                 'outlined dense clearable debounce=350 type=search').classes("r-search").bind_value(f, "search")
             ui.select({"": "All models", **dict(self.models)}, label="Model", on_change=self._filters_changed).props(
                 "outlined dense").classes("r-filter").bind_value(f, "model")
-            ui.input("From", on_change=self._filters_changed).props("outlined dense type=date stack-label").classes(
-                "r-filter-date").bind_value(f, "since")
-            ui.input("To", on_change=self._filters_changed).props("outlined dense type=date stack-label").classes(
-                "r-filter-date").bind_value(f, "until")
+            self.since = DateField("From", self.locale, on_change=lambda: self._date_changed("since"))
+            self.until = DateField("To", self.locale, on_change=lambda: self._date_changed("until"))
             ui.select({"newest": "Newest first", "oldest": "Oldest first"}, label="Order",
                       on_change=self._filters_changed).props("outlined dense").classes("r-filter").bind_value(
                 f, "order")
             with ui.row().classes("items-center gap-1"):
-                ui.switch("Favourites", on_change=self._filters_changed).bind_value(f, "favourites")
-                ui.switch("Sensitive", on_change=self._filters_changed).bind_value(f, "show_nsfw").tooltip(
-                    "Show images the content filter flagged")
+                ui.switch("Favourites only", on_change=self._filters_changed).bind_value(f, "favourites")
+                ui.switch("Show sensitive images", on_change=self._filters_changed).bind_value(f, "show_nsfw").tooltip(
+                    "Include images the content filter flagged (they stay blurred until you open them)")
                 ui.switch("Expiring soon", on_change=self._filters_changed).bind_value(f, "expiring_soon")
                 ui.switch("Select", on_change=lambda _: self._selection_changed()).bind_value(f, "selecting")
+
+    async def _date_changed(self, name: str) -> None:
+        setattr(self.filters, name, getattr(self, name).value or "")
+        await self.reload()
+
+    async def clear_filters(self) -> None:
+        """Back to everything, newest first (the controls follow through their bindings)."""
+        selecting, selected = self.filters.selecting, self.filters.selected
+        self.filters.search, self.filters.model, self.filters.order = "", "", "newest"
+        self.filters.favourites, self.filters.show_nsfw, self.filters.expiring_soon = False, True, False
+        self.filters.since = self.filters.until = ""
+        self.filters.selecting, self.filters.selected = selecting, selected
+        self.since.set(None, notify=False)
+        self.until.set(None, notify=False)
+        await self.reload()
 
     def _bulk_bar(self) -> None:
         with ui.row().classes("r-bulk items-center gap-2") as self.bulk:
@@ -129,46 +147,58 @@ class GalleryView:
     # --- grid --------------------------------------------------------------------------------------------------------
 
     async def reload(self) -> None:
+        """Show the first page for the current filters; a newer reload supersedes one still loading."""
+        self.version += 1
+        version, query = self.version, self.filters.query()
+        page = await self._fetch(query, None)
+        if page is None or version != self.version:
+            return
         self.grid.clear()
         self.tiles.clear()
-        self.cursor = None
-        self.more.set_visibility(False)
-        await self._load(first=True)
+        self._show(page)
+        self._empty_state(query if not page.items else None)
 
     async def load_more(self, *_: object) -> None:
-        if self.cursor is not None:
-            await self._load(first=False)
-
-    async def _load(self, *, first: bool) -> None:
-        if self.loading:
+        if self.cursor is None or self.loading:
             return
+        version = self.version
         self.loading = True
         try:
-            page = await run.io_bound(transact, gallery.page, self.viewer.user.id, self.filters.query(),
-                                      None if first else self.cursor)
-        except gallery.InvalidCursor as exc:
-            self.banner.error(str(exc))
-            return
+            page = await self._fetch(self.filters.query(), self.cursor)
         finally:
             self.loading = False
+        if page is not None and version == self.version:
+            self._show(page)
+
+    async def _fetch(self, query: gallery.GalleryQuery, cursor: str | None) -> gallery.GalleryPage | None:
+        try:
+            return await run.io_bound(transact, gallery.page, self.viewer.user.id, query, cursor)
+        except gallery.InvalidCursor as exc:
+            self.banner.error(str(exc))
+            return None
+
+    def _show(self, page: gallery.GalleryPage) -> None:
         with self.grid:
             for item in page.items:
                 self._tile(item)
         self.cursor = page.next_cursor
         self.more.set_visibility(page.next_cursor is not None)
-        if first:
-            self._empty_state(not page.items)
 
-    def _empty_state(self, empty: bool) -> None:
+    def _empty_state(self, query: gallery.GalleryQuery | None) -> None:
+        """Explain an empty grid: a new gallery, or filters that match nothing (naming the search)."""
         self.empty.clear()
-        self.empty.set_visibility(empty)
-        if not empty:
+        self.empty.set_visibility(query is not None)
+        if query is None:
             return
-        filtered = self.filters.query() != gallery.GalleryQuery()
         with self.empty:
             ui.icon("photo_library").classes("r-empty-icon").props('aria-hidden="true"')
-            if filtered:
-                ui.label("No images match these filters.").classes("r-card-title")
+            if query != gallery.GalleryQuery():
+                ui.label(f"No images match “{query.search}”." if query.search
+                         else "No images match these filters.").classes("r-card-title")
+                if query.search and query != gallery.GalleryQuery(search=query.search):
+                    ui.label("Other filters are on too.").classes("r-muted")
+                ui.button("Clear filters", icon="filter_alt_off", on_click=self.clear_filters).props(
+                    "outline no-caps")
             else:
                 ui.label("Your gallery is empty").classes("r-card-title")
                 ui.label("Everything you create in the studio lands here, private to you.").classes("r-muted")
@@ -176,8 +206,8 @@ class GalleryView:
 
     def _tile(self, item: gallery.GalleryItem) -> None:
         image = item.image
-        with ui.element("figure").classes("r-tile r-tile--button").props(
-                f'role="listitem" tabindex="0" aria-label="{_attr(item.prompt[:120])}"') as tile:
+        with ui.element("figure").classes("r-tile r-tile--button").props('role="listitem" tabindex="0"') as tile:
+            tile.props["aria-label"] = item.prompt[:120]  # user text: set as a property, never parsed as props
             tile.style(f"aspect-ratio: {image.width} / {image.height}")
             ui.image(f"/media/thumbnails/{image.id}").props(
                 'alt="" loading=lazy no-spinner fit=cover').classes("r-tile-img")
@@ -243,14 +273,8 @@ class GalleryView:
 
     async def _bulk_delete(self) -> None:
         count = len(self.filters.selected)
-        with ui.dialog() as dialog, ui.card():
-            ui.label(f"Delete {count} image{'s' if count != 1 else ''}? This cannot be undone.").classes(
-                "r-card-title")
-            with ui.row().classes("gap-2 justify-end w-full"):
-                ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
-                ui.button(f"Delete {count}", on_click=lambda: dialog.submit(True)).props(
-                    "unelevated no-caps color=negative")
-        if not await dialog:
+        if not await confirm(self.dialog_host, f"Delete {count} image{'s' if count != 1 else ''}? This cannot be "
+                             "undone.", f"Delete {count}"):
             return
 
         async def work(signed_in: SignedIn) -> None:
@@ -311,7 +335,7 @@ class GalleryView:
 
 
 class Detail:
-    """The image detail dialog; arrow keys move to the neighbours, Esc closes."""
+    """The image detail dialog: the whole image, one toolbar of actions, the parameters; arrows move, Esc closes."""
 
     def __init__(self, view: GalleryView, dialog: ui.dialog, image: Image, generation: Generation,
                  previous: uuid.UUID | None, following: uuid.UUID | None) -> None:
@@ -321,54 +345,70 @@ class Detail:
     def build(self) -> None:
         image, generation = self.image, self.generation
         with ui.element("div").classes("r-detail-layout"):
+            # Header and toolbar come first, so on a phone the actions sit above the image, never below a scroll.
+            with ui.row().classes("r-detail-head w-full justify-between items-center no-wrap"):
+                ui.label("Image details").classes("r-card-title")
+                with ui.row().classes("gap-0 no-wrap"):
+                    ui.button(icon="chevron_left", on_click=lambda: self._go(self.previous)).props(
+                        'flat round aria-label="Previous image"').set_enabled(self.previous is not None)
+                    ui.button(icon="chevron_right", on_click=lambda: self._go(self.following)).props(
+                        'flat round aria-label="Next image"').set_enabled(self.following is not None)
+                    ui.button(icon="close", on_click=self.dialog.close).props('flat round aria-label="Close"')
+            self._toolbar()
             with ui.element("div").classes("r-detail-image"):
-                ui.image(f"/media/images/{image.id}").props(
-                    f'alt="{_attr(generation.prompt[:200])}" fit=contain no-spinner')
+                # A plain <img> with object-fit: contain shows the whole picture at any window size.
+                picture = ui.element("img").classes("r-detail-picture")
+                picture.props["src"] = f"/media/images/{image.id}"
+                picture.props["alt"] = generation.prompt[:200]  # user text: a property, never parsed as props
             with ui.column().classes("r-detail-info gap-2"):
-                with ui.row().classes("w-full justify-between items-center no-wrap"):
-                    ui.label("Image details").classes("r-card-title")
-                    with ui.row().classes("gap-0 no-wrap"):
-                        ui.button(icon="chevron_left", on_click=lambda: self._go(self.previous)).props(
-                            'flat round aria-label="Previous image"').set_enabled(self.previous is not None)
-                        ui.button(icon="chevron_right", on_click=lambda: self._go(self.following)).props(
-                            'flat round aria-label="Next image"').set_enabled(self.following is not None)
-                        ui.button(icon="close", on_click=self.dialog.close).props('flat round aria-label="Close"')
                 ui.label(generation.prompt).classes("r-detail-prompt")
                 if generation.negative_prompt:
                     ui.label(f"Negative prompt: {generation.negative_prompt}").classes("r-muted")
-                rows = [("Model", f"{generation.model_label or generation.model} ({generation.provider})"),
-                        ("Model version", generation.model_version or "—"), ("Seed", str(image.seed)),
-                        ("Size", f"{image.width}×{image.height}"), ("Steps", str(generation.steps)),
-                        ("Guidance", f"{generation.guidance:g}"), ("Sampler", generation.scheduler or "—"),
-                        ("Generation time", f"{generation.duration_ms / 1000:.1f} s" if generation.duration_ms
-                         else "—"),
-                        ("NSFW score", f"{image.nsfw_score:.3f}"),
-                        ("Created", f"{image.created_at:%Y-%m-%d %H:%M} UTC"),
-                        ("Expires", f"{image.expires_at:%Y-%m-%d}" if image.expires_at else "Never")]
-                if generation.strength is not None:
-                    rows.insert(6, ("Strength", f"{generation.strength:g}"))
                 with ui.element("dl").classes("r-params"):
-                    for label, value in rows:
+                    for label, value in self._rows():
                         ui.html(f"<dt>{_escape(label)}</dt><dd>{_escape(value)}</dd>", sanitize=False).classes(
                             "contents")
-                with ui.row().classes("gap-2 flex-wrap"):
-                    self.favourite = ui.button("Favourite" if not image.favourite else "Unfavourite",
-                                               icon="favorite" if image.favourite else "favorite_border",
-                                               on_click=self._toggle_favourite).props("outline no-caps")
-                    ui.button("Download", icon="download",
-                              on_click=lambda: ui.download(f"/media/images/{image.id}?parameters=1")).props(
-                        "outline no-caps")
-                    ui.button("Download without prompt", icon="download",
-                              on_click=lambda: ui.download(f"/media/images/{image.id}?parameters=0")).props(
-                        "flat no-caps")
-                    ui.button("Copy prompt", icon="content_copy", on_click=self._copy).props("flat no-caps")
-                with ui.row().classes("gap-2 flex-wrap"):
-                    ui.button("Use all parameters", icon="tune", on_click=lambda: ui.navigate.to(
-                        f"/studio?use={generation.id}")).props("unelevated no-caps")
-                    ui.button("Remix", icon="shuffle", on_click=lambda: ui.navigate.to(
-                        f"/studio?use={generation.id}&remix=1")).props("outline no-caps")
-                    ui.button("Delete", icon="delete", on_click=self._delete).props("flat no-caps color=negative")
         self.keys = ui.keyboard(on_key=self._key, ignore=["input", "textarea", "select"])
+
+    def _toolbar(self) -> None:
+        image, generation = self.image, self.generation
+        with ui.element("div").classes("r-detail-toolbar").props('role="toolbar" aria-label="Image actions"'):
+            self.favourite = ui.button("Unfavourite" if image.favourite else "Favourite",
+                                       icon="favorite" if image.favourite else "favorite_border",
+                                       on_click=self._toggle_favourite).props("flat no-caps")
+            # The button follows the person's choice on the account page; the menu overrides it for one file.
+            with ui.dropdown_button("Download", icon="download", split=True, auto_close=True,
+                                    on_click=lambda: ui.download(f"/media/images/{image.id}")).props(
+                    'flat no-caps dropdown-icon=arrow_drop_down toggle-aria-label="More download options"'):
+                ui.menu_item("With prompt and settings",
+                             on_click=lambda: ui.download(f"/media/images/{image.id}?parameters=1"))
+                ui.menu_item("Without prompt", on_click=lambda: ui.download(f"/media/images/{image.id}?parameters=0"))
+            ui.button("Copy prompt", icon="content_copy", on_click=self._copy).props("flat no-caps")
+            ui.button("Use all parameters", icon="tune", on_click=lambda: ui.navigate.to(
+                f"/studio?use={generation.id}")).props("flat no-caps")
+            ui.button("Remix", icon="shuffle", on_click=lambda: ui.navigate.to(
+                f"/studio?use={generation.id}&remix=1")).props("flat no-caps")
+            ui.button("Delete", icon="delete", on_click=self._delete).props("flat no-caps color=negative")
+
+    def _rows(self) -> list[tuple[str, str]]:
+        """Label and value of every parameter this image has; empty ones are left out."""
+        image, generation = self.image, self.generation
+        rows: list[tuple[str, str | None]] = [
+            ("Model", generation.model_label or generation.model),
+            ("Service", runtime.current().providers.service_label(generation.provider)),
+            ("Model version", generation.model_version or None),
+            ("Seed", str(image.seed)),
+            ("Size", f"{image.width}×{image.height}"),
+            ("Steps", str(generation.steps)),
+            ("Guidance", f"{generation.guidance:g}"),
+            ("Strength", f"{generation.strength:g}" if generation.strength is not None else None),
+            ("Sampler", generation.scheduler or None),
+            ("Generation time", f"{generation.duration_ms / 1000:.1f} s" if generation.duration_ms else None),
+            ("NSFW score", f"{image.nsfw_score:.3f}"),
+            ("Created", dates.moment(image.created_at, self.view.locale)),
+            ("Expires", dates.medium(image.expires_at.date(), self.view.locale) if image.expires_at else "Never"),
+        ]
+        return [(label, value) for label, value in rows if value]
 
     async def _key(self, event: object) -> None:
         key = getattr(event, "key", None)
@@ -401,6 +441,9 @@ class Detail:
         ui.notify("Prompt copied")
 
     async def _delete(self) -> None:
+        if not await confirm(self.view.dialog_host, "Delete this image? This cannot be undone.", "Delete"):
+            return
+
         async def work(signed_in: SignedIn) -> None:
             await image_files.delete_images(runtime.current().storage, signed_in.user.id, [self.image.id])
             self.keys.delete()
@@ -410,17 +453,25 @@ class Detail:
         await auth.action(work)()
 
 
-def _date(value: str) -> date | None:
+async def confirm(host: ui.element, question: str, action: str) -> bool:
+    """Ask before something that cannot be undone; True when the person confirmed."""
+    with host, ui.dialog() as dialog, ui.card().classes("r-confirm"):
+        ui.label(question).classes("r-card-title")
+        with ui.row().classes("gap-2 justify-end w-full"):
+            ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat no-caps")
+            ui.button(action, on_click=lambda: dialog.submit(True)).props("unelevated no-caps color=negative")
+    try:
+        return bool(await dialog)
+    finally:
+        dialog.delete()
+
+
+def _date(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
 
 
-def _attr(value: str) -> str:
-    return html.escape(value, quote=True)
-
-
 def _escape(value: str) -> str:
     return html.escape(value, quote=False)
-

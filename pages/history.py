@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from nicegui import run, ui
+from babel import Locale
+from nicegui import context, run, ui
 
 from components import auth
 from components.frame import frame
+from components.gallery_tabs import gallery_tabs
 from components.text import heading
+from rupali import dates, runtime
 from rupali.db import transact
 from rupali.models import Generation, GenerationStatus
 from rupali.services import gallery
@@ -21,10 +24,10 @@ def create() -> None:
         viewer = auth.viewer()
         assert viewer is not None  # gated
         chosen = GenerationStatus(status) if status in GenerationStatus._value2member_map_ else None
+        locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
         async with frame("History", active="/gallery"):
-            with ui.row().classes("w-full items-center justify-between"):
-                heading("History")
-                ui.link("Gallery", "/gallery").classes("r-nav-link")
+            heading("Gallery")
+            gallery_tabs("/history")
             ui.toggle(STATUS_LABELS, value=chosen.value if chosen else "",
                       on_change=lambda e: ui.navigate.to(f"/history?status={e.value}" if e.value else "/history")
                       ).props('no-caps unelevated aria-label="Filter by status"').classes("r-size-toggle")
@@ -41,21 +44,22 @@ def create() -> None:
                         ui.label("No generations yet." if chosen is None else "No generations with this status."
                                  ).classes("r-muted")
                     for generation, count in items:
-                        _row(generation, count, [image.id for image in images[generation.id]][:4])
+                        _row(generation, count, [image.id for image in images[generation.id]][:4], locale)
                 more.set_visibility(cursor[0] is not None)
 
             more.on_click(load)
             await load()
 
 
-def _row(generation: Generation, count: int, thumbnails: list) -> None:
+def _row(generation: Generation, count: int, thumbnails: list, locale: Locale) -> None:
     status = GenerationStatus(generation.status)
     with ui.element("article").classes("r-job r-history-row"):
         with ui.row().classes("w-full items-start justify-between no-wrap gap-3"):
             with ui.column().classes("gap-0 grow"):
                 ui.label(generation.prompt).classes("r-job-prompt")
-                details = [f"{generation.created_at:%Y-%m-%d %H:%M} UTC",
-                           f"{generation.model_label or generation.model} ({generation.provider})"]
+                details = [dates.moment(generation.created_at, locale), generation.model_label or generation.model]
+                if service := runtime.current().providers.service_label(generation.provider):
+                    details.append(service)
                 if generation.model_version:
                     details.append(f"version {generation.model_version}")
                 if generation.duration_ms is not None:

@@ -54,6 +54,14 @@ class ImageProviders:
         except KeyError:
             raise ProviderUnavailable("This image service is not enabled on this installation.") from None
 
+    def service_label(self, name: str) -> str | None:
+        """Who made an image, for display: the provider's label (its name once it is switched off), or None for the
+        built-in offline generator, whose model name already says so."""
+        if name == "offline":
+            return None
+        provider = self._providers.get(name)
+        return provider.label if provider is not None else name
+
     async def catalogue(self) -> list[ModelChoice]:
         """Every model on offer, AI models first, the offline sketch generator last."""
         results = await asyncio.gather(*(provider.models() for provider in self._providers.values()),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +12,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,6 +48,9 @@ def quasar_field(label: str, tag: str = "input") -> tuple[str, str]:
 
 
 def click(browser: WebDriver, locator: tuple[str, str]) -> None:
+    element = wait(browser).until(EC.element_to_be_clickable(locator))
+    # Centred, so neither the sticky header nor the studio's sticky action row covers it, as a person would see it.
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
     wait(browser).until(EC.element_to_be_clickable(locator)).click()
 
 
@@ -69,3 +75,59 @@ def clear(browser: WebDriver, locator: tuple[str, str]) -> None:
 def images_button(count: str, *, pressed: bool = False) -> tuple[str, str]:
     state = "[@aria-pressed='true']" if pressed else ""
     return (By.XPATH, f"//*[@aria-label='Number of images']//button[normalize-space()='{count}']{state}")
+
+
+def sign_in(browser: WebDriver, base: str, email: str, password: str) -> None:
+    """Sign in through the form (acknowledging the cookie notice first) and wait for the studio."""
+    browser.get(base + "/signin")
+    acknowledge_cookie_notice(browser)
+    for label, text in (("E-mail address", email), ("Password", password)):
+        field = wait(browser).until(EC.element_to_be_clickable(quasar_field(label)))
+        field.send_keys(text)
+    click(browser, (By.XPATH, "//button[normalize-space()='Sign in']"))
+    wait(browser).until(EC.url_to_be(base + "/studio"))
+
+
+def await_download(folder: Path, name: str, timeout: float = TIMEOUT) -> Path:
+    """The finished download (Chromium writes ``*.crdownload`` until it is complete)."""
+    path = folder / name
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and not list(folder.glob("*.crdownload")):
+            return path
+        time.sleep(0.1)
+    raise AssertionError(f"no download {name!r}; the folder holds {sorted(p.name for p in folder.iterdir())}")
+
+
+_BOX = """
+const box = arguments[0].getBoundingClientRect();
+return {top: box.top, bottom: box.bottom, left: box.left, right: box.right, height: innerHeight, width: innerWidth};
+"""
+
+
+def box(browser: WebDriver, element: WebElement) -> dict[str, float]:
+    """The element's box in the viewport, with the viewport's ``height`` and ``width``."""
+    return browser.execute_script(_BOX, element)
+
+
+def wholly_in_view(browser: WebDriver, element: WebElement) -> bool:
+    """True when the element is inside the viewport without scrolling."""
+    found = box(browser, element)
+    return (found["top"] >= 0 and found["left"] >= 0 and found["bottom"] <= found["height"]
+            and found["right"] <= found["width"])
+
+
+_DROP = """
+const [zone, name, type, base64] = arguments;
+const bytes = Uint8Array.from(atob(base64), c => c.charCodeAt(0));
+const data = new DataTransfer();
+data.items.add(new File([bytes], name, {type}));
+for (const kind of ['dragenter', 'dragover', 'drop']) {
+  zone.dispatchEvent(new DragEvent(kind, {dataTransfer: data, bubbles: true, cancelable: true}));
+}
+"""
+
+
+def drop_file(browser: WebDriver, zone: WebElement, name: str, data: bytes, mime: str) -> None:
+    """Drag a file from the desktop onto ``zone`` (the browser's own drag-and-drop events, with a real File)."""
+    browser.execute_script(_DROP, zone, name, mime, base64.b64encode(data).decode("ascii"))

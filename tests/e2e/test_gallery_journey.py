@@ -110,11 +110,11 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
         wait(browser).until(EC.url_to_be(live_server + "/gallery"))
 
         # Only the favourite under "Favourites"; only the lighthouses when searching for "lighthouse".
-        _switch(browser, "Favourites", on=True)
+        _switch(browser, "Favourites only", on=True)
         favourites = _wait_tiles(browser, 1)
         assert _tile_image_id(favourites[0]) == fox
         assert favourites[0].find_elements(By.CSS_SELECTOR, ".r-tile-badges [aria-label='Favourite']")
-        _switch(browser, "Favourites", on=False)
+        _switch(browser, "Favourites only", on=False)
         _wait_tiles(browser, 4)
         _type(browser, quasar_field("Search prompts"), "lighthouse")
         found = _wait_tiles(browser, 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nicegui import ui
 from nicegui.testing import User
 
@@ -22,14 +24,15 @@ async def test_one_image_and_a_search_that_finds_nothing(user: User):
     add_generation(owner, "a violet castle at dawn")
     await sign_in(user, owner.email)
     await user.open("/gallery")
-    for _ in range(50):
+    for _ in range(100):
         if any("/media/thumbnails/" in element.source for element in user.find(ui.image).elements):
             break
-        await user.should_see("Gallery")
+        await asyncio.sleep(0.05)
     else:
         raise AssertionError("no thumbnail in the grid")
     user.find(kind=ui.input, content="Search prompts").type("zebra")
-    await user.should_see("No images match these filters.", retries=50)
+    await user.should_see("No images match “zebra”.", retries=50)
+    await user.should_see("Clear filters")
 
 
 async def test_history_shows_failed_generations_with_their_reason(user: User):
