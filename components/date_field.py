@@ -27,6 +27,8 @@ class DateField:
         self.input.props["placeholder"] = "Any date"
         with self.input, ui.menu().props("no-parent-event") as self.menu:
             self.calendar = ui.date(on_change=lambda event: self._picked(event.value)).props("minimal")
+            # Babel counts weekdays from Monday (0), Quasar from Sunday (0).
+            self.calendar.props["first-day-of-week"] = (locale.first_week_day + 1) % 7
         with self.input.add_slot("append"):
             ui.button(icon="event", on_click=self.menu.open).props(
                 f'flat round dense aria-label="Choose the {label.lower()} date"')

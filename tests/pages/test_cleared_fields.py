@@ -84,6 +84,7 @@ async def test_a_date_filter_that_matches_nothing_offers_to_clear_the_filters(us
     owner = make_user()
     add_generation(owner, "an orange kite")
     await sign_in(user, owner.email)
+    user.http_client.headers["accept-language"] = "en-GB,en;q=0.9"  # a British browser
     await user.open("/gallery")
     await _wait_for_thumbnails(user, 1)
 
@@ -94,7 +95,8 @@ async def test_a_date_filter_that_matches_nothing_offers_to_clear_the_filters(us
     with user.client:
         from_calendar.set_value(tomorrow.isoformat())  # a day picked in the From calendar
     await user.should_see("No images match these filters.", retries=50)
-    assert _field(user, ui.input, "From").value == f"{tomorrow:%b} {tomorrow.day}, {tomorrow.year}"  # en-US
+    assert _field(user, ui.input, "From").value == f"{tomorrow.day} {tomorrow:%b} {tomorrow.year}"  # 28 Nov 2026
+    assert from_calendar.props["first-day-of-week"] == 1  # weeks start on Monday there
 
     user.find(kind=ui.button, content="Clear filters").click()
     await _wait_for_thumbnails(user, 1)
