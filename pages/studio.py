@@ -284,7 +284,7 @@ class Studio:
     def _lock_changed(self, event: events.ValueChangeEventArguments) -> None:
         state = self.state
         if event.value and state.seed is None:
-            state.seed = state.last_seed if state.last_seed is not None else secrets.randbelow(generations.SEED_MAX)
+            state.seed = state.last_seed if state.last_seed is not None else secrets.randbelow(generations.SEED_MAX + 1)
         elif not event.value:
             state.seed = None  # unlocked: every generation draws a new seed
 

@@ -6,6 +6,7 @@ import base64
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 from pathlib import Path
 
 from selenium.common.exceptions import StaleElementReferenceException
@@ -15,6 +16,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.utils.smtp import Inbox
 
 TIMEOUT = 20
 
@@ -131,3 +134,21 @@ for (const kind of ['dragenter', 'dragover', 'drop']) {
 def drop_file(browser: WebDriver, zone: WebElement, name: str, data: bytes, mime: str) -> None:
     """Drag a file from the desktop onto ``zone`` (the browser's own drag-and-drop events, with a real File)."""
     browser.execute_script(_DROP, zone, name, mime, base64.b64encode(data).decode("ascii"))
+
+
+def await_mail(inbox: Inbox, address: str, timeout: float = 20) -> EmailMessage:
+    """The newest message to ``address`` at the loopback SMTP server, waiting for it to arrive."""
+    deadline = time.monotonic() + timeout
+    while not inbox.to(address) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return inbox.last_to(address)
+
+
+def type_into(browser: WebDriver, label: str, text: str) -> None:
+    """Type over the labelled field's content (select all, delete, type) and wait until it holds ``text``."""
+    field = wait(browser).until(EC.element_to_be_clickable(quasar_field(label)))
+    # WebElement.clear() does not fire the input event Vue's v-model listens to.
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.DELETE)
+    field.send_keys(text)
+    wait(browser).until(lambda _: field.get_attribute("value") == text)

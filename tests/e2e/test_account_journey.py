@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 
-from tests.e2e.helpers import acknowledge_cookie_notice, click, evidence_on_failure, quasar_field, tick, wait
+from tests.e2e.helpers import (
+    acknowledge_cookie_notice,
+    await_mail,
+    click,
+    evidence_on_failure,
+    quasar_field,
+    tick,
+    type_into,
+    wait,
+)
 from tests.utils.smtp import Inbox, url_in
 
 pytestmark = pytest.mark.e2e
@@ -29,16 +35,16 @@ def test_sign_up_verify_sign_in_rename_sign_out(inbox: Inbox, live_server: str, 
         # Sign up.
         browser.get(live_server + "/signup")
         acknowledge_cookie_notice(browser)
-        _type(browser, "Full name", NAME)
-        _type(browser, "E-mail address", EMAIL)
-        _type(browser, "Password (at least 10 characters)", PASSWORD)
+        type_into(browser, "Full name", NAME)
+        type_into(browser, "E-mail address", EMAIL)
+        type_into(browser, "Password (at least 10 characters)", PASSWORD)
         tick(browser, "//*[@role='checkbox'][contains(normalize-space(), 'I am at least 18 years old')]")
         tick(browser, "//*[@role='checkbox'][@aria-label='I accept the Terms of Service and the Privacy Policy']")
         click(browser, _button("Create account"))
         _expect(browser, "//*[normalize-space()='Check your inbox']")
 
         # The verification mail arrives at the loopback SMTP server; its link confirms the address.
-        message = _await_mail(inbox, EMAIL)
+        message = await_mail(inbox, EMAIL)
         assert message["Subject"] == "Confirm your e-mail address"
         # The link is followed as written: it leads to the port this server really listens on.
         link = url_in(message, "/verify")
@@ -51,15 +57,15 @@ def test_sign_up_verify_sign_in_rename_sign_out(inbox: Inbox, live_server: str, 
         # Sign in, continuing from the confirmation.
         click(browser, _button("Continue"))
         wait(browser).until(EC.url_to_be(live_server + "/signin"))
-        _type(browser, "E-mail address", EMAIL)
-        _type(browser, "Password", PASSWORD)
+        type_into(browser, "E-mail address", EMAIL)
+        type_into(browser, "Password", PASSWORD)
         click(browser, _button("Sign in"))
         wait(browser).until(EC.url_to_be(live_server + "/studio"))
         assert _account_menu_name(browser) == NAME
 
         # Rename on the account page; after a reload both the field and the header carry the new name.
         browser.get(live_server + "/account")
-        _type(browser, "Full name", NEW_NAME)
+        type_into(browser, "Full name", NEW_NAME)
         click(browser, _button("Save name"))
         _expect(browser, "//*[@role='alert'][normalize-space()='Your name was saved.']")
         browser.save_screenshot(str(tmp_path / "account.png"))
@@ -86,20 +92,6 @@ _ACCOUNT_MENU = (By.XPATH, "//header//button[starts-with(@aria-label, 'Account m
 _ERROR_BANNER = (By.XPATH, "//*[@role='alert'][contains(@class, 'r-banner--error')]")
 
 
-def _await_mail(inbox: Inbox, address: str, timeout: float = 20) -> EmailMessage:
-    deadline = time.monotonic() + timeout
-    while not inbox.to(address) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return inbox.last_to(address)
-
-
-def _type(browser: WebDriver, label: str, text: str) -> None:
-    field = wait(browser).until(EC.element_to_be_clickable(quasar_field(label)))
-    # Select all and type over it: WebElement.clear() does not fire the input event Vue's v-model listens to.
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.DELETE)
-    field.send_keys(text)
-    wait(browser).until(lambda _: field.get_attribute("value") == text)
 
 
 def _button(text: str) -> tuple[str, str]:

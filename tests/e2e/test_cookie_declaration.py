@@ -8,19 +8,24 @@ what the Cookie Policy and the cookie notice are rendered from.
 from __future__ import annotations
 
 import json
-import time
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 
 from rupali import cookies
 from rupali.config import get_settings
-from tests.e2e.helpers import acknowledge_cookie_notice, click, evidence_on_failure, quasar_field, tick, wait
+from tests.e2e.helpers import (
+    acknowledge_cookie_notice,
+    await_mail,
+    click,
+    evidence_on_failure,
+    tick,
+    type_into,
+    wait,
+)
 from tests.utils.smtp import Inbox, url_in
 
 pytestmark = pytest.mark.e2e
@@ -37,18 +42,18 @@ def test_every_cookie_set_on_the_way_is_declared_with_its_flags(inbox: Inbox, li
         acknowledge_cookie_notice(browser)
         for label, text in (("Full name", "Ines Duarte"), ("E-mail address", EMAIL),
                             ("Password (at least 10 characters)", PASSWORD)):
-            _type(browser, label, text)
+            type_into(browser, label, text)
         tick(browser, "//*[@role='checkbox'][contains(normalize-space(), 'I am at least 18 years old')]")
         tick(browser, "//*[@role='checkbox'][@aria-label='I accept the Terms of Service and the Privacy Policy']")
         click(browser, _button("Create account"))
         wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//*[normalize-space()='Check your inbox']")))
 
-        browser.get(url_in(_await_mail(inbox, EMAIL), "/verify"))
+        browser.get(url_in(await_mail(inbox, EMAIL), "/verify"))
         click(browser, _button("Confirm my e-mail address"))
         click(browser, _button("Continue"))
         wait(browser).until(EC.url_to_be(live_server + "/signin"))
-        _type(browser, "E-mail address", EMAIL)
-        _type(browser, "Password", PASSWORD)
+        type_into(browser, "E-mail address", EMAIL)
+        type_into(browser, "Password", PASSWORD)
         click(browser, _button("Sign in"))
         wait(browser).until(EC.url_to_be(live_server + "/studio"))
         wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//button[normalize-space()='Generate']")))
@@ -103,19 +108,6 @@ def _is_deletion(attributes: dict[str, str]) -> bool:
     return attributes.get("max-age") == "0" or "1970" in attributes.get("expires", "")
 
 
-def _await_mail(inbox: Inbox, address: str, timeout: float = 20) -> EmailMessage:
-    deadline = time.monotonic() + timeout
-    while not inbox.to(address) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return inbox.last_to(address)
-
-
-def _type(browser: WebDriver, label: str, text: str) -> None:
-    field = wait(browser).until(EC.element_to_be_clickable(quasar_field(label)))
-    field.send_keys(Keys.CONTROL, "a")
-    field.send_keys(Keys.DELETE)
-    field.send_keys(text)
-    wait(browser).until(lambda _: field.get_attribute("value") == text)
 
 
 def _button(text: str) -> tuple[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 
 from tests.e2e.helpers import (
-    TIMEOUT,
     acknowledge_cookie_notice,
+    await_download,
     clear,
     click,
     evidence_on_failure,
@@ -113,7 +112,7 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         # Download the first original through its button: a PNG carrying its parameters.
         image_id = tiles[0].find_element(By.TAG_NAME, "img").get_attribute("src").rsplit("/", 1)[1]
         _click_in(browser, tiles[0], "[aria-label='Download original']")
-        path = _await_download(downloads, f"rupali-{SEED}-{image_id.replace('-', '')[:8]}.png")
+        path = await_download(downloads, f"rupali-{SEED}-{image_id.replace('-', '')[:8]}.png")
 
     with Image.open(path) as image:
         assert image.format == "PNG"
@@ -157,13 +156,3 @@ def _click_in(browser: WebDriver, container: WebElement, css: str) -> None:
     wait(browser).until(lambda _: button.is_displayed() and button.is_enabled())
     button.click()
 
-
-def _await_download(folder: Path, name: str, timeout: float = TIMEOUT) -> Path:
-    """The finished download (Chromium writes ``*.crdownload`` until it is complete)."""
-    path = folder / name
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file() and not list(folder.glob("*.crdownload")):
-            return path
-        time.sleep(0.1)
-    raise AssertionError(f"no download {name!r}; the folder holds {sorted(p.name for p in folder.iterdir())}")
