@@ -30,8 +30,9 @@ class DateField:
             # Babel counts weekdays from Monday (0), Quasar from Sunday (0).
             self.calendar.props["first-day-of-week"] = (locale.first_week_day + 1) % 7
         with self.input.add_slot("append"):
+            # Not a tab stop of its own: the field opens the calendar with Enter, the button serves the mouse.
             ui.button(icon="event", on_click=self.menu.open).props(
-                f'flat round dense aria-label="Choose the {label.lower()} date"')
+                f'flat round dense tabindex="-1" aria-label="Choose the {label.lower()} date"')
         self.input.on("click", self.menu.open)
         self.input.on("keydown.enter", self.menu.open)
         self.input.on("clear", lambda: self.set(None))

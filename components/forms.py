@@ -21,11 +21,14 @@ def card(title: str, subtitle: str | None = None) -> Iterator[ui.element]:
 
 
 class Banner:
-    """An inline message area announced to screen readers; hidden while empty."""
+    """An inline message area announced to screen readers.
+
+    The live region stays in the page while empty (a region that appears together with its text is not reliably
+    announced); only its look comes and goes with the message.
+    """
 
     def __init__(self) -> None:
         self._label = ui.label("").classes("r-banner").props('role="alert" aria-live="assertive"')
-        self._label.set_visibility(False)
 
     def error(self, message: str) -> None:
         self._show(message, "r-banner--error")
@@ -34,12 +37,16 @@ class Banner:
         self._show(message, "r-banner--success")
 
     def clear(self) -> None:
-        self._label.set_visibility(False)
+        self._label.text = ""
+        self._label.classes(remove="r-banner--error r-banner--success")
+
+    @property
+    def message(self) -> str:
+        return self._label.text
 
     def _show(self, message: str, kind: str) -> None:
         self._label.text = message
         self._label.classes(remove="r-banner--error r-banner--success", add=kind)
-        self._label.set_visibility(True)
 
 
 def text_input(label: str, *, kind: str = "text", autocomplete: str | None = None, value: str = "",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from nicegui import app, run, ui
 
 from components import auth, cookie_notice
+from components.picture import Picture
 from rupali.config import get_settings
 from rupali.db import transact
 from rupali.services import visitors
@@ -56,7 +57,7 @@ def _header(active: str | None, viewer: SignedIn | None) -> None:
     with ui.element("header").classes("r-header"):
         ui.link("Skip to content", "#main").classes("r-skip")
         with ui.link(target="/").classes("r-brand").props('aria-label="Rupali home"'):
-            ui.image("/assets/logo.svg").classes("r-logo").props('alt="" no-spinner no-transition')
+            Picture("/assets/logo.svg", lazy=False).classes("r-logo")
             ui.label("Rupali").classes("r-brand-name")
         with ui.element("nav").classes("r-nav").props('aria-label="Main"'):
             for label, path in NAVIGATION:
@@ -74,14 +75,14 @@ def _header(active: str | None, viewer: SignedIn | None) -> None:
 
 def _account_menu(viewer: SignedIn) -> None:
     user = viewer.user
-    with ui.button().props(f'flat round no-caps aria-label="Account menu for {_attr(user.full_name)}"').classes(
-            "r-avatar-button"):
-        with ui.element("div").classes("r-avatar"):
+    # Named by its content, so the name contains what is seen (the initials) and the name is text, never a prop.
+    with ui.button().props("flat round no-caps").classes("r-avatar-button"):
+        with ui.element("span").classes("r-avatar"):
             if user.avatar_key:
-                ui.image(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}").props(
-                    'alt="" no-spinner no-transition')
+                Picture(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}", lazy=False)
             else:
-                ui.label("".join(part[0] for part in user.full_name.split()[:2]).upper() or "?")
+                ui.label(initials(user.full_name)).classes("r-initials")
+        ui.label(f"Account menu for {user.full_name}").classes("r-sr-only")
         with ui.menu().props("anchor='bottom right' self='top right'"):
             with ui.column().classes("r-menu-head gap-0"):
                 ui.label(user.full_name).classes("r-menu-name")
@@ -91,6 +92,11 @@ def _account_menu(viewer: SignedIn) -> None:
             if user.is_admin:
                 ui.menu_item("Administration", on_click=lambda: ui.navigate.to("/admin"))
             ui.menu_item("Sign out", on_click=lambda: ui.navigate.to("/auth/signout"))
+
+
+def initials(name: str) -> str:
+    """Up to two initials of a name, "?" when there are none."""
+    return "".join(part[0] for part in name.split()[:2]).upper() or "?"
 
 
 def _footer(operator: str, email: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from nicegui import run, ui
 
 from components import auth
+from components.picture import Picture
 from rupali.db import transact
 from rupali.models import Image
 from rupali.services import generation as generations
@@ -24,8 +25,7 @@ def image_grid(images: list[Image], *, on_use: Callable[[Image], None] | None = 
 def _tile(image: Image, on_use: Callable[[Image], None] | None) -> None:
     with ui.element("figure").classes("r-tile") as tile:
         tile.style(f"aspect-ratio: {image.width} / {image.height}")
-        ui.image(f"/media/thumbnails/{image.id}").props(
-            f'alt="Generated image, seed {image.seed}" loading=lazy no-spinner fit=cover').classes("r-tile-img")
+        Picture(f"/media/thumbnails/{image.id}", alt=f"Generated image, seed {image.seed}").classes("r-tile-img")
         if image.nsfw:
             tile.classes("r-tile--hidden")
             with ui.button(on_click=lambda: (tile.classes(remove="r-tile--hidden"), cover.delete())).props(

@@ -8,6 +8,7 @@ from typing import Any
 
 from nicegui import ui
 
+from components.choice_group import ChoiceGroup
 from rupali.providers.base import ModelInfo
 
 # Named ratios, portrait before landscape. Presets are matched to the nearest one within a few percent, so a
@@ -57,12 +58,11 @@ class SizePicker:
         preset = (state.width, state.height) in info.sizes
         self.aspect = aspect_key(state.width, state.height) if preset else CUSTOM
         with ui.column().classes("w-full gap-2 r-size-picker"):
-            ui.label("Aspect ratio").classes("r-field-label")
+            ui.label("Aspect ratio").classes("r-field-label").props('aria-hidden="true"')
             options = {key: aspect_label(key) for key in self.groups}
             options[CUSTOM] = "Custom"
-            ui.toggle(options, value=self.aspect, on_change=lambda event: self._aspect_picked(event.value)).props(
-                'no-caps unelevated toggle-color=primary role=group aria-label="Aspect ratio"').classes(
-                "r-size-toggle")
+            ChoiceGroup(options, label="Aspect ratio", value=self.aspect,
+                        on_change=lambda event: self._aspect_picked(event.value))
             self.sizes_row = ui.row().classes("w-full items-center gap-2")
             self.custom_row = ui.row().classes("w-full gap-2 no-wrap items-start")
             with self.custom_row:
@@ -122,7 +122,6 @@ class SizePicker:
             if len(sizes) == 1:
                 ui.label(f"{size_text(*sizes[0])} pixels").classes("r-muted text-sm r-size-readout")
                 return
-            ui.toggle({f"{w}x{h}": size_text(w, h) for w, h in sizes}, value=f"{self.state.width}x{self.state.height}",
-                      on_change=lambda event: self._size_picked(event.value)).props(
-                'no-caps unelevated toggle-color=primary role=group aria-label="Size in pixels"').classes(
-                "r-size-toggle")
+            ChoiceGroup({f"{w}x{h}": size_text(w, h) for w, h in sizes}, label="Size in pixels",
+                        value=f"{self.state.width}x{self.state.height}",
+                        on_change=lambda event: self._size_picked(event.value))

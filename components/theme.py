@@ -43,7 +43,10 @@ def css_variables() -> str:
 
     shared = block(SPACING, "space-") + block(RADIUS, "radius-")
     shared += f"--r-content-width:{CONTENT_WIDTH};--r-text-width:{TEXT_WIDTH};"
-    return f":root{{{block(LIGHT)}{shared}}} body.body--dark{{{block(DARK)}}}"
+    # Quasar's brand colours follow the theme too (the light accent on near-black fails contrast). Quasar writes
+    # them into <body>'s inline style, so the dark values go one level down: the app and Quasar's popups.
+    dark_brand = f"--q-primary:{DARK['accent']};--q-negative:{DARK['danger']};"
+    return f":root{{{block(LIGHT)}{shared}}} body.body--dark{{{block(DARK)}}} body.body--dark>*{{{dark_brand}}}"
 
 
 def apply() -> None:

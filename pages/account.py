@@ -10,7 +10,8 @@ from nicegui import events, run, ui
 from components import auth
 from components.file_drop import FileDrop
 from components.forms import Banner, text_input
-from components.frame import frame
+from components.frame import frame, initials
+from components.picture import Picture
 from components.text import heading
 from rupali.config import get_settings
 from rupali.db import transact
@@ -81,11 +82,9 @@ class Avatar:
         self.container.clear()
         with self.container:
             if user.avatar_key:
-                ui.image(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}").props(
-                    'alt="" no-spinner')
+                Picture(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}", lazy=False)
             else:
-                ui.label("".join(part[0] for part in user.full_name.split()[:2]).upper() or "?").props(
-                    'aria-hidden="true"')
+                ui.label(initials(user.full_name)).props('aria-hidden="true"')
         if self.remove_button is not None:
             self.remove_button.set_visibility(bool(user.avatar_key))
 

@@ -10,10 +10,12 @@ from datetime import date
 from nicegui import context, run, ui
 
 from components import auth
+from components.announcer import Announcer
 from components.date_field import DateField
 from components.forms import Banner
 from components.frame import frame
 from components.gallery_tabs import gallery_tabs
+from components.picture import Picture
 from components.text import heading
 from rupali import dates, image_files, runtime
 from rupali.clock import now
@@ -76,6 +78,7 @@ class GalleryView:
         heading("Gallery")
         gallery_tabs("/gallery")
         self.banner = Banner()
+        self.announcer = Announcer()  # how many images a change of filters left, for screen readers
         self._toolbar()
         self._bulk_bar()
         self.grid = ui.element("div").classes("r-grid r-gallery-grid").props('role="list" aria-label="Your images"')
@@ -98,22 +101,28 @@ class GalleryView:
 
     def _toolbar(self) -> None:
         f = self.filters
+        # Each control starts with the filter's value, so binding it changes nothing and triggers no reload.
         with ui.element("div").classes("r-toolbar"):
-            ui.input("Search prompts", on_change=self._filters_changed).props(
+            ui.input("Search prompts", value=f.search, on_change=self._filters_changed).props(
                 'outlined dense clearable debounce=350 type=search').classes("r-search").bind_value(f, "search")
-            ui.select({"": "All models", **dict(self.models)}, label="Model", on_change=self._filters_changed).props(
-                "outlined dense").classes("r-filter").bind_value(f, "model")
+            ui.select({"": "All models", **dict(self.models)}, label="Model", value=f.model,
+                      on_change=self._filters_changed).props("outlined dense").classes("r-filter").bind_value(
+                f, "model")
             self.since = DateField("From", self.locale, on_change=lambda: self._date_changed("since"))
             self.until = DateField("To", self.locale, on_change=lambda: self._date_changed("until"))
-            ui.select({"newest": "Newest first", "oldest": "Oldest first"}, label="Order",
+            ui.select({"newest": "Newest first", "oldest": "Oldest first"}, label="Order", value=f.order,
                       on_change=self._filters_changed).props("outlined dense").classes("r-filter").bind_value(
                 f, "order")
             with ui.row().classes("items-center gap-1"):
-                ui.switch("Favourites only", on_change=self._filters_changed).bind_value(f, "favourites")
-                ui.switch("Show sensitive images", on_change=self._filters_changed).bind_value(f, "show_nsfw").tooltip(
+                ui.switch("Favourites only", value=f.favourites, on_change=self._filters_changed).bind_value(
+                    f, "favourites")
+                ui.switch("Show sensitive images", value=f.show_nsfw, on_change=self._filters_changed).bind_value(
+                    f, "show_nsfw").tooltip(
                     "Include images the content filter flagged (they stay blurred until you open them)")
-                ui.switch("Expiring soon", on_change=self._filters_changed).bind_value(f, "expiring_soon")
-                ui.switch("Select", on_change=lambda _: self._selection_changed()).bind_value(f, "selecting")
+                ui.switch("Expiring soon", value=f.expiring_soon, on_change=self._filters_changed).bind_value(
+                    f, "expiring_soon")
+                ui.switch("Select", value=f.selecting, on_change=lambda _: self._selection_changed()).bind_value(
+                    f, "selecting")
 
     async def _date_changed(self, name: str) -> None:
         setattr(self.filters, name, getattr(self, name).value or "")
@@ -157,6 +166,8 @@ class GalleryView:
         self.tiles.clear()
         self._show(page)
         self._empty_state(query if not page.items else None)
+        if version > 1:  # a change of filters, not the first view
+            self.announcer.say(_count_message(query, page))
 
     async def load_more(self, *_: object) -> None:
         if self.cursor is None or self.loading:
@@ -206,13 +217,15 @@ class GalleryView:
 
     def _tile(self, item: gallery.GalleryItem) -> None:
         image = item.image
-        with ui.element("figure").classes("r-tile r-tile--button").props('role="listitem" tabindex="0"') as tile:
-            tile.props["aria-label"] = item.prompt[:120]  # user text: set as a property, never parsed as props
+        with ui.element("figure").classes("r-tile").props('role="listitem"') as tile:
             tile.style(f"aspect-ratio: {image.width} / {image.height}")
-            ui.image(f"/media/thumbnails/{image.id}").props(
-                'alt="" loading=lazy no-spinner fit=cover').classes("r-tile-img")
+            Picture(f"/media/thumbnails/{image.id}").classes("r-tile-img")  # decorative: the button names it
             if image.nsfw:
                 tile.classes("r-tile--hidden")
+            # A real button over the picture: Enter and Space open it, as anyone expects of a button.
+            opener = ui.element("button").classes("r-tile-open").props('type="button"')
+            opener.props["aria-label"] = item.prompt[:120]  # user text: a property, never parsed as props
+            opener.on("click", lambda image_id=image.id: self._tile_clicked(image_id))
             with ui.element("div").classes("r-tile-badges"):
                 if image.favourite:
                     ui.icon("favorite").props('aria-label="Favourite"')
@@ -223,8 +236,6 @@ class GalleryView:
                                 on_change=lambda e, image_id=image.id: self._toggle(image_id, e.value)).props(
                 'aria-label="Select"').classes("r-tile-check")
             check.bind_visibility_from(self.filters, "selecting")
-        tile.on("click", lambda image_id=image.id: self._tile_clicked(image_id))
-        tile.on("keydown.enter", lambda image_id=image.id: self._tile_clicked(image_id))
         self.tiles[image.id] = tile
 
     async def _tile_clicked(self, image_id: uuid.UUID) -> None:
@@ -464,6 +475,14 @@ async def confirm(host: ui.element, question: str, action: str) -> bool:
         return bool(await dialog)
     finally:
         dialog.delete()
+
+
+def _count_message(query: gallery.GalleryQuery, page: gallery.GalleryPage) -> str:
+    if not page.items:
+        return f"No images match “{query.search}”." if query.search else "No images match these filters."
+    count = len(page.items)
+    more = " More load as you scroll." if page.next_cursor else ""
+    return f"{count} image{'s' if count != 1 else ''} shown.{more}"
 
 
 def _date(value: str | None) -> date | None:

@@ -6,8 +6,10 @@ from babel import Locale
 from nicegui import context, run, ui
 
 from components import auth
+from components.choice_group import ChoiceGroup
 from components.frame import frame
 from components.gallery_tabs import gallery_tabs
+from components.picture import Picture
 from components.text import heading
 from rupali import dates, runtime
 from rupali.db import transact
@@ -28,9 +30,8 @@ def create() -> None:
         async with frame("History", active="/gallery"):
             heading("Gallery")
             gallery_tabs("/history")
-            ui.toggle(STATUS_LABELS, value=chosen.value if chosen else "",
-                      on_change=lambda e: ui.navigate.to(f"/history?status={e.value}" if e.value else "/history")
-                      ).props('no-caps unelevated aria-label="Filter by status"').classes("r-size-toggle")
+            ChoiceGroup(STATUS_LABELS, label="Show generations", value=chosen.value if chosen else "",
+                        on_change=lambda e: ui.navigate.to(f"/history?status={e.value}" if e.value else "/history"))
             listing = ui.column().classes("w-full gap-3")
             more = ui.button("Load more").props("flat no-caps").classes("self-center")
             cursor: list[str | None] = [None]
@@ -73,5 +74,4 @@ def _row(generation: Generation, count: int, thumbnails: list, locale: Locale) -
             with ui.row().classes("gap-2"):
                 for image_id in thumbnails:
                     with ui.link(target=f"/gallery?image={image_id}").props('aria-label="Open image"'):
-                        ui.image(f"/media/thumbnails/{image_id}").classes("r-history-thumb").props(
-                            'alt="" loading=lazy no-spinner fit=cover')
+                        Picture(f"/media/thumbnails/{image_id}").classes("r-history-thumb")

@@ -30,4 +30,26 @@ def _register(slug: str) -> None:
                 ).classes("r-muted r-doc-meta")
                 for number, section in enumerate(document.sections, start=1):
                     heading(f"{number}. {section.title}", 2)
-                    ui.markdown(section.body)
+                    for is_table, text in _blocks(section.body):
+                        if is_table:
+                            _table(text, section.title)
+                        else:
+                            ui.markdown(text)
+
+
+def _blocks(markdown: str) -> list[tuple[bool, str]]:
+    """The Markdown cut into runs of table lines and of everything else, in order: ``(is_table, text)``."""
+    blocks: list[tuple[bool, list[str]]] = []
+    for line in markdown.split("\n"):
+        is_table = line.lstrip().startswith("|")
+        if not blocks or blocks[-1][0] != is_table:
+            blocks.append((is_table, []))
+        blocks[-1][1].append(line)
+    return [(is_table, "\n".join(lines)) for is_table, lines in blocks if "\n".join(lines).strip()]
+
+
+def _table(markdown: str, title: str) -> None:
+    # A wide table scrolls sideways on a phone; the scrolling region must be reachable by keyboard and named.
+    with ui.element("div").classes("r-table-scroll").props('role="region" tabindex="0"') as region:
+        region.props["aria-label"] = f"{title}: table"
+        ui.markdown(markdown)

@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from nicegui import events, run, ui
 
 from components import auth
+from components.announcer import Announcer
+from components.choice_group import ChoiceGroup
 from components.file_drop import FileDrop
 from components.forms import Banner
 from components.frame import frame
 from components.image_grid import image_grid
+from components.picture import Picture
 from components.size_picker import SizePicker
 from components.text import heading
 from rupali import runtime
@@ -113,10 +116,12 @@ class Studio:
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
         self.jobs: dict[uuid.UUID, ui.element] = {}
+        self.heard: dict[uuid.UUID, str] = {}  # the last thing announced about each running job
         self.fields: dict[str, ui.element] = {}
         self.size_picker: SizePicker | None = None
 
     def build(self, recent: list[Generation], images: dict[uuid.UUID, list[Image]]) -> None:
+        self.announcer = Announcer()  # progress and results, for screen readers
         with ui.element("div").classes("r-studio"):
             with ui.element("section").classes("r-studio-form").props('aria-label="Describe your image"'):
                 self._form()
@@ -217,9 +222,9 @@ class Studio:
                 self.fields[name] = element
             most = min(info.max_images, runtime.current().settings.max_images_per_request)
             with ui.row().classes("w-full items-center gap-3"):
-                ui.label("Images").classes("r-field-label")
-                ui.toggle(list(range(1, most + 1)), on_change=self._update_cost).props(
-                    'unelevated no-caps role=group aria-label="Number of images"').bind_value(state, "count")
+                ui.label("Images").classes("r-field-label").props('aria-hidden="true"')
+                ChoiceGroup(list(range(1, most + 1)), label="Number of images",
+                            on_change=self._update_cost).bind_value(state, "count")
             with ui.row().classes("w-full gap-2 items-start no-wrap"):
                 self.seed_input = ui.number("Seed", min=0, max=generations.SEED_MAX, step=1, precision=0,
                                             placeholder="random", on_change=self._seed_typed).props(
@@ -245,8 +250,8 @@ class Studio:
                 if state.upload_id is None:
                     return
                 with preview:
-                    ui.image(f"/media/uploads/{state.upload_id}").classes("r-source-preview").props(
-                        'alt="Source image" fit=contain')
+                    Picture(f"/media/uploads/{state.upload_id}", alt="Source image", lazy=False).classes(
+                        "r-source-preview")
                     ui.button("Remove", on_click=lambda: (setattr(state, "upload_id", None), show())).props(
                         'flat no-caps aria-label="Remove the source image"')
 
@@ -346,6 +351,7 @@ class Studio:
             self._paint_live(card, generation.id, live)  # at once, not at the next refresh tick
         else:
             self._paint_job(card, generation, [])  # blocked before it was queued
+            self.announcer.say(_outcome(generation, 0))
         _reveal(card)
 
     def _show_error(self, message: str, field_name: str) -> None:
@@ -380,10 +386,13 @@ class Studio:
                 continue  # between the queue and the database: look again next tick
             images = await run.io_bound(transact, generations.images_of, [generation_id])
             del self.jobs[generation_id]
+            self.heard.pop(generation_id, None)
             self._paint_job(card, generation, images[generation_id])
+            self.announcer.say(_outcome(generation, len(images[generation_id])))
             _reveal(card, only_if_watched=True)  # the images made the card taller: keep them in view
 
     def _paint_live(self, card: ui.element, generation_id: uuid.UUID, live: JobState) -> None:
+        self._announce_live(generation_id, live)
         card.clear()
         with card, ui.row().classes("w-full items-center justify-between no-wrap gap-3"):
             with ui.column().classes("grow gap-1"):
@@ -398,6 +407,20 @@ class Studio:
                     ui.label(f"Generating — {int(live.elapsed or 0)} s")
                     ui.linear_progress(show_value=False).props("indeterminate rounded")
             ui.button("Cancel", on_click=lambda: self._cancel(generation_id)).props("flat no-caps")
+
+    def _announce_live(self, generation_id: uuid.UUID, live: JobState) -> None:
+        """Announce a job's state when it changes: queued, started, and each quarter of the progress."""
+        if live.status == GenerationStatus.QUEUED:
+            ahead = live.position or 0
+            message = f"Waiting to start, {ahead} ahead of you." if ahead else "Waiting to start, you are next."
+        elif live.progress is not None:
+            message = f"Generating, {int(live.progress * 4) * 25} percent done." if live.progress >= 0.25 \
+                else "Generating."
+        else:
+            message = "Generating."
+        if self.heard.get(generation_id) != message:
+            self.heard[generation_id] = message
+            self.announcer.say(message)
 
     def _paint_job(self, card: ui.element, generation: Generation, images: list[Image]) -> None:
         card.clear()
@@ -465,6 +488,13 @@ class Studio:
             self._model_changed(initial=True)
         ui.notify("Parameters loaded into the form" if keep_seed else "Remix loaded: same parameters, new seed")
         ui.run_javascript("window.scrollTo({top: 0, behavior: 'smooth'})")
+
+
+def _outcome(generation: Generation, count: int) -> str:
+    """What a screen reader hears when a job has ended."""
+    if generation.status == GenerationStatus.SUCCEEDED:
+        return f"{count} image{'s' if count != 1 else ''} ready: {generation.prompt[:120]}"
+    return generation.error or "This generation did not finish."
 
 
 def _whole_or_none(value: float | None) -> int | None:

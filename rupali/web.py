@@ -39,6 +39,9 @@ def prepare(settings: Settings) -> None:
 def build(settings: Settings) -> JobScheduler:
     """Register assets, pages, health route and the scheduler on NiceGUI's app."""
     theme.apply()
+    # Quasar's loading bar flashes during NiceGUI's own background requests, tells the person nothing, and is an
+    # unnamed progressbar to screen readers: leave Ajax requests alone.
+    app.config.quasar_config["loadingBar"]["skipHijack"] = True
     app.add_middleware(AuthGate)
     app.add_static_files("/assets", ASSETS_DIR, max_cache_age=3600)
     pages.register_all()

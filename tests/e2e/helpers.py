@@ -76,14 +76,15 @@ def clear(browser: WebDriver, locator: tuple[str, str]) -> None:
 
 
 def images_button(count: str, *, pressed: bool = False) -> tuple[str, str]:
-    state = "[@aria-pressed='true']" if pressed else ""
+    state = "[@aria-checked='true']" if pressed else ""
     return (By.XPATH, f"//*[@aria-label='Number of images']//button[normalize-space()='{count}']{state}")
 
 
-def sign_in(browser: WebDriver, base: str, email: str, password: str) -> None:
-    """Sign in through the form (acknowledging the cookie notice first) and wait for the studio."""
+def sign_in(browser: WebDriver, base: str, email: str, password: str, *, first_visit: bool = True) -> None:
+    """Sign in through the form (on a first visit acknowledging the cookie notice first) and wait for the studio."""
     browser.get(base + "/signin")
-    acknowledge_cookie_notice(browser)
+    if first_visit:
+        acknowledge_cookie_notice(browser)
     for label, text in (("E-mail address", email), ("Password", password)):
         field = wait(browser).until(EC.element_to_be_clickable(quasar_field(label)))
         field.send_keys(text)

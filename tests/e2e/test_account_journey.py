@@ -88,7 +88,7 @@ def test_sign_up_verify_sign_in_rename_sign_out(inbox: Inbox, live_server: str, 
     assert errors == []
 
 
-_ACCOUNT_MENU = (By.XPATH, "//header//button[starts-with(@aria-label, 'Account menu for ')]")
+_ACCOUNT_MENU = (By.CSS_SELECTOR, "header button.r-avatar-button")
 _ERROR_BANNER = (By.XPATH, "//*[@role='alert'][contains(@class, 'r-banner--error')]")
 
 
@@ -107,4 +107,5 @@ def _expect(browser: WebDriver, xpath: str) -> None:
 
 def _account_menu_name(browser: WebDriver) -> str:
     button = wait(browser).until(EC.visibility_of_element_located(_ACCOUNT_MENU))
-    return (button.get_attribute("aria-label") or "").removeprefix("Account menu for ")
+    name = button.find_element(By.CSS_SELECTOR, ".r-sr-only").get_attribute("textContent") or ""
+    return name.removeprefix("Account menu for ")

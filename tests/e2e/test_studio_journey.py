@@ -146,7 +146,7 @@ def _button(text: str) -> tuple[str, str]:
 
 def _pressed_size(browser: WebDriver) -> str:
     """The size the size toggle shows as chosen (under the chosen aspect ratio), as "WxH"."""
-    label = browser.find_element(By.XPATH, "//*[@aria-label='Size in pixels']//button[@aria-pressed='true']").text
+    label = browser.find_element(By.XPATH, "//*[@aria-label='Size in pixels']//button[@aria-checked='true']").text
     return label.replace(" × ", "x")
 
 

@@ -13,6 +13,8 @@ from nicegui import app, ui
 from nicegui.testing import User
 from sqlmodel import select
 
+from components.choice_group import ChoiceGroup
+from components.picture import Picture
 from rupali.clock import now
 from rupali.db import session_scope
 from rupali.models import Generation, GenerationStatus
@@ -31,7 +33,7 @@ def errors(user: User) -> Iterator[list[Exception]]:
 
 
 async def _thumbnails(user: User) -> int:
-    return sum("/media/thumbnails/" in element.source for element in user.find(ui.image).elements)
+    return sum("/media/thumbnails/" in element.source for element in user.find(Picture).elements)
 
 
 async def _wait_for_thumbnails(user: User, count: int) -> None:
@@ -152,8 +154,7 @@ async def test_a_cleared_custom_width_is_explained_under_the_field(user: User, e
     await sign_in(user, make_user().email)
     await user.open("/studio")
     user.find(kind=ui.textarea, content="Prompt").type("a quiet harbour at dawn")
-    [aspect] = [element for element in user.find(kind=ui.toggle).elements if element.props.get("aria-label") ==
-                "Aspect ratio"]
+    [aspect] = [element for element in user.find(kind=ChoiceGroup).elements if element.props["label"] == "Aspect ratio"]
     with user.client:
         aspect.set_value("custom")  # the "Custom" button of the aspect toggle
     await user.should_see("Width", retries=20)

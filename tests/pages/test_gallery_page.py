@@ -7,6 +7,7 @@ import asyncio
 from nicegui import ui
 from nicegui.testing import User
 
+from components.picture import Picture
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
 from tests.utils.signin import sign_in
@@ -25,7 +26,7 @@ async def test_one_image_and_a_search_that_finds_nothing(user: User):
     await sign_in(user, owner.email)
     await user.open("/gallery")
     for _ in range(100):
-        if any("/media/thumbnails/" in element.source for element in user.find(ui.image).elements):
+        if any("/media/thumbnails/" in element.source for element in user.find(Picture).elements):
             break
         await asyncio.sleep(0.05)
     else:
@@ -48,3 +49,24 @@ async def test_history_shows_failed_generations_with_their_reason(user: User):
     await user.open("/history")
     await user.should_see("The image service is not available right now.", retries=50)
     await user.should_see("Failed")
+
+
+async def test_filtering_is_announced_to_screen_readers(user: User):
+    owner = make_user()
+    add_generation(owner, "a violet castle at dawn", images=3)
+    await sign_in(user, owner.email)
+    await user.open("/gallery")
+    [region] = [label for label in user.find(kind=ui.label).elements if label.props.get("role") == "status"]
+    assert region.props["aria-live"] == "polite" and region.text == ""  # the first view is not announced
+    user.find(kind=ui.input, content="Search prompts").type("zebra")
+    for _ in range(100):
+        if region.text:
+            break
+        await asyncio.sleep(0.05)
+    assert region.text == "No images match “zebra”."
+    user.find(kind=ui.input, content="Search prompts").clear()
+    for _ in range(100):
+        if region.text != "No images match “zebra”.":
+            break
+        await asyncio.sleep(0.05)
+    assert region.text == "3 images shown."

@@ -10,6 +10,7 @@ from nicegui.testing import User
 from PIL import Image as PILImage
 from sqlmodel import select
 
+from components.picture import Picture
 from rupali import runtime
 from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus, Image
@@ -42,7 +43,7 @@ async def test_generate_in_the_studio_and_see_the_images(user: User):
     with session_scope() as session:
         image = session.exec(select(Image)).one()
     for _ in range(100):
-        sources = [element.source for element in user.find(ui.image).elements]
+        sources = [element.source for element in user.find(Picture).elements]
         if f"/media/thumbnails/{image.id}" in sources:
             break
         await asyncio.sleep(0.05)
