@@ -22,3 +22,12 @@ window.rupaliReveal = (id, onlyIfWatched) => {
   };
   attempt(30);
 };
+
+// Sign out with a POST, as a form would: a plain link (a GET) could be triggered by any other site.
+window.rupaliSignOut = () => {
+  const form = document.createElement("form");
+  form.method = "post";
+  form.action = "/auth/signout";
+  document.body.appendChild(form);
+  form.submit();
+};

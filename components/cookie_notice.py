@@ -37,6 +37,6 @@ async def _acknowledge(notice: ui.element, visitor_id: str, policy_version: str,
         ui.notify("Your browser did not keep our cookie, so the choice could not be saved.", type="warning")
         return
     # The tracker reads this flag, so switching analytics off also silences a script already on the page.
-    flag = "localStorage.removeItem('umami.disabled')" if analytics else "localStorage.setItem('umami.disabled', '1')"
-    ui.run_javascript(flag)
+    ui.run_javascript("localStorage.removeItem('umami.disabled')" if analytics
+                      else "localStorage.setItem('umami.disabled', '1')")
     notice.delete()

@@ -14,6 +14,7 @@ from typing import Any
 from babel import Locale
 from nicegui import background_tasks, ui
 
+from components.text import set_attributes
 from rupali import dates
 
 
@@ -31,8 +32,8 @@ class DateField:
             self.calendar.props["first-day-of-week"] = (locale.first_week_day + 1) % 7
         with self.input.add_slot("append"):
             # Not a tab stop of its own: the field opens the calendar with Enter, the button serves the mouse.
-            ui.button(icon="event", on_click=self.menu.open).props(
-                f'flat round dense tabindex="-1" aria-label="Choose the {label.lower()} date"')
+            set_attributes(ui.button(icon="event", on_click=self.menu.open).props('flat round dense tabindex="-1"'),
+                           aria_label=f"Choose the {label.lower()} date")
         self.input.on("click", self.menu.open)
         self.input.on("keydown.enter", self.menu.open)
         self.input.on("clear", lambda: self.set(None))

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from nicegui import ui
 
-from components.text import heading
+from components.text import heading, set_attributes
 
 
 @contextmanager
@@ -57,9 +57,9 @@ def text_input(label: str, *, kind: str = "text", autocomplete: str | None = Non
     if kind == "email":
         field.props('type=email inputmode=email autocapitalize=off spellcheck=false')
     if autocomplete:
-        field.props(f'autocomplete="{autocomplete}"')
+        set_attributes(field, autocomplete=autocomplete)
     if max_length:
-        field.props(f"maxlength={max_length}")
+        set_attributes(field, maxlength=max_length)
     return field
 
 

@@ -91,7 +91,12 @@ def _account_menu(viewer: SignedIn) -> None:
             ui.menu_item("Account", on_click=lambda: ui.navigate.to("/account"))
             if user.is_admin:
                 ui.menu_item("Administration", on_click=lambda: ui.navigate.to("/admin"))
-            ui.menu_item("Sign out", on_click=lambda: ui.navigate.to("/auth/signout"))
+            ui.menu_item("Sign out", on_click=sign_out)
+
+
+def sign_out() -> None:
+    """Sign out with a POST (see ``rupaliSignOut`` in assets/rupali.js): only an HTTP answer can clear the cookie."""
+    ui.run_javascript("rupaliSignOut()")
 
 
 def initials(name: str) -> str:

@@ -8,6 +8,7 @@ from nicegui import run, ui
 
 from components import auth
 from components.picture import Picture
+from components.text import set_attributes, set_style
 from rupali.db import transact
 from rupali.models import Image
 from rupali.services import generation as generations
@@ -24,7 +25,7 @@ def image_grid(images: list[Image], *, on_use: Callable[[Image], None] | None = 
 
 def _tile(image: Image, on_use: Callable[[Image], None] | None) -> None:
     with ui.element("figure").classes("r-tile") as tile:
-        tile.style(f"aspect-ratio: {image.width} / {image.height}")
+        set_style(tile, aspect_ratio=f"{image.width} / {image.height}")
         Picture(f"/media/thumbnails/{image.id}", alt=f"Generated image, seed {image.seed}").classes("r-tile-img")
         if image.nsfw:
             tile.classes("r-tile--hidden")
@@ -34,14 +35,15 @@ def _tile(image: Image, on_use: Callable[[Image], None] | None) -> None:
                 ui.label("Sensitive — click to show")
         with ui.element("figcaption").classes("r-tile-actions"):
             favourite = ui.button(icon="favorite" if image.favourite else "favorite_border").props(
-                f'flat round dense aria-pressed="{str(image.favourite).lower()}" aria-label="Favourite"')
+                'flat round dense aria-label="Favourite"')
+            set_attributes(favourite, aria_pressed="true" if image.favourite else "false")
 
             async def toggle(signed_in: SignedIn) -> None:
                 updated = await run.io_bound(transact, generations.set_favourite, signed_in.user, image.id,
                                              not image.favourite)
                 image.favourite = updated.favourite
-                favourite.props(f'icon={"favorite" if image.favourite else "favorite_border"} '
-                                f'aria-pressed="{str(image.favourite).lower()}"')
+                set_attributes(favourite, icon="favorite" if image.favourite else "favorite_border",
+                               aria_pressed="true" if image.favourite else "false")
 
             favourite.on_click(auth.action(toggle))
             ui.button(icon="download", on_click=lambda: ui.download(f"/media/images/{image.id}")).props(

@@ -5,6 +5,7 @@ from pages import (
     admin,
     auth_routes,
     coming_soon,
+    errors,
     gallery,
     history,
     home,
@@ -21,6 +22,6 @@ from pages import (
 
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
-    for module in (home, legal, coming_soon, studio, gallery, history, signin, signup, password, verify, welcome,
-                   account, admin, auth_routes, media_routes):
+    for module in (errors, home, legal, coming_soon, studio, gallery, history, signin, signup, password, verify,
+                   welcome, account, admin, auth_routes, media_routes):
         module.create()

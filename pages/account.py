@@ -5,18 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
-from nicegui import events, run, ui
+from nicegui import context, events, run, ui
 
 from components import auth
+from components.choice_group import ChoiceGroup
 from components.file_drop import FileDrop
 from components.forms import Banner, text_input
-from components.frame import frame, initials
+from components.frame import frame, initials, sign_out
 from components.picture import Picture
-from components.text import heading
+from components.text import heading, set_attributes
+from rupali import dates
 from rupali.config import get_settings
 from rupali.db import transact
 from rupali.imaging import InvalidImage
-from rupali.models import AuthSession, User
+from rupali.models import ApiKey, ApiKeyScope, AuthSession, User
 from rupali.services import accounts, api_keys, profile, sessions, users
 from rupali.services.sessions import SignedIn
 from rupali.storage import LocalStorage
@@ -39,7 +41,7 @@ def create() -> None:
 
 
 def _section(title: str, anchor: str) -> ui.element:
-    section = ui.element("section").classes("r-panel").props(f'id="{anchor}" aria-label="{title}"')
+    section = set_attributes(ui.element("section").classes("r-panel"), id=anchor, aria_label=title)
     with section:
         heading(title, 2)
     return section
@@ -177,13 +179,39 @@ def _privacy_section(user: User) -> None:
                   on_change=auth.action(toggle))
 
 
+# What a new key may do, and for how long: the choices offered when creating one.
+SCOPE_CHOICES = {ApiKeyScope.GENERATE.value: "Read and generate", ApiKeyScope.READ.value: "Read only"}
+SCOPE_TEXT = {ApiKeyScope.GENERATE: "read and generate", ApiKeyScope.READ: "read only"}
+EXPIRY_CHOICES = {"7": "7 days", "30": "30 days", "90": "90 days", "365": "1 year", "never": "Never"}
+DEFAULT_EXPIRY = "90"  # a forgotten key stops working by itself; scripts that need longer can choose it
+
+
 async def _api_keys_section(viewer: SignedIn) -> None:
     with _section("API keys", "api-keys"):
         ui.markdown("Use the REST API with `Authorization: Bearer <key>`. The documentation is at "
-                    "[/api/docs](/api/docs). A key is shown once, when you create it.").classes("r-muted")
+                    "[/api/docs](/api/docs). A key is shown once, when you create it. A read-only key can list "
+                    "and download your images but not start generations or change anything.").classes("r-muted")
         banner = Banner()
         listing = ui.column().classes("w-full gap-1")
+        locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
         name = text_input("Name of the new key", max_length=api_keys.NAME_MAX)
+        with ui.row().classes("w-full items-center gap-3"):
+            ui.label("Access").classes("r-field-label").props('aria-hidden="true"')
+            scope = ChoiceGroup(SCOPE_CHOICES, label="Access", value=ApiKeyScope.GENERATE.value)
+        with ui.row().classes("w-full items-center gap-3"):
+            ui.label("Expires after").classes("r-field-label").props('aria-hidden="true"')
+            expiry = ChoiceGroup(EXPIRY_CHOICES, label="Expires after", value=DEFAULT_EXPIRY)
+
+        def describe(key: ApiKey) -> str:
+            """``rk_AbC… · read only · expires 12 Jan 2027 · created … · last used …``."""
+            if key.expires_at is None:
+                lifetime = "never expires"
+            else:
+                verb = "expired" if api_keys.is_expired(key) else "expires"
+                lifetime = f"{verb} {dates.medium(key.expires_at.date(), locale)}"
+            used = f"last used {dates.medium(key.last_used_at.date(), locale)}" if key.last_used_at else "never used"
+            return (f"{key.prefix}… · {SCOPE_TEXT[api_keys.scope_of(key)]} · {lifetime} · created "
+                    f"{dates.medium(key.created_at.date(), locale)} · {used}")
 
         async def revoke(signed_in: SignedIn, key_id: uuid.UUID) -> None:
             try:
@@ -204,16 +232,17 @@ async def _api_keys_section(viewer: SignedIn) -> None:
                     with ui.row().classes("r-session items-center justify-between w-full"):
                         with ui.column().classes("gap-0"):
                             ui.label(key.name).classes("r-session-device")
-                            used = f"last used {key.last_used_at:%b %-d, %Y}" if key.last_used_at else "never used"
-                            ui.label(f"{key.prefix}… · created {key.created_at:%b %-d, %Y} · {used}").classes(
-                                "r-muted text-sm")
-                        ui.button("Revoke", on_click=lambda key_id=key.id: guarded_revoke(key_id)).props(
-                            f'flat no-caps aria-label="Revoke {key.name}"')
+                            ui.label(describe(key)).classes("r-muted text-sm")
+                        set_attributes(ui.button("Revoke", on_click=lambda key_id=key.id: guarded_revoke(key_id))
+                                       .props("flat no-caps"), aria_label=f"Revoke {key.name}")
 
         async def create_key(signed_in: SignedIn) -> None:
             banner.clear()
+            days = None if expiry.value == "never" else int(expiry.value or DEFAULT_EXPIRY)
             try:
-                _, secret = await run.io_bound(transact, api_keys.create, signed_in.user, name.value or "")
+                key, secret = await run.io_bound(transact, api_keys.create, signed_in.user, name.value or "",
+                                                 scope=scope.value or ApiKeyScope.GENERATE.value,
+                                                 expires_in_days=days)
             except api_keys.InvalidApiKey as exc:
                 banner.error(str(exc))
                 return
@@ -221,6 +250,9 @@ async def _api_keys_section(viewer: SignedIn) -> None:
             with ui.dialog() as dialog, ui.card().classes("r-key-dialog"):
                 heading("Your new API key", 2)
                 ui.label("Copy it now: it will not be shown again.")
+                ui.label(f"It may {SCOPE_TEXT[api_keys.scope_of(key)]} and "
+                         + (f"expires on {dates.medium(key.expires_at.date(), locale)}." if key.expires_at
+                            else "never expires."))
                 ui.input(value=secret).props('readonly outlined aria-label="API key"').classes("w-full r-mono")
                 with ui.row().classes("gap-2"):
                     ui.button("Copy", on_click=lambda: ui.clipboard.write(secret)).props("unelevated no-caps")
@@ -261,7 +293,7 @@ async def _sessions_section(viewer: SignedIn) -> None:
         await refresh()
         with ui.row().classes("gap-2"):
             ui.button("Sign out all other sessions", on_click=auth.action(end_others)).props("outline no-caps")
-            ui.button("Sign out", on_click=lambda: ui.navigate.to("/auth/signout")).props("flat no-caps")
+            ui.button("Sign out", on_click=sign_out).props("flat no-caps")
 
 
 def _session_row(record: AuthSession, is_current: bool,
@@ -276,5 +308,6 @@ def _session_row(record: AuthSession, is_current: bool,
                      f"{record.last_seen_at:%b %-d, %H:%M} UTC · IP {record.ip_address or 'unknown'}"
                      ).classes("r-muted text-sm")
         if not is_current:
-            ui.button("Sign out", on_click=lambda record_id=record.id: end_one(record_id)).props(
-                f'flat no-caps aria-label="Sign out {record.device}"')
+            # The device name comes from the browser's user agent: a property, never parsed.
+            set_attributes(ui.button("Sign out", on_click=lambda record_id=record.id: end_one(record_id)).props(
+                "flat no-caps"), aria_label=f"Sign out {record.device}")

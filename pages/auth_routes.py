@@ -35,8 +35,13 @@ def create() -> None:
             return RedirectResponse("/signin?error=handoff", status_code=303)
         return _signed_in(request, RedirectResponse(safe_next(next), status_code=303), token, get_settings())
 
-    @app.get("/auth/signout", include_in_schema=False)
+    @app.post("/auth/signout", include_in_schema=False)
     async def signout(request: Request) -> Response:
+        # POST only: a GET could be fired by any image tag on another site. A cross-site POST arrives without the
+        # SameSite=Lax cookie anyway; a foreign Origin is refused outright.
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+            return Response("Signing out is only possible from this site.", status_code=403)
         auth = getattr(request.state, "auth", None)
         if auth is not None:
             await run.io_bound(transact, sessions.revoke, auth.user, auth.session.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,7 +15,7 @@ from components.forms import Banner
 from components.frame import frame
 from components.gallery_tabs import gallery_tabs
 from components.picture import Picture
-from components.text import heading
+from components.text import Text, heading, set_attributes, set_style
 from rupali import dates, image_files, runtime
 from rupali.clock import now
 from rupali.db import transact
@@ -218,13 +217,13 @@ class GalleryView:
     def _tile(self, item: gallery.GalleryItem) -> None:
         image = item.image
         with ui.element("figure").classes("r-tile").props('role="listitem"') as tile:
-            tile.style(f"aspect-ratio: {image.width} / {image.height}")
+            set_style(tile, aspect_ratio=f"{image.width} / {image.height}")
             Picture(f"/media/thumbnails/{image.id}").classes("r-tile-img")  # decorative: the button names it
             if image.nsfw:
                 tile.classes("r-tile--hidden")
             # A real button over the picture: Enter and Space open it, as anyone expects of a button.
             opener = ui.element("button").classes("r-tile-open").props('type="button"')
-            opener.props["aria-label"] = item.prompt[:120]  # user text: a property, never parsed as props
+            set_attributes(opener, aria_label=item.prompt[:120])
             opener.on("click", lambda image_id=image.id: self._tile_clicked(image_id))
             with ui.element("div").classes("r-tile-badges"):
                 if image.favourite:
@@ -369,16 +368,15 @@ class Detail:
             with ui.element("div").classes("r-detail-image"):
                 # A plain <img> with object-fit: contain shows the whole picture at any window size.
                 picture = ui.element("img").classes("r-detail-picture")
-                picture.props["src"] = f"/media/images/{image.id}"
-                picture.props["alt"] = generation.prompt[:200]  # user text: a property, never parsed as props
+                set_attributes(picture, src=f"/media/images/{image.id}", alt=generation.prompt[:200])
             with ui.column().classes("r-detail-info gap-2"):
                 ui.label(generation.prompt).classes("r-detail-prompt")
                 if generation.negative_prompt:
                     ui.label(f"Negative prompt: {generation.negative_prompt}").classes("r-muted")
                 with ui.element("dl").classes("r-params"):
                     for label, value in self._rows():
-                        ui.html(f"<dt>{_escape(label)}</dt><dd>{_escape(value)}</dd>", sanitize=False).classes(
-                            "contents")
+                        Text("dt", label)
+                        Text("dd", value)
         self.keys = ui.keyboard(on_key=self._key, ignore=["input", "textarea", "select"])
 
     def _toolbar(self) -> None:
@@ -442,7 +440,7 @@ class Detail:
             self.image.favourite = not self.image.favourite
             await run.io_bound(transact, gallery.set_favourites, signed_in.user.id, [self.image.id],
                                self.image.favourite)
-            self.favourite.props(f'icon={"favorite" if self.image.favourite else "favorite_border"}')
+            self.favourite.props["icon"] = "favorite" if self.image.favourite else "favorite_border"
             self.favourite.text = "Unfavourite" if self.image.favourite else "Favourite"
             self.view.mark_favourite(self.image.id, self.image.favourite)
         await auth.action(work)()
@@ -491,6 +489,3 @@ def _date(value: str | None) -> date | None:
     except ValueError:
         return None
 
-
-def _escape(value: str) -> str:
-    return html.escape(value, quote=False)

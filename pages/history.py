@@ -17,6 +17,7 @@ from rupali.models import Generation, GenerationStatus
 from rupali.services import gallery
 from rupali.services import generation as generations
 
+STATUS_CLASSES = {status: f"r-status--{status.value}" for status in GenerationStatus}
 STATUS_LABELS = {"": "All", **{status.value: status.value.capitalize() for status in GenerationStatus}}
 
 
@@ -67,7 +68,7 @@ def _row(generation: Generation, count: int, thumbnails: list, locale: Locale) -
                     details.append(f"{generation.duration_ms / 1000:.1f} s")
                 details.append(f"{count} image{'s' if count != 1 else ''}")
                 ui.label(" · ".join(details)).classes("r-muted text-sm")
-            ui.label(status.value.capitalize()).classes(f"r-badge r-status--{status.value}")
+            ui.label(status.value.capitalize()).classes("r-badge").classes(STATUS_CLASSES[status])
         if generation.error:
             ui.label(generation.error).classes("r-muted")
         if thumbnails:

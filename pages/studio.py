@@ -17,7 +17,7 @@ from components.frame import frame
 from components.image_grid import image_grid
 from components.picture import Picture
 from components.size_picker import SizePicker
-from components.text import heading
+from components.text import heading, set_attributes
 from rupali import runtime
 from rupali.db import transact
 from rupali.generation_queue import JobState
@@ -148,8 +148,8 @@ class Studio:
                 ui.label("No image generator is available right now. Please try again later.").classes("r-muted")
                 return
             prompt = ui.textarea("Prompt", placeholder="A lighthouse on a cliff at golden hour, oil painting").props(
-                f"outlined autogrow maxlength={PROMPT_MAX} counter autofocus").classes("w-full").bind_value(
-                state, "prompt")
+                "outlined autogrow counter autofocus").classes("w-full").bind_value(state, "prompt")
+            set_attributes(prompt, maxlength=PROMPT_MAX)
             prompt.on("keydown.ctrl.enter", self._generate)
             prompt.on("keydown.meta.enter", self._generate)
             prompt.on_value_change(lambda: setattr(prompt, "error", None))
@@ -158,8 +158,8 @@ class Studio:
                 state, "negative_prompt", backward=bool)
             with self.negative_expansion:
                 negative = ui.textarea("Things to avoid", placeholder="blurry, text, watermark").props(
-                    f"outlined autogrow maxlength={PROMPT_MAX} counter").classes("w-full").bind_value(
-                    state, "negative_prompt")
+                    "outlined autogrow counter").classes("w-full").bind_value(state, "negative_prompt")
+                set_attributes(negative, maxlength=PROMPT_MAX)
                 negative.on_value_change(lambda: setattr(negative, "error", None))
                 self.fields["negative_prompt"] = negative
 
@@ -503,4 +503,7 @@ def _whole_or_none(value: float | None) -> int | None:
 
 def _reveal(card: ui.element, *, only_if_watched: bool = False) -> None:
     """Scroll a job card into view (see ``rupaliReveal`` in assets/rupali.js)."""
-    ui.run_javascript(f"window.rupaliReveal && rupaliReveal({card.id}, {'true' if only_if_watched else 'false'})")
+    if only_if_watched:
+        ui.run_javascript(f"window.rupaliReveal && rupaliReveal({card.id}, true)")
+    else:
+        ui.run_javascript(f"window.rupaliReveal && rupaliReveal({card.id}, false)")

@@ -1,26 +1,61 @@
 """The REST API under ``/api/v1``, authenticated by personal API keys (or the browser's session).
 
-OpenAPI lives at ``/api/docs``. A person only ever reaches their own generations and images: anything else is
-a 404, exactly like an id that does not exist.
+OpenAPI lives at ``/api/docs``, with Swagger UI served from the app itself (no CDN: self-hosters may be offline).
+A person only ever reaches their own generations and images: anything else is a 404, exactly like an id that does
+not exist. Every route declares the key scope it needs (:func:`requires`); a read key that tries to write gets a
+403. No request is answered with a 5xx for the client's mistake: malformed input is a 422 with a sentence naming
+the field, and anything unexpected is a JSON 500 with a reference to find the traceback in the log.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.params import Security as SecurityParam
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
-from rupali import image_files, runtime, zips
+from rupali import image_files, runtime, text, zips
 from rupali.db import transact
-from rupali.models import Generation, Image, User
+from rupali.errors import reference_for
+from rupali.gate import ApiKeyAuth
+from rupali.models import ApiKeyScope, Generation, Image, User
 from rupali.providers.base import ProviderError
-from rupali.services import gallery
+from rupali.services import api_keys, gallery
 from rupali.services import generation as generations
+
+logger = logging.getLogger(__name__)
+
+# Swagger UI's own files, served by the API itself: (path under /api, file in the bundle, media type).
+DOCS_ASSETS = (
+    ("/docs/swagger-ui-bundle.js", "swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+    ("/docs/swagger-ui.css", "swagger-ui.css", "text/css; charset=utf-8"),
+    ("/docs/favicon.png", "favicon-32x32.png", "image/png"),
+)
+_DOCS_VERSION = swagger_ui_path.name.removeprefix("swagger-ui-")  # in asset URLs, so an upgrade is fetched anew
+SEARCH_MAX = 500
+MODEL_MAX = 200  # "provider:model" keys are far shorter
+_MAX_ERRORS = 20  # listed in a 422; a body with thousands of mistakes does not need them all echoed
+_TEXT_LIMIT = 200  # characters of any message or location part echoed back in a 422
+
+bearer = HTTPBearer(
+    scheme_name="ApiKey", bearerFormat="rk_…", auto_error=False,
+    description="A personal API key from your account page, sent as `Authorization: Bearer rk_…`. Each operation "
+                "lists the scope it needs: a `read` key may use the `read` operations, a `generate` key all of "
+                "them. The browser session of a signed-in person works too, with full access.")
 
 
 class GenerationIn(BaseModel):
@@ -102,23 +137,61 @@ class ModelOut(BaseModel):
 
 def build() -> FastAPI:
     """The API application, mounted at ``/api`` by the web wiring."""
-    api = FastAPI(title="Rupali API", version="1", docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+    api = FastAPI(title="Rupali API", version="1", docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   description="Generate images and read your own results. Authenticate with "
-                              "`Authorization: Bearer rk_…` (create keys on your account page).")
+                              "`Authorization: Bearer rk_…` (create keys on your account page). A key may only "
+                              "read, or also generate, and may expire. Refusals are JSON with a sentence in "
+                              "`detail`; a 422 also names the input at fault in `field`.")
+    api.add_middleware(_UnexpectedErrors)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
     _register(api)
+    _register_docs(api)
     return api
+
+
+async def _access(request: Request, security_scopes: SecurityScopes,
+                  _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    # The gate has already authenticated the request; this only narrows what a key may do. A browser session is
+    # the person themself and may do everything.
+    auth = request.state.auth
+    if isinstance(auth, ApiKeyAuth) and not all(api_keys.allows(auth.scope, ApiKeyScope(needed))
+                                                for needed in security_scopes.scopes):
+        raise HTTPException(403, "This API key may only read. Starting generations and changing images needs a "
+                                 "key that may also generate: create one on your account page.",
+                            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="generate"'})
+
+
+def requires(scope: ApiKeyScope) -> Any:
+    """The route dependency declaring (in OpenAPI too) and enforcing the key scope a route needs."""
+    return Security(_access, scopes=[scope.value])
+
+
+READ = [requires(ApiKeyScope.READ)]
+GENERATE = [requires(ApiKeyScope.GENERATE)]
+
+
+def scope_of(route: APIRoute) -> ApiKeyScope | None:
+    """The scope a route declares through :func:`requires`, or None (the route-walk test refuses that)."""
+    for dependency in route.dependencies:
+        if isinstance(dependency, SecurityParam) and dependency.dependency is _access and dependency.scopes:
+            return ApiKeyScope(dependency.scopes[0])
+    return None
 
 
 def _register(router: FastAPI) -> None:
     # Routes are declared on the app itself (not an included router) so the route-walk test can see each one.
+    # ZIP downloads are POST only because a list of ids does not fit a URL: they only read, so read keys may.
 
-    @router.get("/v1/models", response_model=list[ModelOut], summary="Models you can generate with")
+    @router.get("/v1/models", response_model=list[ModelOut], summary="Models you can generate with",
+                dependencies=READ)
     async def models() -> list[ModelOut]:
         return [ModelOut(key=choice.key, label=choice.info.label, provider=choice.provider, is_ai=choice.info.is_ai,
                          sizes=list(choice.info.sizes), max_images=choice.info.max_images, img2img=choice.info.img2img)
                 for choice in await runtime.current().providers.catalogue()]
 
     @router.post("/v1/generations", status_code=202, response_model=GenerationOut, summary="Start a generation",
+                 dependencies=GENERATE,
                  responses={422: {"description": "The request cannot be accepted; `detail` says why"}})
     async def create_generation(request: Request, body: GenerationIn) -> GenerationOut | JSONResponse:
         user = _user(request)
@@ -136,7 +209,8 @@ def _register(router: FastAPI) -> None:
             current.queue.submit(generation.id, user.id)
         return _out(generation, [])
 
-    @router.get("/v1/generations", response_model=list[GenerationOut], summary="Your recent generations")
+    @router.get("/v1/generations", response_model=list[GenerationOut], summary="Your recent generations",
+                dependencies=READ)
     async def list_generations(request: Request,
                                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[GenerationOut]:
         user = _user(request)
@@ -145,7 +219,7 @@ def _register(router: FastAPI) -> None:
         return [_out(generation, images[generation.id]) for generation in recent]
 
     @router.get("/v1/generations/{generation_id}", response_model=GenerationOut, summary="A generation and its images",
-                responses={404: {"description": "Not found"}})
+                dependencies=READ, responses={404: {"description": "Not found"}})
     async def read_generation(request: Request, generation_id: str) -> GenerationOut | Response:
         found = await _generation(_user(request), generation_id)
         if found is None:
@@ -153,7 +227,7 @@ def _register(router: FastAPI) -> None:
         return found
 
     @router.post("/v1/generations/{generation_id}/cancel", response_model=GenerationOut, summary="Cancel a generation",
-                 responses={404: {"description": "Not found"}})
+                 dependencies=GENERATE, responses={404: {"description": "Not found"}})
     async def cancel_generation(request: Request, generation_id: str) -> GenerationOut | Response:
         user = _user(request)
         parsed = _uuid(generation_id)
@@ -165,15 +239,21 @@ def _register(router: FastAPI) -> None:
             return image_files.NOT_FOUND
         return await _generation(user, generation_id) or image_files.NOT_FOUND
 
-    @router.get("/v1/images", response_model=GalleryPageOut, summary="Your images, newest first",
+    @router.get("/v1/images", response_model=GalleryPageOut, summary="Your images, newest first", dependencies=READ,
                 responses={422: {"description": "A cursor or filter that cannot be used"}})
     async def list_images(request: Request, search: str = "", favourites: bool = False, model: str | None = None,
                           since: date | None = None, until: date | None = None, show_nsfw: bool = True,
                           expiring_soon: bool = False, oldest_first: bool = False, cursor: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=200)] = 60) -> GalleryPageOut | JSONResponse:
-        query = gallery.GalleryQuery(search=search[:500], favourites=favourites, model=model, since=since,
-                                     until=until, show_nsfw=show_nsfw, expiring_soon=expiring_soon,
-                                     oldest_first=oldest_first)
+        try:  # the gallery takes its filters as given: a NUL, for one, cannot even be sent to PostgreSQL
+            search = text.clean(search, field="search", label="The search", max_length=SEARCH_MAX)
+            model = text.clean(model, field="model", label="The model", max_length=MODEL_MAX) or None
+        except text.InvalidText as exc:
+            return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=422)
+        # "Until the last day there is" filters nothing, and that day has no next day for the gallery to stop at.
+        query = gallery.GalleryQuery(search=search, favourites=favourites, model=model, since=since,
+                                     until=None if until == date.max else until, show_nsfw=show_nsfw,
+                                     expiring_soon=expiring_soon, oldest_first=oldest_first)
         try:
             found = await run_in_threadpool(transact, gallery.page, _user(request).id, query, cursor, limit)
         except gallery.InvalidCursor as exc:
@@ -185,7 +265,7 @@ def _register(router: FastAPI) -> None:
                               next_cursor=found.next_cursor)
 
     @router.post("/v1/images/{image_id}/favourite", response_model=ImageOut, summary="Mark or unmark a favourite",
-                 responses={404: {"description": "Not found"}})
+                 dependencies=GENERATE, responses={404: {"description": "Not found"}})
     async def favourite_image(request: Request, image_id: str, body: FavouriteIn) -> ImageOut | Response:
         parsed = _uuid(image_id)
         user = _user(request)
@@ -196,7 +276,7 @@ def _register(router: FastAPI) -> None:
         return _image(found[0]) if found else image_files.NOT_FOUND
 
     @router.delete("/v1/images/{image_id}", status_code=204, summary="Delete an image and its files",
-                   responses={404: {"description": "Not found"}})
+                   dependencies=GENERATE, responses={404: {"description": "Not found"}})
     async def delete_image(request: Request, image_id: str) -> Response:
         parsed = _uuid(image_id)
         deleted = await image_files.delete_images(runtime.current().storage, _user(request).id, [parsed]) \
@@ -204,21 +284,142 @@ def _register(router: FastAPI) -> None:
         return Response(status_code=204) if deleted else image_files.NOT_FOUND
 
     @router.post("/v1/images/zip", summary="Download several images as one ZIP (streamed)", response_class=Response,
-                 responses={404: {"description": "None of the ids is yours"}})
+                 dependencies=READ, responses={404: {"description": "None of the ids is yours"}})
     async def zip_images(request: Request, body: ImageIdsIn) -> Response:
         return await zips.download(runtime.current().storage, _user(request), body.ids)
 
     @router.get("/v1/images/{image_id}", summary="Download an image (PNG files carry their parameters)",
-                response_class=Response, responses={404: {"description": "Not found"}})
+                response_class=Response, dependencies=READ, responses={404: {"description": "Not found"}})
     async def image(request: Request, image_id: str, parameters: bool | None = None) -> Response:
         return await image_files.original(runtime.current().storage, _user(request), image_id,
-                                          request.headers.get("range"), parameters=parameters)
+                                          request.headers.get("range"), parameters=parameters,
+                                          if_range=request.headers.get("if-range"))
 
     @router.get("/v1/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
-                responses={404: {"description": "Not found"}})
+                dependencies=READ, responses={404: {"description": "Not found"}})
     async def image_thumbnail(request: Request, image_id: str) -> Response:
         return await image_files.thumbnail(runtime.current().storage, _user(request), image_id,
                                            request.headers.get("if-none-match"))
+
+
+def _register_docs(api: FastAPI) -> None:
+    """Swagger UI at ``/docs``; its script, stylesheet and icon come from the installed bundle, never a CDN."""
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        urls = {asset: f"{root}{path}?v={_DOCS_VERSION}" for path, asset, _ in DOCS_ASSETS}
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{api.openapi_url}", title=f"{api.title} – documentation",
+            swagger_js_url=urls["swagger-ui-bundle.js"], swagger_css_url=urls["swagger-ui.css"],
+            swagger_favicon_url=urls["favicon-32x32.png"], oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None})  # its default validator is a third-party service
+
+    def asset_route(file: str, media_type: str) -> Callable[[Request], Awaitable[FileResponse]]:
+        async def serve(_request: Request) -> FileResponse:
+            return FileResponse(swagger_ui_path / file, media_type=media_type,
+                                headers={"Cache-Control": "public, max-age=86400"})
+        return serve
+
+    for path, asset, media_type in DOCS_ASSETS:
+        api.add_route(path, asset_route(asset, media_type), include_in_schema=False)
+
+
+# --- answers that cannot fail ----------------------------------------------------------------------------------------
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 in the API's own shape for input FastAPI could not validate.
+
+    FastAPI's own handler echoes every input back and fails on what JSON cannot carry (``1e400`` parses as
+    infinity, ``"\\ud800"`` as a lone surrogate), turning the client's mistake into a 500. Here inputs are left
+    out, messages are made plain text, and should anything still go wrong a fixed answer goes out instead.
+    """
+    try:
+        raw = exc.errors() if isinstance(exc, RequestValidationError) else []
+        errors = [_plain_error(error) for error in raw[:_MAX_ERRORS]]
+        field, sentence = _describe(errors[0]) if errors else ("body", "The request could not be read.")
+        return JSONResponse({"detail": sentence, "field": field, "errors": errors}, status_code=422)
+    except Exception:  # whatever the input was, the answer is a 422
+        logger.exception("could not describe a validation error")
+        return JSONResponse({"detail": "The request could not be read.", "field": "body", "errors": []},
+                            status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Refusals raised by FastAPI or the routes, as ``{"detail": …}``; an unparsable body also names its field."""
+    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+    headers = getattr(exc, "headers", None)
+    if status == 400:  # FastAPI's only 400: a body it could not parse (invalid UTF-8, deep nesting, huge numbers)
+        return JSONResponse({"detail": "The request body is not valid JSON.", "field": "body"}, status_code=400,
+                            headers=headers)
+    detail = getattr(exc, "detail", None)
+    return JSONResponse({"detail": detail if isinstance(detail, str) else "The request cannot be answered."},
+                        status_code=status, headers=headers)
+
+
+def _plain_error(error: object) -> dict[str, Any]:
+    """One of FastAPI's error entries without its input, in text JSON can always carry."""
+    fields = error if isinstance(error, dict) else {}
+    location = fields.get("loc", ())
+    return {"loc": [part if type(part) is int and abs(part) < 10**9 else _plain(part)
+                    for part in (list(location) if isinstance(location, (list, tuple)) else [location])[:10]],
+            "type": _plain(fields.get("type", "")), "msg": _plain(fields.get("msg", ""))}
+
+
+def _plain(value: object) -> str:
+    """Short text that JSON and UTF-8 can always carry (a lone surrogate becomes a ``\\udXXX`` escape)."""
+    text = value if isinstance(value, str) else str(value)
+    return text[:_TEXT_LIMIT].encode("utf-8", "backslashreplace").decode("utf-8")[:_TEXT_LIMIT]
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """The field at fault and a sentence saying what is wrong with it."""
+    where, *rest = error["loc"] or ["body"]
+    names = [part for part in rest if isinstance(part, str)]
+    items = [part for part in rest if isinstance(part, int)]
+    field = names[0] if names else "body" if where == "body" else str(where)
+    kind, message = error["type"], error["msg"].rstrip(".")
+    if kind == "json_invalid":
+        return "body", "The request body is not valid JSON."
+    if field == "body":
+        return "body", "Send a JSON object as the request body." if kind == "missing" else \
+            "The request body must be a JSON object."
+    if kind == "missing":
+        return field, f"“{field}” is required."
+    position = f" (item {items[0] + 1})" if items else ""
+    if message[1:2].islower():  # "Input should …" reads on in a sentence; "UUID input …" keeps its capitals
+        message = message[:1].lower() + message[1:]
+    return field, f"“{field}”{position} is not valid: {message}."
+
+
+class _UnexpectedErrors:
+    """Any exception a route did not expect becomes a JSON 500 with a reference; the traceback goes to the log
+    under that reference, never to the client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            # The path and method only: a query string may hold someone's search words.
+            reference = reference_for(exc, f"{scope.get('method')} {scope.get('path')}")
+            if started:
+                raise  # a streamed response is under way: only the server can cut the connection
+            await JSONResponse({"detail": "Something went wrong on our side. If it keeps happening, tell the "
+                                          f"operator this reference: {reference}.", "reference": reference},
+                               status_code=500)(scope, receive, send)
 
 
 def _user(request: Request) -> User:

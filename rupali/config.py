@@ -7,6 +7,7 @@ refuses unsafe values (see :meth:`Settings.production_problems`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -90,7 +91,11 @@ class Settings(BaseSettings):
     signin_max_failures: int = Field(5, ge=1, le=100, description="Failed attempts per address before a lockout")
     lockout_minutes: int = Field(15, ge=1, le=1440, description="How long a lockout lasts")
     forwarded_allow_ips: str = Field(
-        "127.0.0.1", description="Proxies whose X-Forwarded-For is trusted for client IPs (`*` on Railway)")
+        "", description="Addresses or networks (comma-separated) of your own reverse proxies, whose "
+                        "X-Forwarded-For entries are trusted for client IPs")
+    trusted_proxy_hops: int = Field(
+        0, ge=0, le=5, description="Number of reverse proxies in front of the app that append to X-Forwarded-For "
+                                   "(1 on Railway); the client IP is taken that many entries from the right")
 
     # --- mail ----------------------------------------------------------------------------------------------------
     smtp_host: str | None = Field(None, description="SMTP server; unset = mail is printed to the log and kept")
@@ -163,6 +168,20 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        if "*" in value:
+            raise ValueError("cannot be `*`: trusting every hop lets any client choose its own address. Name your "
+                             "proxies' addresses, or set RUPALI_TRUSTED_PROXY_HOPS (1 on Railway)")
+        for part in (piece.strip() for piece in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
 
     @field_validator("operator_email")
     @classmethod

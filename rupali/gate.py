@@ -19,13 +19,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rupali.config import get_settings
 from rupali.cookies import AUTH_COOKIE
 from rupali.db import transact
-from rupali.models import User
+from rupali.models import ApiKeyScope, User
 from rupali.services import api_keys, sessions
 
 PUBLIC_PATHS = frozenset({
     "/", "/healthz", "/signin", "/signup", "/forgot", "/reset", "/verify",
     "/auth/complete", "/auth/signout", "/auth/oidc/login", "/auth/oidc/callback",
     "/api/docs", "/api/openapi.json",
+    # Swagger UI's own files for /api/docs (rupali.api.DOCS_ASSETS), served by the app: no CDN.
+    "/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css", "/api/docs/favicon.png",
 })
 PUBLIC_PREFIXES = ("/legal/",)
 # NiceGUI's own machinery: scripts, styles, and the websocket of a page that was itself served through the gate.
@@ -34,6 +36,10 @@ STATIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/", "/assets/")
 ONBOARDING_PATH = "/welcome"
 ADMIN_PREFIXES = ("/admin", "/api/v1/admin")
 API_PREFIX = "/api/"
+# Pages a visitor may not know about are answered with the app's own 404 page: the gate hands the request on under
+# this path, which no route serves.
+NOT_FOUND_PATH = "/__not_found__"
+NOT_FOUND = Response(status_code=404)  # a marker, never sent
 
 
 def is_public(path: str) -> bool:
@@ -49,9 +55,13 @@ def safe_next(target: str | None, default: str = "/studio") -> str:
 
 @dataclass(frozen=True)
 class ApiKeyAuth:
-    """A request authenticated by a personal API key (``Authorization: Bearer rk_…``)."""
+    """A request authenticated by a personal API key (``Authorization: Bearer rk_…``), limited to the key's scope.
+
+    The gate only authenticates; each API route declares the scope it needs and refuses a key without it.
+    """
 
     user: User
+    scope: ApiKeyScope
 
 
 class AuthGate:
@@ -68,8 +78,8 @@ class AuthGate:
         token = connection.cookies.get(AUTH_COOKIE)
         bearer = connection.headers.get("authorization", "")
         if scope["path"].startswith(API_PREFIX) and bearer.lower().startswith("bearer "):
-            user = await run_in_threadpool(transact, api_keys.resolve, bearer[7:].strip())
-            auth = ApiKeyAuth(user) if user is not None else None
+            found = await run_in_threadpool(transact, api_keys.resolve, bearer[7:].strip())
+            auth = ApiKeyAuth(*found) if found is not None else None  # expired, revoked, unknown: all just 401
         elif token:
             settings = get_settings()
             auth = sessions.cached(settings, token) or await run_in_threadpool(
@@ -80,6 +90,9 @@ class AuthGate:
         response = _refusal(scope["path"], scope.get("query_string", b""), auth)
         if response is None:
             await self.app(scope, receive, send)
+        elif response is NOT_FOUND:
+            # The app's own "does not exist" page, exactly as for an unknown address: nothing tells them apart.
+            await self.app({**scope, "path": NOT_FOUND_PATH, "raw_path": NOT_FOUND_PATH.encode()}, receive, send)
         else:
             await response(scope, receive, send)
 
@@ -93,7 +106,7 @@ def _refusal(path: str, query: bytes, auth: Any) -> Response | None:
         target = path + ("?" + query.decode("latin-1") if query else "")
         return RedirectResponse(f"/signin?next={quote(target, safe='')}", status_code=303)
     if path.startswith(ADMIN_PREFIXES) and not auth.user.is_admin:
-        return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse({"detail": "Not Found"}, status_code=404) if path.startswith(API_PREFIX) else NOT_FOUND
     if not auth.user.onboarded and path != ONBOARDING_PATH:
         if path.startswith(API_PREFIX):
             return JSONResponse({"detail": "Finish setting up your account first."}, status_code=403)

@@ -13,19 +13,20 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from rupali import media, nsfw
+from rupali import faults, media, nsfw
 from rupali.config import Settings
-from rupali.db import transact
+from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus
 from rupali.providers import ImageProviders
 from rupali.providers.base import GeneratedImage, GenerationRequest, GenerationResult, ProviderError
 from rupali.services import generation as generations
 from rupali.services import uploads
 from rupali.services.credits import CreditHook
-from rupali.storage import LocalStorage
+from rupali.storage import Intent, LocalStorage
 
 log = logging.getLogger(__name__)
 _WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-write")
@@ -192,13 +193,22 @@ class GenerationQueue:
         await asyncio.to_thread(self._finish, generation, result)
 
     def _finish(self, generation: Generation, result: GenerationResult) -> None:
-        """Score, store and record the images, in one worker thread."""
-        stored, withheld = self._store(generation, result.images)
+        """Score, store and record the images, in one worker thread, in the crash-safe order of rupali.storage:
+        intent, files, rows, commit; any failure before the commit deletes the files again."""
+        stored, withheld = self._plan(generation, result.images)
+        intent = self._store(stored) if stored else None
         try:
-            transact(generations.complete, self._settings, generation.id, result, stored, withheld, self._credits)
+            with session_scope() as session:
+                generations.complete(session, self._settings, generation.id, result, stored, withheld, self._credits)
+                session.flush()
+                faults.reached(faults.BEFORE_COMMIT)
         except BaseException:
-            self._discard(stored)  # no row points at them: do not leave orphans
+            if intent is not None:
+                intent.rollback()  # no row names the files
             raise
+        faults.reached(faults.AFTER_COMMIT)
+        if intent is not None:
+            intent.commit()
 
     def _begin(self, generation_id: uuid.UUID) -> tuple[Generation, GenerationRequest] | None:
         """Mark the job running and build its request, in one trip to a worker thread."""
@@ -217,11 +227,11 @@ class GenerationQueue:
             count=generation.count, seed=generation.seed, scheduler=generation.scheduler, source_image=source,
             strength=generation.strength if generation.strength is not None else 0.8)
 
-    def _store(self, generation: Generation, images: list[GeneratedImage]
-               ) -> tuple[list[generations.StoredImage], int]:
-        """Score every image in one batch, then store the ones the policy lets through, with thumbnails."""
+    def _plan(self, generation: Generation, images: list[GeneratedImage]
+              ) -> tuple[list[generations.StoredImage], int]:
+        """Score every image in one batch and name the files of the ones the policy lets through."""
         scores = self._scorer.scores([image.data for image in images])
-        stored, withheld = [], 0
+        planned, withheld = [], 0
         folder = f"{generation.user_id.hex}/{generation.id.hex}"
         for image, score in zip(images, scores, strict=True):
             verdict = nsfw.judge(self._settings, score, image.provider_nsfw)
@@ -229,23 +239,47 @@ class GenerationQueue:
                 withheld += 1
                 continue
             image_id = uuid.uuid4()
-            original_key = f"images/{folder}/{image_id.hex}.{image.format.lower()}"
-            thumbnail_key = f"thumbnails/{folder}/{image_id.hex}.webp"
-            # The original's durable write (fsync) overlaps with decoding the pixels for the thumbnail.
-            writing = _WRITER.submit(self._storage.put, original_key, image.data)
-            try:
-                preview = media.thumbnail(image.data)
-            except (OSError, SyntaxError, ValueError) as exc:
-                writing.result()
-                self._storage.delete(original_key)
+            planned.append(generations.StoredImage(
+                image_id, image, verdict, original_key=f"images/{folder}/{image_id.hex}.{image.format.lower()}",
+                thumbnail_key=f"thumbnails/{folder}/{image_id.hex}.webp"))
+        return planned, withheld
+
+    def _store(self, planned: list[generations.StoredImage]) -> Intent:
+        """Write every original and thumbnail under a recorded intent, returned for the caller to resolve.
+
+        The writer thread records the intent and writes the originals (fsync'd), overlapping the thumbnails' decoding
+        in this thread, so neither the intent's nor the originals' fsyncs add to a job's time.
+        """
+        writing = _WRITER.submit(self._write_originals, planned)
+        try:
+            previews = [media.thumbnail(item.source.data) for item in planned]
+        except BaseException as exc:
+            futures.wait([writing])  # the originals must be in place before the rollback deletes them
+            if writing.exception() is None:
+                writing.result().rollback()
+            if isinstance(exc, OSError | SyntaxError | ValueError):
                 raise ProviderError("The image service sent back a damaged image. Please try again.",
                                     detail=f"thumbnail failed: {exc}") from None
-            writing.result()
-            self._storage.put(thumbnail_key, preview, durable=False)  # a thumbnail can be made again
-            stored.append(generations.StoredImage(image_id, image, verdict, original_key, thumbnail_key))
-        return stored, withheld
+            raise
+        intent = writing.result()
+        try:
+            for item, preview in zip(planned, previews, strict=True):
+                self._storage.put(item.thumbnail_key, preview, durable=False)  # a thumbnail can be made again
+                faults.reached(faults.AFTER_THUMBNAIL)
+        except BaseException:
+            intent.rollback()
+            raise
+        return intent
 
-    def _discard(self, stored: list[generations.StoredImage]) -> None:
-        for item in stored:
-            self._storage.delete(item.original_key)
-            self._storage.delete(item.thumbnail_key)
+    def _write_originals(self, planned: list[generations.StoredImage]) -> Intent:
+        """On the writer thread: record the intent for every file of the job, then write the originals."""
+        intent = self._storage.intend(key for item in planned for key in (item.original_key, item.thumbnail_key))
+        try:
+            faults.reached(faults.BEFORE_FILES)
+            for item in planned:
+                self._storage.put(item.original_key, item.source.data)
+                faults.reached(faults.AFTER_ORIGINAL)
+        except BaseException:
+            intent.rollback()
+            raise
+        return intent

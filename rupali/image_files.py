@@ -25,11 +25,13 @@ from rupali.storage import InvalidKey, LocalStorage
 
 NOT_FOUND = Response("Not Found", status_code=404, media_type="text/plain")
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# One range-spec of RFC 9110 §14.1.1, ASCII digits only (\d would also take other scripts' digits).
+_RANGE_SPEC = re.compile(r"(?P<first>[0-9]+)-(?P<last>[0-9]*)|-(?P<suffix>[0-9]+)")
+_BEYOND = 10**18
 
 
 async def original(storage: LocalStorage, user: User, image_id: str, range_header: str | None = None, *,
-                   parameters: bool | None = None) -> Response:
+                   parameters: bool | None = None, if_range: str | None = None) -> Response:
     """The original file as a download. PNGs carry the A1111 ``parameters`` text when ``parameters`` says so, or,
     when it is None, unless the owner opted out."""
     found = await _find(user, image_id)
@@ -45,7 +47,7 @@ async def original(storage: LocalStorage, user: User, image_id: str, range_heade
     return ranged(data, range_header, MEDIA_TYPES.get(image.format, "application/octet-stream"), {
         "Content-Disposition": f'attachment; filename="{download_name(image)}"',
         "Cache-Control": "private, no-store",
-    })
+    }, if_range=if_range)
 
 
 def download_name(image: Image) -> str:
@@ -124,22 +126,55 @@ async def _find(user: User, image_id: str) -> tuple | None:
         return None
 
 
-def ranged(data: bytes, range_header: str | None, media_type: str, headers: dict[str, str]) -> Response:
-    """``data`` as a whole, or the single byte range a client asked for (resumable downloads, media players)."""
+def ranged(data: bytes, range_header: str | None, media_type: str, headers: dict[str, str], *,
+           if_range: str | None = None) -> Response:
+    """``data`` as a whole, or the single byte range a client asked for (resumable downloads, media players).
+
+    RFC 9110 §14: a unit other than ``bytes`` is ignored (200). A ``bytes`` range set that is malformed (an end
+    before its start included) or of which no range can be satisfied is refused with 416 and the size; numbers of
+    any length are handled. Several valid ranges are answered whole (200), which every client must accept, rather
+    than as a multipart body. Originals
+    carry no validator, so an ``If-Range`` can never match and the whole file is sent (§13.1.5): a download resumed
+    after the owner changed the parameters setting must not splice two different files.
+    """
     headers = {**headers, "Accept-Ranges": "bytes"}
-    match = _RANGE.fullmatch(range_header.strip()) if range_header else None
-    if match is None:
-        return Response(data, media_type=media_type, headers=headers)
+    whole = Response(data, media_type=media_type, headers=headers)
+    unit, equals, range_set = (range_header or "").partition("=")
+    if not equals or unit.strip().lower() != "bytes" or if_range is not None or not data:
+        return whole  # no range, a unit we do not serve, an If-Range, or nothing to cut (ignoring is allowed)
     size = len(data)
-    first, last = match.group(1), match.group(2)
-    if first == "":  # "bytes=-500": the last 500 bytes
-        start, end = max(0, size - int(last or 0)), size - 1
-    else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
-    if start >= size or start > end:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    refused = Response(status_code=416, headers={"Accept-Ranges": "bytes", "Content-Range": f"bytes */{size}",
+                                                 "Cache-Control": headers.get("Cache-Control", "no-store")})
+    specs = [spec.strip() for spec in range_set.split(",") if spec.strip()]  # lists may hold empty elements
+    ranges: list[tuple[int, int]] = []
+    for spec in specs:
+        match = _RANGE_SPEC.fullmatch(spec)
+        if match is None:
+            return refused  # one malformed range-spec makes the whole set invalid
+        first, last, suffix = match.group("first", "last", "suffix")
+        if suffix is not None:  # "bytes=-500": the last 500 bytes (all of them if there are fewer)
+            if (length := _position(suffix)) > 0:
+                ranges.append((max(0, size - length), size - 1))
+            continue
+        start, end = _position(first), _position(last) if last else size - 1
+        if end < start:
+            return refused
+        if start < size:
+            ranges.append((start, min(end, size - 1)))
+    if not ranges:
+        return refused
+    if len(specs) > 1:
+        return whole
+    start, end = ranges[0]
     return Response(data[start:end + 1], status_code=206, media_type=media_type,
                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}"})
+
+
+def _position(digits: str) -> int:
+    """A byte position; one past any size we serve stands in for numbers too long to convert (Python refuses
+    int() of more than 4300 digits, and a number that long is beyond every file anyway)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _BEYOND
 
 
 async def delete_images(storage: LocalStorage, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> int:

@@ -1,7 +1,8 @@
 """Scheduled jobs: the registry, and running a job with its run recorded in ``job_run``.
 
 Jobs are plain functions taking a session and the settings and returning a one-line summary. The scheduler
-(:mod:`rupali.scheduler`) runs them on an interval; ``rupali jobs run NAME`` runs one by hand.
+(:mod:`rupali.scheduler`) runs them on an interval; ``rupali jobs run NAME`` runs one by hand; the ones in
+``AT_STARTUP`` also run when the server starts, before the generation queue resumes work.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, delete, select
 
+from rupali import media_sweep
 from rupali.clock import now
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
@@ -20,6 +22,7 @@ from rupali.models import JobRun, JobRunStatus
 from rupali.policy import RetentionKey, retention_rules
 from rupali.privacy import inventory
 from rupali.services import mail
+from rupali.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,10 @@ def _deliver_mail(session: Session, settings: Settings) -> str:
     return mail.deliver_due(session, settings)
 
 
+def _sweep_media(session: Session, settings: Settings) -> str:
+    return media_sweep.sweep(session, LocalStorage.from_settings(settings)).summary()
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -75,8 +82,12 @@ JOBS: dict[str, Job] = {
             lambda s: timedelta(hours=6), _apply_retention),
         Job("deliver_mail", "Delivers queued e-mail over SMTP (or prints it to the log)",
             lambda s: timedelta(seconds=s.mail_poll_seconds), _deliver_mail),
+        Job("sweep_media", "Deletes media files no row names and stale temporaries; marks images missing files",
+            lambda s: timedelta(days=1), _sweep_media),
     )
 }
+# Run at every start as well: what a crash left behind is cleared before anything new is written.
+AT_STARTUP = ("sweep_media",)
 
 
 def get(name: str) -> Job:
@@ -104,6 +115,11 @@ def run(name: str, *, trigger: str = "manual", settings: Settings | None = None)
         record.status, record.detail, record.finished_at = status, detail[:2000], now()
         session.add(record)
     return record
+
+
+def run_at_startup(settings: Settings) -> list[JobRun]:
+    """Run the ``AT_STARTUP`` jobs now, recorded with the trigger "startup" (failures recorded, not raised)."""
+    return [run(name, trigger="startup", settings=settings) for name in AT_STARTUP]
 
 
 def resolve_interrupted(session: Session) -> int:

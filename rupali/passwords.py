@@ -5,6 +5,8 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from rupali.text import is_valid_unicode
+
 _hasher = PasswordHasher()  # argon2-cffi's defaults follow RFC 9106's recommended Argon2id profile
 
 MIN_LENGTH = 10
@@ -23,6 +25,8 @@ def check_strength(password: str) -> None:
         raise WeakPassword(f"Use at most {MAX_LENGTH} characters.")
     if password.strip() == "":
         raise WeakPassword("A password cannot be only spaces.")
+    if not is_valid_unicode(password) or "\0" in password:
+        raise WeakPassword("The password contains characters that are not valid text. Please retype it.")
 
 
 def hash_password(password: str) -> str:
@@ -31,8 +35,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant-time check; ``False`` for a missing or corrupt hash."""
-    if not stored_hash or len(password) > MAX_LENGTH:
-        return False
+    if not stored_hash or len(password) > MAX_LENGTH or not is_valid_unicode(password):
+        return False  # a password that could never have been set cannot match
     try:
         return _hasher.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):

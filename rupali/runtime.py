@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+from rupali import jobs
 from rupali.config import Settings
 from rupali.generation_queue import GenerationQueue
 from rupali.nsfw import NsfwScorer
@@ -33,6 +35,8 @@ class Runtime:
         return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets())
 
     async def start(self) -> None:
+        # The media sweep first: what a crash left half-stored is resolved before the queue writes anything new.
+        await asyncio.to_thread(jobs.run_at_startup, self.settings)
         await self.queue.start()
 
     async def stop(self) -> None:

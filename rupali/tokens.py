@@ -16,9 +16,11 @@ def new_token() -> str:
 
 def digest(token: str) -> str:
     """SHA-256 of a high-entropy token (a slow hash adds nothing for 256-bit secrets)."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogatepass: any string has a digest (a malformed one simply matches nothing) instead of raising.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def keyed(value: str, settings: Settings) -> str:
     """HMAC-SHA-256 of a low-entropy value (e-mail, IP) keyed by the server secret, so it cannot be reversed."""
-    return hmac.new(storage_secret(settings).encode(), value.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(storage_secret(settings).encode(), value.encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).hexdigest()

@@ -16,11 +16,14 @@ import components
 import pages
 from components import theme
 from rupali import api, cookies, jobs, migrate, runtime
+from rupali.body_limit import BodyLimit
+from rupali.client_address import ClientAddress
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
 from rupali.db import get_engine, session_scope
 from rupali.gate import AuthGate
 from rupali.runtime import Runtime
 from rupali.scheduler import JobScheduler
+from rupali.security_headers import SecurityHeaders
 from rupali.services import health
 from rupali.services import legal as legal_service
 
@@ -42,7 +45,12 @@ def build(settings: Settings) -> JobScheduler:
     # Quasar's loading bar flashes during NiceGUI's own background requests, tells the person nothing, and is an
     # unnamed progressbar to screen readers: leave Ajax requests alone.
     app.config.quasar_config["loadingBar"]["skipHijack"] = True
+    # Starlette runs the middleware added last first: the client address is settled before anything else looks at
+    # it, every response gets the security headers, oversized bodies are refused before the gate reads a cookie.
     app.add_middleware(AuthGate)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(SecurityHeaders, settings=settings)
+    app.add_middleware(ClientAddress, settings=settings)
     app.add_static_files("/assets", ASSETS_DIR, max_cache_age=3600)
     pages.register_all()
 
@@ -92,8 +100,10 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     """Prepare the database, build the app and serve it until interrupted."""
     prepare(settings)
     build(settings)
-    ui.run(host=host, port=port, uvicorn_logging_level="warning", proxy_headers=True,
-           forwarded_allow_ips=settings.forwarded_allow_ips, **run_options(settings))
+    # X-Forwarded-For is resolved by ClientAddress (rupali/client_address.py), not by uvicorn, and uvicorn does not
+    # announce itself in a Server header.
+    ui.run(host=host, port=port, uvicorn_logging_level="warning", proxy_headers=False, server_header=False,
+           **run_options(settings))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from rupali.models.auth import AccountToken, AuthAttempt, AuthSession, OidcIdentity, PolicyAcceptance, TokenPurpose
 from rupali.models.consent import CookieConsent
-from rupali.models.generation import ApiKey, Generation, GenerationStatus, Image, Upload
+from rupali.models.generation import ApiKey, ApiKeyScope, Generation, GenerationStatus, Image, Upload
 from rupali.models.job_run import JobRun, JobRunStatus
 from rupali.models.legal import LegalDocumentVersion
 from rupali.models.mail import MailKind, MailStatus, OutboxMessage
@@ -11,6 +11,7 @@ from rupali.models.user import Role, User
 __all__ = [
     "AccountToken",
     "ApiKey",
+    "ApiKeyScope",
     "AuthAttempt",
     "AuthSession",
     "CookieConsent",

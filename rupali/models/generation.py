@@ -117,6 +117,13 @@ class Image(SQLModel, table=True):
     favourite: bool = False
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True))
+    # Set by the media sweep when the original or thumbnail is gone from storage (the row is kept, and says so).
+    files_missing_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class ApiKeyScope(StrEnum):
+    READ = "read"  # list and download your generations and images
+    GENERATE = "generate"  # everything, including starting generations and changing images
 
 
 class ApiKey(SQLModel, table=True):
@@ -135,3 +142,6 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    scope: ApiKeyScope = Field(default=ApiKeyScope.GENERATE, sa_type=String(16),
+                               sa_column_kwargs={"server_default": "generate"})
+    expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))

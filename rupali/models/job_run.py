@@ -25,7 +25,7 @@ class JobRun(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     job: str = Field(max_length=64, index=True)
-    trigger: str = Field(max_length=16)  # "schedule" or "manual"
+    trigger: str = Field(max_length=16)  # "schedule", "manual", "event" or "startup"
     status: JobRunStatus = Field(default=JobRunStatus.RUNNING, sa_type=String(16))
     detail: str = Field(default="", max_length=2000)
     started_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False, index=True))

@@ -14,11 +14,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_, text, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, text, tuple_
 from sqlmodel import Session, col, delete, select
 
 from rupali.clock import now
 from rupali.models import Generation, GenerationStatus, Image
+from rupali.text import is_valid_unicode
 
 PAGE_SIZE = 60
 EXPIRING_SOON = timedelta(days=7)
@@ -177,11 +178,14 @@ def _conditions(session: Session, user_id: uuid.UUID, query: GalleryQuery) -> li
     if query.expiring_soon:
         conditions.append(and_(col(Image.expires_at).is_not(None), col(Image.expires_at) <= moment + EXPIRING_SOON))
     if query.model:
-        provider, _, model = query.model.partition(":")
-        conditions += [col(Generation.provider) == provider, col(Generation.model) == model]
+        if "\0" in query.model or not is_valid_unicode(query.model):
+            conditions.append(false())  # no model has such a name, and the database could not even compare it
+        else:
+            provider, _, model = query.model.partition(":")
+            conditions += [col(Generation.provider) == provider, col(Generation.model) == model]
     if query.since:
         conditions.append(col(Image.created_at) >= datetime.combine(query.since, time.min, tzinfo=UTC))
-    if query.until:
+    if query.until and query.until < date.max:  # "until the end of time" is no condition (and would overflow)
         conditions.append(col(Image.created_at) < datetime.combine(query.until + timedelta(days=1), time.min,
                                                                    tzinfo=UTC))
     if words := _WORD.findall(query.search)[:12]:

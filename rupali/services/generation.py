@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, func, select
 
+from rupali import text
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.models import Generation, GenerationStatus, Image, Upload, User
@@ -22,6 +23,7 @@ from rupali.providers.base import GeneratedImage, GenerationResult
 from rupali.services.credits import CreditHook
 
 PROMPT_MAX = 2000
+SCHEDULER_MAX = 60  # the column's width; names like "DPM++ 2M Karras" are far shorter
 SEED_MAX = 2**32 - 1
 RESTART_MESSAGE = "The server restarted while these images were being made. Nothing was charged; please try again."
 
@@ -72,17 +74,17 @@ class StoredImage:
 def validate(settings: Settings, choice: ModelChoice, form: GenerationForm) -> GenerationForm:
     """Check every field against the model's capabilities; returns the form with defaults and the seed filled."""
     info = choice.info
-    prompt = form.prompt.strip()
-    negative = form.negative_prompt.strip()
+    try:
+        prompt = text.clean(form.prompt, field="prompt", label="The prompt", max_length=PROMPT_MAX, multiline=True)
+        negative = text.clean(form.negative_prompt, field="negative_prompt", label="The negative prompt",
+                              max_length=PROMPT_MAX, multiline=True)
+        scheduler = text.clean(form.scheduler, field="scheduler", label="The scheduler", max_length=SCHEDULER_MAX)
+    except text.InvalidText as exc:
+        raise InvalidGeneration(exc.message, exc.field) from None
     if not prompt:
         raise InvalidGeneration("Describe the image you want in the prompt.", "prompt")
     if len(prompt) < info.prompt_min:
         raise InvalidGeneration(f"{info.label} needs a prompt of at least {info.prompt_min} characters.", "prompt")
-    if len(prompt) > PROMPT_MAX:
-        raise InvalidGeneration(f"The prompt is {len(prompt)} characters long; the limit is {PROMPT_MAX}.", "prompt")
-    if len(negative) > PROMPT_MAX:
-        raise InvalidGeneration(f"The negative prompt is {len(negative)} characters long; the limit is "
-                                f"{PROMPT_MAX}.", "negative_prompt")
     if negative and not info.negative_prompt:
         raise InvalidGeneration(f"{info.label} does not use a negative prompt.", "negative_prompt")
     size = (form.width, form.height)
@@ -101,8 +103,8 @@ def validate(settings: Settings, choice: ModelChoice, form: GenerationForm) -> G
     seed = secrets.randbelow(SEED_MAX + 1) if form.seed is None else form.seed
     if not 0 <= seed <= SEED_MAX:
         raise InvalidGeneration(f"The seed must be a whole number between 0 and {SEED_MAX}.", "seed")
-    if form.scheduler and info.schedulers and form.scheduler not in info.schedulers:
-        raise InvalidGeneration(f"{info.label} has no scheduler called {form.scheduler!r}.", "scheduler")
+    if scheduler and info.schedulers and scheduler not in info.schedulers:
+        raise InvalidGeneration(f"{info.label} has no scheduler called “{scheduler}”.", "scheduler")
     strength = None
     if form.upload_id is not None:
         if not info.img2img:
@@ -111,7 +113,7 @@ def validate(settings: Settings, choice: ModelChoice, form: GenerationForm) -> G
         if not 0 <= strength <= 1:
             raise InvalidGeneration("Strength must be between 0 and 1.", "strength")
     return replace(form, prompt=prompt, negative_prompt=negative, steps=steps, guidance=guidance, seed=seed,
-                   strength=strength, scheduler=form.scheduler or None)
+                   strength=strength, scheduler=scheduler or None)
 
 
 def blocked_term(settings: Settings, text: str) -> str | None:

@@ -19,18 +19,24 @@ MAX_PIXELS = 40_000_000
 def set_avatar(session: Session, storage: LocalStorage, user: User, data: bytes) -> User:
     """Replace the user's picture; raises :class:`rupali.imaging.InvalidImage` for an unacceptable upload."""
     image = imaging.decode_untrusted(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    encoded = imaging.square_webp(image, AVATAR_SIZE)
     key = f"avatars/{user.id.hex}/{secrets.token_hex(8)}.webp"
-    storage.put(key, imaging.square_webp(image, AVATAR_SIZE))
+    intent = storage.intend([key])  # recorded before the file exists: a crash from here on leaves no orphan
+    try:
+        storage.put(key, encoded)
+    except BaseException:
+        intent.rollback()
+        raise
     previous, user.avatar_key, user.updated_at = user.avatar_key, key, now()
     session.add(user)
-    if previous:
-        storage.delete(previous)
+    # The old picture goes only once the row no longer names it; a rollback deletes the new one instead.
+    storage.settle_with(session, intent=intent, obsolete=[previous] if previous else [])
     return user
 
 
 def remove_avatar(session: Session, storage: LocalStorage, user: User) -> User:
-    if user.avatar_key:
-        storage.delete(user.avatar_key)
-    user.avatar_key, user.updated_at = None, now()
+    previous, user.avatar_key, user.updated_at = user.avatar_key, None, now()
     session.add(user)
+    if previous:
+        storage.settle_with(session, obsolete=[previous])  # deleted after the commit, never before
     return user

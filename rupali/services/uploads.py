@@ -22,11 +22,17 @@ def store(session: Session, storage: LocalStorage, settings: Settings, user: Use
     encoded = buffer.getvalue()
     upload_id = uuid.uuid4()
     key = f"uploads/{user.id.hex}/{upload_id.hex}.png"
-    storage.put(key, encoded)
-    upload = Upload(id=upload_id, user_id=user.id, key=key, width=image.width, height=image.height,
-                    bytes=len(encoded))
-    session.add(upload)
-    session.flush()
+    intent = storage.intend([key])  # recorded before the file exists: a crash from here on leaves no orphan
+    try:
+        storage.put(key, encoded)
+        upload = Upload(id=upload_id, user_id=user.id, key=key, width=image.width, height=image.height,
+                        bytes=len(encoded))
+        session.add(upload)
+        session.flush()
+    except BaseException:
+        intent.rollback()
+        raise
+    storage.settle_with(session, intent=intent)  # the file stays if the caller's transaction commits
     return upload
 
 

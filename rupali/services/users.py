@@ -6,7 +6,7 @@ import re
 
 from sqlmodel import Session, func, select
 
-from rupali import passwords
+from rupali import passwords, text
 from rupali.clock import now
 from rupali.models import Role, User
 from rupali.models.user import EMAIL_MAX, NAME_MAX
@@ -15,13 +15,16 @@ from rupali.models.user import EMAIL_MAX, NAME_MAX
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+TEXT_LIMIT = 10_000  # beyond this, a field is refused before anything else is looked at
+
+
 class InvalidAccount(ValueError):
     """Account details that cannot be accepted, with a user-facing sentence."""
 
 
 def normalise_email(email: str) -> str:
     """Trim, lower-case and check the shape of an e-mail address."""
-    email = email.strip().lower()
+    email = _clean(email, "email", "The e-mail address", TEXT_LIMIT).lower()
     if not email:
         raise InvalidAccount("Enter an e-mail address.")
     if len(email) > EMAIL_MAX or not _EMAIL_SHAPE.match(email):
@@ -30,7 +33,8 @@ def normalise_email(email: str) -> str:
 
 
 def clean_name(name: str) -> str:
-    name = " ".join(name.split())
+    # Checked as text first (generously: runs of spaces collapse below), then for its length as a name.
+    name = " ".join(_clean(name, "full_name", "Your name", TEXT_LIMIT).split())
     if not name:
         raise InvalidAccount("Enter your name.")
     if len(name) > NAME_MAX:
@@ -38,8 +42,18 @@ def clean_name(name: str) -> str:
     return name
 
 
+def _clean(value: str, field: str, label: str, limit: int) -> str:
+    try:
+        return text.clean(value, field=field, label=label, max_length=limit)
+    except text.InvalidText as exc:
+        raise InvalidAccount(str(exc)) from None
+
+
 def by_email(session: Session, email: str) -> User | None:
-    return session.exec(select(User).where(User.email == email.strip().lower())).first()
+    email = email.strip().lower()
+    if not email or "\0" in email or not text.is_valid_unicode(email):
+        return None  # no account can have such an address, and the database could not even be asked
+    return session.exec(select(User).where(User.email == email)).first()
 
 
 def count(session: Session) -> int:

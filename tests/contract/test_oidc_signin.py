@@ -232,7 +232,7 @@ async def test_returning_user_signs_in_to_the_same_account(oidc_provider: Loopba
     client = user.http_client
     assert_signed_in(await sign_in(client, oidc_provider), client)
     [first] = accounts()
-    signout = await client.get("/auth/signout")
+    signout = await client.post("/auth/signout")
     assert signout.status_code == 303
     assert client.cookies.get(AUTH_COOKIE) is None
 
@@ -462,7 +462,7 @@ async def test_replayed_callback_is_refused(oidc_provider: LoopbackOIDCProvider,
     client = user.http_client
     callback_url = await authorize(oidc_provider, await start_login(client, oidc_provider))
     assert_signed_in(await open_callback(client, callback_url), client)
-    await client.get("/auth/signout")
+    await client.post("/auth/signout")
 
     replay = await open_callback(client, callback_url)
     await assert_refused(user, replay, STALE)
@@ -574,7 +574,7 @@ async def test_a_refusal_is_not_shown_after_a_later_oidc_sign_in(oidc_provider: 
     assert refused.status_code == 303 and refused.headers["location"] == "/signin"  # not followed
 
     assert_signed_in(await sign_in(client, oidc_provider), client)
-    assert (await client.get("/auth/signout")).status_code == 303
+    assert (await client.post("/auth/signout")).status_code == 303
     await user.open("/signin")
     await user.should_see(f"Continue with {PROVIDER_NAME}")
     await user.should_not_see(STALE)
@@ -596,7 +596,7 @@ async def test_a_refusal_is_not_shown_after_a_later_password_sign_in(oidc_provid
     user.find(kind=ui.button, content="Sign in").click()
     await wait_for_page(user, lambda path: path.startswith("/auth/complete"))
     assert client.cookies.get(AUTH_COOKIE)
-    assert (await client.get("/auth/signout")).status_code == 303
+    assert (await client.post("/auth/signout")).status_code == 303
     await user.open("/signin")
     await user.should_see("E-mail address")
     await user.should_not_see(STALE)

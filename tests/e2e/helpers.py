@@ -153,3 +153,9 @@ def type_into(browser: WebDriver, label: str, text: str) -> None:
     field.send_keys(Keys.DELETE)
     field.send_keys(text)
     wait(browser).until(lambda _: field.get_attribute("value") == text)
+
+
+def sign_out(browser: WebDriver, base: str) -> None:
+    """Sign out the way the account menu does (a POST), and wait for the start page."""
+    browser.execute_script("rupaliSignOut()")
+    wait(browser).until(EC.url_to_be(base + "/"))

@@ -17,7 +17,7 @@ from rupali.db import session_scope
 from rupali.models import Role
 from rupali.models import User as Account
 from tests.e2e import axe
-from tests.e2e.helpers import acknowledge_cookie_notice, click, evidence_on_failure, sign_in, wait
+from tests.e2e.helpers import acknowledge_cookie_notice, click, evidence_on_failure, sign_in, sign_out, wait
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import PASSWORD, make_user
 
@@ -88,7 +88,7 @@ def test_every_page_passes_axe(live_server: str, browser: WebDriver, tmp_path: P
         scan("studio, empty", "/studio")
         scan("studio, source image open", "/studio", _open_source_image)
         scan("gallery, empty", "/gallery")
-        browser.get(live_server + "/auth/signout")
+        sign_out(browser, live_server)
 
         sign_in(browser, live_server, admin.email, PASSWORD, first_visit=False)
         scan("studio with results", "/studio")
@@ -99,7 +99,7 @@ def test_every_page_passes_axe(live_server: str, browser: WebDriver, tmp_path: P
         for name, path in (("history", "/history"), ("account", "/account"), ("admin", "/admin"),
                            ("billing", "/billing"), ("privacy center", "/privacy")):
             scan(name, path)
-        browser.get(live_server + "/auth/signout")
+        sign_out(browser, live_server)
 
         browser.get(f"{live_server}/signin")
         for label, text in (("E-mail address", unconfirmed.email), ("Password", PASSWORD)):

@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     await_mail,
     click,
     evidence_on_failure,
+    sign_out,
     tick,
     type_into,
     wait,
@@ -57,8 +58,7 @@ def test_every_cookie_set_on_the_way_is_declared_with_its_flags(inbox: Inbox, li
         click(browser, _button("Sign in"))
         wait(browser).until(EC.url_to_be(live_server + "/studio"))
         wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//button[normalize-space()='Generate']")))
-        browser.get(live_server + "/auth/signout")
-        wait(browser).until(EC.url_to_be(live_server + "/"))
+        sign_out(browser, live_server)
 
     declared = {cookie.name: cookie for cookie in cookies.declared(get_settings())}
     seen = _set_cookies(browser)

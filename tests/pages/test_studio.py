@@ -83,7 +83,7 @@ async def test_another_persons_images_and_parameters_stay_theirs(user: User):
     paths = (f"/media/images/{image.id}", f"/media/thumbnails/{image.id}", f"/media/uploads/{upload.id}")
     for path in paths:  # the owner can fetch each one, so the 404s below are about who asks, not the id
         assert (await user.http_client.get(path)).status_code == 200, path
-    await user.open("/auth/signout")
+    await user.http_client.post("/auth/signout")
     await sign_in(user, make_user(email="other@example.com").email)
     for path in paths:
         assert (await user.http_client.get(path)).status_code == 404, path

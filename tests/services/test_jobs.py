@@ -13,6 +13,7 @@ from rupali.db import session_scope
 from rupali.mail_templates import verify_email
 from rupali.models import AuthAttempt, JobRun, JobRunStatus, OutboxMessage
 from rupali.services import mail, ratelimit
+from rupali.storage import LocalStorage
 
 
 def test_heartbeat_run_is_recorded():
@@ -93,3 +94,19 @@ def test_a_configured_technical_log_period_changes_both_the_purge_and_the_policy
     assert "| Outbox message | E-mails we sent you: address, subject, text, delivery status | Yes | Deleted | 7 days" \
         in policy
     assert "90 days" not in policy
+
+
+def test_the_media_sweep_runs_daily_and_at_start_up_recorded_like_the_other_jobs():
+    settings = get_settings()
+    assert jobs.get("sweep_media").interval(settings) == timedelta(days=1)
+    storage = LocalStorage.from_settings(settings)
+    storage.put("images/left/by-a-crash.png", b"no row names this")
+    (startup,) = jobs.run_at_startup(settings)
+    assert (startup.job, startup.trigger, startup.status) == ("sweep_media", "startup", JobRunStatus.SUCCEEDED)
+    assert "young files kept 1" in startup.detail and storage.exists("images/left/by-a-crash.png")
+    with clock.travel(timedelta(hours=2)):
+        daily = jobs.run("sweep_media", trigger="schedule")
+    assert daily.status == JobRunStatus.SUCCEEDED and "orphans deleted 1," in daily.detail
+    assert not storage.exists("images/left/by-a-crash.png")
+    with session_scope() as session:
+        assert jobs.last_runs(session)["sweep_media"].trigger == "schedule"
