@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nicegui import run, ui
 
+from components.text import heading
 from rupali import legal
 from rupali.config import get_settings
 from rupali.db import transact
@@ -30,7 +31,7 @@ def create(visitor_id: str, policy_version: str, *, offer_analytics: bool) -> No
         ).props("unelevated no-caps").classes("r-cookie-ok")
 
 
-async def _acknowledge(notice: ui.element, visitor_id: str, policy_version: str, analytics: bool) -> None:
+async def _acknowledge(notice: ui.element | None, visitor_id: str, policy_version: str, analytics: bool) -> None:
     try:
         await run.io_bound(transact, consent.record, get_settings(), visitor_id, policy_version, analytics=analytics)
     except consent.InvalidVisitor:
@@ -39,4 +40,31 @@ async def _acknowledge(notice: ui.element, visitor_id: str, policy_version: str,
     # The tracker reads this flag, so switching analytics off also silences a script already on the page.
     ui.run_javascript("localStorage.removeItem('umami.disabled')" if analytics
                       else "localStorage.setItem('umami.disabled', '1')")
-    notice.delete()
+    if notice is not None:
+        notice.delete()
+
+
+def settings_dialog(visitor_id: str, policy_version: str, *, analytics_enabled: bool, analytics: bool) -> None:
+    """The footer's "Cookie settings" for visitors: the same choice as the notice, at any time."""
+    with ui.dialog() as dialog, ui.card().classes("r-dialog"):
+        heading("Cookie settings", 2)
+        ui.label(f"Rupali uses {legal.cookie_count(get_settings())}, which are essential: they keep you signed in "
+                 "and remember this choice. There is nothing to switch off there.")
+        switch = None
+        if analytics_enabled:
+            switch = ui.switch("Cookie-less usage statistics (Umami)", value=analytics)
+            ui.label("Counts page views without cookies or identifiers. Off means our pages carry no statistics "
+                     "script for you.").classes("r-muted text-sm")
+        else:
+            ui.label("This installation runs no usage statistics.").classes("r-muted text-sm")
+        ui.link("Cookie Policy", "/legal/cookies")
+        with ui.row().classes("justify-end w-full gap-2"):
+            ui.button("Close", on_click=dialog.close).props("flat no-caps")
+
+            async def save() -> None:
+                await _acknowledge(None, visitor_id, policy_version, switch.value if switch else True)
+                dialog.close()
+                ui.notify("Your cookie settings were saved.")
+
+            ui.button("Save", on_click=save).props("unelevated no-caps")
+    dialog.open()

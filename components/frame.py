@@ -39,10 +39,13 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
     visitor_id = str(app.storage.browser["id"])
     state = await run.io_bound(transact, visitors.state, settings, visitor_id)
     ui.page_title(f"{title} · Rupali")
-    if settings.analytics_enabled and state.analytics_allowed:
+    viewer = auth.viewer()
+    # Off for a visitor who said no in the cookie settings, and for an account that switched statistics off on
+    # /privacy: then the page carries no tracker at all.
+    if settings.analytics_enabled and state.analytics_allowed and (viewer is None or viewer.user.analytics):
         _analytics_tag(settings.umami_script_url or "", settings.umami_website_id or "")
 
-    _header(active, auth.viewer())
+    _header(active, viewer)
     if state.needs_cookie_notice:
         # In the flow under the header, not floating over the page: it never hides content or a focused control,
         # and it comes where it is seen in the keyboard order.
@@ -50,7 +53,8 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
     with ui.element("main").classes("r-main") as main:
         main.props('id="main" tabindex="-1"')
         yield Frame(visitor_id, state)
-    _footer(settings.operator_name, settings.operator_email)
+    _footer(settings.operator_name, settings.operator_email, viewer is not None, visitor_id, state,
+            settings.analytics_enabled)
 
 
 def _header(active: str | None, viewer: SignedIn | None) -> None:
@@ -104,11 +108,18 @@ def initials(name: str) -> str:
     return "".join(part[0] for part in name.split()[:2]).upper() or "?"
 
 
-def _footer(operator: str, email: str) -> None:
+def _footer(operator: str, email: str, signed_in: bool, visitor_id: str, state: visitors.VisitorState,
+            analytics_enabled: bool) -> None:
     with ui.element("footer").classes("r-footer"):
         with ui.element("nav").classes("r-footer-links").props('aria-label="Legal"'):
             for label, path in FOOTER_LINKS:
                 ui.link(label, path)
+            if signed_in:
+                ui.link("Cookie settings", "/privacy#choices")
+            else:
+                ui.button("Cookie settings", on_click=lambda: cookie_notice.settings_dialog(
+                    visitor_id, state.cookie_policy_version, analytics_enabled=analytics_enabled,
+                    analytics=state.analytics_allowed)).props("flat dense no-caps").classes("r-footer-button")
             ui.link(email, f"mailto:{email}")
         ui.label(f"© {operator}").classes("r-footer-note")
 

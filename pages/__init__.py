@@ -5,16 +5,21 @@ from pages import (
     admin,
     auth_routes,
     coming_soon,
+    deletion,
     errors,
+    export_routes,
     gallery,
     history,
     home,
     legal,
     media_routes,
     password,
+    policy_update,
+    privacy,
     signin,
     signup,
     studio,
+    unsubscribe,
     verify,
     welcome,
 )
@@ -23,5 +28,6 @@ from pages import (
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
     for module in (errors, home, legal, coming_soon, studio, gallery, history, signin, signup, password, verify,
-                   welcome, account, admin, auth_routes, media_routes):
+                   welcome, account, admin, auth_routes, media_routes, privacy, export_routes, deletion, unsubscribe,
+                   policy_update):
         module.create()

@@ -9,7 +9,6 @@ from components.text import heading
 
 PLACEHOLDERS = {
     "/billing": ("Billing", "credit_card", "Credits, receipts and invoices will be managed here."),
-    "/privacy": ("Privacy center", "shield", "Download your data, manage e-mails and delete your account here."),
 }
 
 

@@ -21,6 +21,7 @@ from rupali.clock import now
 from rupali.db import transact
 from rupali.models import Generation, Image
 from rupali.services import gallery
+from rupali.services import generation as generations
 from rupali.services.sessions import SignedIn
 
 
@@ -70,6 +71,7 @@ class GalleryView:
         self.loading = False
         self.version = 0  # bumped by every reload, so a slower earlier answer cannot overwrite a newer one
         self.tiles: dict[uuid.UUID, ui.element] = {}
+        self.generation_of: dict[uuid.UUID, uuid.UUID] = {}  # image -> its generation, for every tile shown
         self.current_dialog: ui.dialog | None = None
         self.locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
 
@@ -163,6 +165,7 @@ class GalleryView:
             return
         self.grid.clear()
         self.tiles.clear()
+        self.generation_of.clear()
         self._show(page)
         self._empty_state(query if not page.items else None)
         if version > 1:  # a change of filters, not the first view
@@ -236,6 +239,7 @@ class GalleryView:
                 'aria-label="Select"').classes("r-tile-check")
             check.bind_visibility_from(self.filters, "selecting")
         self.tiles[image.id] = tile
+        self.generation_of[image.id] = image.generation_id
 
     async def _tile_clicked(self, image_id: uuid.UUID) -> None:
         if self.filters.selecting:
@@ -288,12 +292,40 @@ class GalleryView:
             return
 
         async def work(signed_in: SignedIn) -> None:
-            deleted = await image_files.delete_images(runtime.current().storage, signed_in.user.id,
-                                                      list(self.filters.selected))
+            chosen = list(self.filters.selected)
+            emptied_maybe = {self.generation_of[i] for i in chosen if i in self.generation_of}
+            deleted = await image_files.delete_images(runtime.current().storage, signed_in.user.id, chosen)
             self.filters.selected.clear()
             self._selection_changed()
             ui.notify(f"Deleted {deleted} image{'s' if deleted != 1 else ''}")
             await self.reload()
+            await self.offer_prompt_deletion(emptied_maybe)
+        await auth.action(work)()
+
+    async def offer_prompt_deletion(self, generation_ids: set[uuid.UUID]) -> None:
+        """After images were deleted: offer to delete the prompt (and settings) of each generation left empty.
+
+        Deleting images keeps the prompt, which stays in the history; a person who deleted every image of a
+        generation may well want the prompt gone too, and should not have to find it there.
+        """
+        emptied = await run.io_bound(transact, gallery.emptied_generations, self.viewer.user.id, list(generation_ids))
+        if not emptied:
+            return
+        if len(emptied) == 1:
+            question, action = ("That was the last image of its generation. Also delete its prompt and settings?",
+                                "Also delete the prompt")
+        else:
+            question, action = (f"{len(emptied)} generations have no images left. Also delete their prompts and "
+                                "settings?", f"Also delete {len(emptied)} prompts")
+        if not await confirm(self.dialog_host, question, action, cancel="Keep"):
+            return
+
+        async def work(signed_in: SignedIn) -> None:
+            deleted = 0
+            for generation_id in emptied:
+                deleted += await run.io_bound(transact, generations.delete_generation, runtime.current().storage,
+                                              signed_in.user, generation_id)
+            ui.notify("Prompt deleted" if deleted == 1 else f"{deleted} prompts deleted")
         await auth.action(work)()
 
     # --- detail ------------------------------------------------------------------------------------------------------
@@ -459,15 +491,16 @@ class Detail:
             self.dialog.close()
             ui.notify("Image deleted")
             await self.view.reload()
+            await self.view.offer_prompt_deletion({self.generation.id})
         await auth.action(work)()
 
 
-async def confirm(host: ui.element, question: str, action: str) -> bool:
+async def confirm(host: ui.element, question: str, action: str, *, cancel: str = "Cancel") -> bool:
     """Ask before something that cannot be undone; True when the person confirmed."""
     with host, ui.dialog() as dialog, ui.card().classes("r-confirm"):
         ui.label(question).classes("r-card-title")
         with ui.row().classes("gap-2 justify-end w-full"):
-            ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat no-caps")
+            ui.button(cancel, on_click=lambda: dialog.submit(False)).props("flat no-caps")
             ui.button(action, on_click=lambda: dialog.submit(True)).props("unelevated no-caps color=negative")
     try:
         return bool(await dialog)

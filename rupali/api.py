@@ -10,6 +10,7 @@ the field, and anything unexpected is a JSON 500 with a reference to find the tr
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -29,12 +30,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from rupali import image_files, runtime, text, zips
+from rupali.clock import now
 from rupali.db import transact
 from rupali.errors import reference_for
 from rupali.gate import ApiKeyAuth
-from rupali.models import ApiKeyScope, Generation, Image, User
+from rupali.models import ApiKeyScope, DataExport, ExportStatus, Generation, Image, User
 from rupali.providers.base import ProviderError
-from rupali.services import api_keys, gallery
+from rupali.services import api_keys, exports, gallery
 from rupali.services import generation as generations
 
 logger = logging.getLogger(__name__)
@@ -133,6 +135,20 @@ class ModelOut(BaseModel):
     sizes: list[tuple[int, int]]
     max_images: int
     img2img: bool
+
+
+class ExportOut(BaseModel):
+    id: uuid.UUID
+    status: str = Field(description="queued, running, ready, failed or expired")
+    progress: float = Field(description="0 to 1 while it is being built")
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None = Field(description="The file is deleted then")
+    bytes: int | None
+    files: int | None
+    error: str = Field(description="Why it failed (empty unless it did)")
+    download_url: str | None = Field(description="Where to fetch the ZIP once it is ready")
 
 
 def build() -> FastAPI:
@@ -239,6 +255,27 @@ def _register(router: FastAPI) -> None:
             return image_files.NOT_FOUND
         return await _generation(user, generation_id) or image_files.NOT_FOUND
 
+    @router.delete("/v1/generations/{generation_id}", status_code=204, dependencies=GENERATE,
+                   summary="Delete a generation: its prompt, parameters, images and (unless another generation uses "
+                           "it) its source upload",
+                   responses={404: {"description": "Not found"},
+                              409: {"description": "Still queued or running: cancel it first, then delete it"}})
+    async def delete_generation(request: Request, generation_id: str) -> Response:
+        parsed = _uuid(generation_id)
+        if parsed is None:
+            return image_files.NOT_FOUND
+        current, user = runtime.current(), _user(request)
+        try:
+            if current.queue.state(parsed) is not None:  # running here, or cancelled and not stopped yet
+                await run_in_threadpool(transact, generations.for_user, user.id, parsed)  # someone else's: 404
+                raise generations.GenerationBusy(generations.BUSY_MESSAGE)
+            deleted = await run_in_threadpool(transact, generations.delete_generation, current.storage, user, parsed)
+        except generations.GenerationNotFound:
+            return image_files.NOT_FOUND
+        except generations.GenerationBusy as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        return Response(status_code=204) if deleted else image_files.NOT_FOUND
+
     @router.get("/v1/images", response_model=GalleryPageOut, summary="Your images, newest first", dependencies=READ,
                 responses={422: {"description": "A cursor or filter that cannot be used"}})
     async def list_images(request: Request, search: str = "", favourites: bool = False, model: str | None = None,
@@ -300,6 +337,46 @@ def _register(router: FastAPI) -> None:
     async def image_thumbnail(request: Request, image_id: str) -> Response:
         return await image_files.thumbnail(runtime.current().storage, _user(request), image_id,
                                            request.headers.get("if-none-match"))
+
+    # Exports only read the person's own data, so read keys may ask for one and fetch it. Nothing in an archive
+    # opens the account: secrets and the one-time codes in mailed links are left out (rupali.privacy.export).
+    @router.post("/v1/exports", status_code=202, response_model=ExportOut, dependencies=READ,
+                 summary="Ask for a copy of all your data (a ZIP built in the background)",
+                 responses={429: {"description": "You asked less than 24 hours ago; `detail` says from when you can "
+                                                 "ask again, and `Retry-After` in seconds"}})
+    async def create_export(request: Request) -> ExportOut | JSONResponse:
+        current = runtime.current()
+        try:
+            export = await run_in_threadpool(transact, exports.request_export, current.settings, _user(request))
+        except exports.ExportError as exc:
+            wait = max(1, math.ceil((exc.retry_at - now()).total_seconds())) if exc.retry_at else None
+            return JSONResponse({"detail": str(exc)}, status_code=429,
+                                headers={"Retry-After": str(wait)} if wait else None)
+        exports.start_soon(current.settings, export.id)  # after the commit, so the build finds the row
+        return _export_out(export)
+
+    @router.get("/v1/exports/{export_id}", response_model=ExportOut, summary="An export's state and progress",
+                dependencies=READ, responses={404: {"description": "Not found"}})
+    async def read_export(request: Request, export_id: str) -> ExportOut | Response:
+        export = await run_in_threadpool(transact, exports.for_owner, _user(request), export_id)
+        return _export_out(export) if export is not None else image_files.NOT_FOUND
+
+    @router.get("/v1/exports/{export_id}/download", summary="Download a ready export (ZIP)",
+                response_class=Response, dependencies=READ,
+                responses={404: {"description": "Not found"}, 409: {"description": "Not ready (yet)"},
+                           410: {"description": "Expired: the file has been deleted"}})
+    async def download_export(request: Request, export_id: str) -> Response:
+        found = await run_in_threadpool(transact, exports.download, _user(request), export_id)
+        if found is exports.Unavailable.NOT_FOUND:
+            return image_files.NOT_FOUND
+        if found is exports.Unavailable.NOT_READY:
+            return JSONResponse({"detail": "This export is not ready: see its status."}, status_code=409)
+        if found is exports.Unavailable.GONE:
+            return JSONResponse({"detail": "This export has expired and its file has been deleted. Ask for a new "
+                                           "one."}, status_code=410)
+        assert isinstance(found, exports.Download)
+        return FileResponse(found.path, media_type="application/zip", filename=found.filename,
+                            headers={"Cache-Control": "private, no-store"})
 
 
 def _register_docs(api: FastAPI) -> None:
@@ -443,6 +520,15 @@ async def _generation(user: User, generation_id: str) -> GenerationOut | None:
         return None
     images = await run_in_threadpool(transact, generations.images_of, [generation.id])
     return _out(generation, images[generation.id])
+
+
+def _export_out(export: DataExport) -> ExportOut:
+    ready = export.status == ExportStatus.READY
+    return ExportOut(id=export.id, status=str(export.status), progress=round(export.progress, 4),
+                     requested_at=export.requested_at, started_at=export.started_at,
+                     finished_at=export.finished_at, expires_at=export.expires_at, bytes=export.bytes,
+                     files=export.files, error=export.error if export.status == ExportStatus.FAILED else "",
+                     download_url=f"/api/v1/exports/{export.id}/download" if ready else None)
 
 
 def _image(image: Image) -> ImageOut:

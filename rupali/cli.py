@@ -1,4 +1,4 @@
-"""The ``rupali`` command: serve, migrate, create admins, run jobs, check configuration.
+"""The ``rupali`` command: serve, migrate, create admins, erase accounts, run jobs, send opt-in mail, check settings.
 
 Every failure an operator can cause (bad arguments, a malformed database URL, an unwritable data directory, an
 unreachable database) ends in one clear line on stderr and a non-zero exit, never a traceback.
@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 from sqlalchemy.engine import make_url
@@ -22,7 +23,10 @@ from rupali import __version__, jobs, migrate
 from rupali.clock import now
 from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, reset_settings
 from rupali.db import database_reachable, get_engine, session_scope
-from rupali.services import users
+from rupali.models import RequestSource
+from rupali.privacy import erasure, retention
+from rupali.services import deletion, users
+from rupali.storage import LocalStorage
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -76,12 +80,32 @@ def _parser() -> _Parser:
     create.add_argument("--name", default="Administrator", help="the admin's full name")
     create.set_defaults(handler=_admin_create)
 
+    user = commands.add_parser("users", help="accounts")
+    user_commands = user.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    erase = user_commands.add_parser(
+        "erase", help="delete an account after the grace period (RUPALI_RETENTION_ACCOUNT_GRACE_DAYS), or at once")
+    erase.add_argument("email", metavar="EMAIL", help="the account's e-mail address")
+    erase.add_argument("--now", action="store_true",
+                       help="erase at once, skipping the grace period (e.g. the account of a person under 18)")
+    erase.set_defaults(handler=_users_erase)
+
     job = commands.add_parser("jobs", help="scheduled jobs")
     job_commands = job.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
     job_commands.add_parser("list", help="list jobs and their last run").set_defaults(handler=_jobs_list)
     run = job_commands.add_parser("run", help="run a job now")
     run.add_argument("name", help="job name (see `rupali jobs list`)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="apply_retention only: print what would be deleted, per table, and delete nothing")
     run.set_defaults(handler=_jobs_run)
+
+    mailing = commands.add_parser("mail", help="opt-in mail")
+    mail_commands = mailing.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    send = mail_commands.add_parser(
+        "send", help="queue a product-update or marketing mail to everyone who opted in (with one-click unsubscribe)")
+    send.add_argument("--topic", choices=("product", "marketing"), required=True, help="which opt-in list")
+    send.add_argument("--subject", required=True, help="the subject line")
+    send.add_argument("--file", required=True, metavar="PATH", help="plain-text body (paragraphs split by blank lines)")
+    send.set_defaults(handler=_mail_send)
 
     config = commands.add_parser("config", help="configuration")
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
@@ -150,6 +174,30 @@ def _admin_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _users_erase(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        with session_scope(settings) as session:
+            user = users.by_email(session, args.email)
+            if user is None:
+                raise CliError(f"no account has the e-mail address {args.email.strip()!r}")
+            try:
+                if args.now:
+                    record = deletion.erase_now(session, settings, LocalStorage.from_settings(settings), user)
+                else:
+                    user = deletion.schedule_deletion(session, settings, user, source=RequestSource.ADMIN)
+            except deletion.DeletionError as exc:
+                raise CliError(str(exc)) from None
+    if args.now:
+        counts = ", ".join(f"{table} {count}" for table, count in erasure.counts_of(record).items())
+        print(f"erased the account: {counts}")
+    else:
+        print(f"{user.email} is scheduled for deletion on {user.deletion_due_at:%Y-%m-%d %H:%M} UTC; the person was "
+              "mailed a link to cancel it (use --now to erase at once)")
+    return 0
+
+
 def _jobs_list(args: argparse.Namespace) -> int:
     settings = _settings()
     with _database(settings):
@@ -172,11 +220,55 @@ def _jobs_run(args: argparse.Namespace) -> int:
         jobs.get(args.name)
     except jobs.UnknownJob as exc:
         raise CliError(exc.args[0]) from None
+    if args.dry_run:
+        return _retention_dry_run(args.name, settings)
     with _database(settings):
         migrate.upgrade(get_engine(settings))
         record = jobs.run(args.name, settings=settings)
     print(f"{record.job}: {record.status} — {record.detail}")
     return 0 if record.status == jobs.JobRunStatus.SUCCEEDED else EXIT_FAILURE
+
+
+def _retention_dry_run(name: str, settings: Settings) -> int:
+    """What ``apply_retention`` would delete now, per table; nothing is deleted and no run is recorded."""
+    if name != retention.LOCK_NAME:
+        raise CliError(f"--dry-run only applies to {retention.LOCK_NAME} ({name} has no dry run)")
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        report = retention.apply(settings, LocalStorage.from_settings(settings), dry_run=True)
+    width = max(len(outcome.name) for outcome in report.outcomes)
+    print(f"{name} (dry run): nothing was deleted; a run now would delete")
+    print(f"{'TABLE':<{width}}  {'ROWS':>9}  {'FILES':>7}  RULE")
+    for outcome in report.outcomes:
+        print(f"{outcome.name:<{width}}  {outcome.rows:>9}  {outcome.files:>7}  {outcome.rule}")
+    print(f"{'total':<{width}}  {sum(report.counts().values()):>9}  {report.files:>7}")
+    return 0
+
+
+def _mail_send(args: argparse.Namespace) -> int:
+    from rupali.models import MailKind
+    from rupali.services import preferences
+    from rupali.text import InvalidText, clean
+
+    try:
+        body = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        subject = clean(args.subject, field="subject", label="The subject", max_length=200)
+        body = clean(body, field="body", label="The text", max_length=20_000, multiline=True)
+    except InvalidText as exc:
+        raise CliError(str(exc)) from None
+    if not subject or not body:
+        raise CliError("the subject and the text must not be empty")
+    settings = _settings()
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        with session_scope(settings) as session:
+            count = preferences.enqueue_newsletter(session, settings, MailKind(args.topic), subject=subject,
+                                                   text=body)
+    print(f"queued {count} mail(s) to the people who opted in to {args.topic} mail; the deliver_mail job sends them")
+    return 0
 
 
 def _config_check(args: argparse.Namespace) -> int:

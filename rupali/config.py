@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     retention_transaction_years: int = Field(7, ge=1, le=30, description="Years transaction records are kept")
     retention_technical_log_days: int = Field(90, ge=1, le=3650, description="Days technical logs are kept")
     retention_cookie_consent_days: int = Field(365, ge=1, le=730, description="Days a cookie choice is remembered")
+    retention_request_years: int = Field(
+        3, ge=1, le=10, description="Years records of data-protection requests are kept (without the link to the "
+                                    "person once the account is erased)")
     content_expiry_days: int | None = Field(
         None, ge=1, le=36500, description="Generated images expire this many days after creation; unset = never")
 
@@ -310,7 +313,8 @@ def ensure_data_dir(settings: Settings) -> Path:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         settings.effective_media_dir.mkdir(parents=True, exist_ok=True)
-        probe = data_dir / f".write-probe-{os.getpid()}"
+        # Unique per call: two threads creating their first engine at once must not remove each other's probe.
+        probe = data_dir / f".write-probe-{os.getpid()}-{secrets.token_hex(4)}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:

@@ -20,11 +20,13 @@ from rupali.config import get_settings
 from rupali.cookies import AUTH_COOKIE
 from rupali.db import transact
 from rupali.models import ApiKeyScope, User
-from rupali.services import api_keys, sessions
+from rupali.services import api_keys, policy_updates, sessions
 
 PUBLIC_PATHS = frozenset({
     "/", "/healthz", "/signin", "/signup", "/forgot", "/reset", "/verify",
     "/auth/complete", "/auth/signout", "/auth/oidc/login", "/auth/oidc/callback",
+    "/deletion/cancel",  # the link in the deletion mail: the single-use token is the authorisation
+    "/unsubscribe",  # RFC 8058 one-click unsubscribe: the signed link is the authorisation, no session needed
     "/api/docs", "/api/openapi.json",
     # Swagger UI's own files for /api/docs (rupali.api.DOCS_ASSETS), served by the app: no CDN.
     "/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css", "/api/docs/favicon.png",
@@ -35,6 +37,11 @@ STATIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/", "/assets/")
 # Where a signed-in person goes until age, policies and e-mail address are confirmed.
 ONBOARDING_PATH = "/welcome"
 ADMIN_PREFIXES = ("/admin", "/api/v1/admin")
+# An account pending deletion reaches only the page that offers to cancel it (and signing out, the legal pages).
+DELETION_PATH = "/deletion"
+OPEN_WHILE_DELETION_PENDING = frozenset({DELETION_PATH, "/deletion/cancel"})
+# Reachable before accepting changed policies: someone who disagrees can still download their data and leave.
+POLICY_EXEMPT_PREFIXES = ("/privacy", "/deletion", "/media/", "/auth/")
 API_PREFIX = "/api/"
 # Pages a visitor may not know about are answered with the app's own 404 page: the gate hands the request on under
 # this path, which no route serves.
@@ -88,6 +95,8 @@ class AuthGate:
             auth = None
         scope.setdefault("state", {})["auth"] = auth
         response = _refusal(scope["path"], scope.get("query_string", b""), auth)
+        if response is None and auth is not None and _asks_for_policy_acceptance(scope):
+            response = await _policy_notice(scope, auth.user.id)
         if response is None:
             await self.app(scope, receive, send)
         elif response is NOT_FOUND:
@@ -97,7 +106,36 @@ class AuthGate:
             await response(scope, receive, send)
 
 
+def _open_while_deletion_pending(path: str) -> bool:
+    """The deletion page, its own picture in the header, and the public pages other than the home page."""
+    return path in OPEN_WHILE_DELETION_PENDING or path.startswith("/media/avatar/") or (is_public(path) and path != "/")
+
+
+def _asks_for_policy_acceptance(scope: Scope) -> bool:
+    """Pages (not the API, media or the pages needed to read, accept or leave) wait for changed policies."""
+    path = scope["path"]
+    return (scope.get("method") == "GET" and not is_public(path)
+            and not path.startswith((API_PREFIX, *POLICY_EXEMPT_PREFIXES))
+            and path not in (ONBOARDING_PATH, policy_updates.PATH))
+
+
+async def _policy_notice(scope: Scope, user_id: Any) -> Response | None:
+    settings = get_settings()
+    if policy_updates.known_accepted(settings, user_id):
+        return None
+    if not await run_in_threadpool(transact, policy_updates.needs_acceptance, settings, user_id):
+        return None
+    query = scope.get("query_string", b"")
+    target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    return RedirectResponse(f"{policy_updates.PATH}?next={quote(target, safe='')}", status_code=303)
+
+
 def _refusal(path: str, query: bytes, auth: Any) -> Response | None:
+    if auth is not None and auth.user.deletion_requested_at is not None and not _open_while_deletion_pending(path):
+        if path.startswith(API_PREFIX):
+            return JSONResponse({"detail": "This account is scheduled for deletion. Sign in on the website to "
+                                           "cancel the deletion."}, status_code=403)
+        return RedirectResponse(DELETION_PATH, status_code=303)
     if is_public(path):
         return None
     if auth is None:

@@ -12,16 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, select
 
 from rupali import media_sweep
 from rupali.clock import now
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.models import JobRun, JobRunStatus
-from rupali.policy import RetentionKey, retention_rules
-from rupali.privacy import inventory
-from rupali.services import mail
+from rupali.privacy import retention
+from rupali.services import exports, mail
 from rupali.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -46,23 +45,9 @@ def _heartbeat(session: Session, settings: Settings) -> str:
 
 
 def _apply_retention(session: Session, settings: Settings) -> str:
-    """Delete what the retention table says has expired, table by table from the personal-data inventory."""
-    rules = retention_rules(settings)
-    report = []
-    for entry in inventory.entries():
-        declaration = entry.declaration
-        period = rules[declaration.retention].period
-        if declaration.retained_from is None or period is None:
-            continue  # kept until deleted by the person (or their account's erasure)
-        column = entry.model.__table__.c[declaration.retained_from]  # type: ignore[attr-defined]
-        result = session.exec(delete(entry.model).where(column < now() - period))  # type: ignore[call-overload]
-        report.append(f"{entry.table} {result.rowcount or 0}")
-    # Job runs hold no personal data but are technical logs all the same.
-    log_period = rules[RetentionKey.TECHNICAL_LOGS].period
-    assert log_period is not None
-    result = session.exec(delete(JobRun).where(col(JobRun.started_at) < now() - log_period))  # type: ignore[call-overload]
-    report.append(f"job_run {result.rowcount or 0}")
-    return "deleted " + ", ".join(report)
+    """Enforce every retention rule of the personal-data inventory (batched, one runner at a time)."""
+    # The run's batches open their own short transactions: this session stays unused, so it holds no lock.
+    return retention.apply(settings, LocalStorage.from_settings(settings)).summary()
 
 
 def _deliver_mail(session: Session, settings: Settings) -> str:
@@ -71,6 +56,17 @@ def _deliver_mail(session: Session, settings: Settings) -> str:
 
 def _sweep_media(session: Session, settings: Settings) -> str:
     return media_sweep.sweep(session, LocalStorage.from_settings(settings)).summary()
+
+
+def _build_exports(_session: Session, settings: Settings) -> str:
+    # Builds open sessions of their own: a long build must not hold the job's transaction open.
+    return exports.build_pending(settings)
+
+
+def _remind_privacy_requests(session: Session, settings: Settings) -> str:
+    from rupali.services import admin  # imported here: the admin service reads this module's registry
+
+    return admin.remind_privacy_requests(session, settings)
 
 
 JOBS: dict[str, Job] = {
@@ -84,6 +80,10 @@ JOBS: dict[str, Job] = {
             lambda s: timedelta(seconds=s.mail_poll_seconds), _deliver_mail),
         Job("sweep_media", "Deletes media files no row names and stale temporaries; marks images missing files",
             lambda s: timedelta(days=1), _sweep_media),
+        Job("remind_privacy_requests", "Mails administrators the data-protection requests due within 7 days",
+            lambda s: timedelta(days=1), _remind_privacy_requests),
+        Job("build_exports", "Builds queued data exports; restarts (or fails) those a restart interrupted",
+            lambda s: timedelta(minutes=1), _build_exports),
     )
 }
 # Run at every start as well: what a crash left behind is cleared before anything new is written.

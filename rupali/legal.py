@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rupali import cookies
 from rupali.config import Settings
-from rupali.policy import RetentionKey, retention_rules, subprocessors
+from rupali.policy import EXPORT_DAYS, RetentionKey, retention_rules, subprocessors
 from rupali.privacy import inventory
 
 
@@ -101,11 +101,13 @@ def privacy_policy(settings: Settings) -> Document:
     providers = _ai_provider_sentence(s)
     analytics = (
         "We measure page views with Umami, a cookie-less analytics service, with Do-Not-Track respected; you can "
-        "switch it off in the cookie notice or your privacy center." if s.analytics_enabled
+        "switch it off at any time under *Cookie settings* at the foot of every page or in your privacy center, "
+        "and then our pages carry no statistics script for you at all." if s.analytics_enabled
         else "This installation runs **no analytics**."
     )
     # Credits arrive with the billing issue; until then the installation truthfully collects no payment data.
     billing = "This installation sells no credits, so it collects **no payment data**."
+    grace = s.retention_account_grace_days
     sections = (
         Section("Who we are", (
             f"**{s.operator_name}** operates this service and is the *data controller* for your personal data.\n\n"
@@ -153,21 +155,40 @@ def privacy_policy(settings: Settings) -> Document:
             "You have the right to **access** your data, to **rectification**, to **erasure**, to **data "
             "portability** (a machine-readable export), to **object** to processing based on legitimate interest, "
             "to **withdraw consent** at any time and to **lodge a complaint** with a supervisory authority.\n\n"
-            "Most rights are self-service in your privacy center (download your data, delete your account, "
-            f"e-mail preferences). You can also write to [{s.operator_email}](mailto:{s.operator_email}); we "
-            f"answer within **{s.gdpr_response_days} days**.\n\n"
+            "Most rights are self-service in your [privacy center](/privacy):\n\n"
+            "- **Download your data:** one ZIP file with every record about you (JSON, and CSV for tables), every "
+            "image you generated with its prompt and settings, and every image you uploaded, with a README that "
+            f"explains each file. You can ask for one a day; it can be downloaded for {EXPORT_DAYS} days and is "
+            "then deleted.\n"
+            "- **Delete your account:** confirmed with your password (or, for single sign-on, by typing your e-mail "
+            "address). Every session and API key stops working at once and queued generations are cancelled. "
+            + (f"For **{grace} days** you can change your mind by signing in; then " if grace else "Then ")
+            + "your account, images, uploads, prompts and all other records are deleted, and records the law makes "
+            "us keep stay without the link to you.\n"
+            "- **Delete prompts and images:** delete any generation (its prompt, settings, images and upload) from "
+            "your history, or single images from your gallery.\n"
+            "- **E-mail preferences:** product news and marketing mails are off unless you switch them on; every "
+            "such mail has a one-click unsubscribe link that works without signing in. Mails about your account "
+            "and its security are always sent.\n\n"
+            f"You can also write to [{s.operator_email}](mailto:{s.operator_email}). Every request (including "
+            "those made in the privacy center) is logged with the date it arrived and the date it must be answered "
+            f"by; we answer within **{s.gdpr_response_days} days**, and you can follow yours under *My requests*."
+            "\n\n"
             f"To complain, contact [{s.supervisory_authority_name}]({s.supervisory_authority_url}) — in the EU, "
             "the authority of the country where you live."
         )),
         Section("Age requirement", (
             f"You must be at least **{s.minimum_age} years old** to use this service; sign-up asks you to confirm "
             f"it. We do not knowingly collect data from anyone under {s.minimum_age}; if we learn that we have, "
-            "we delete it immediately."
+            "we delete it immediately: an administrator erases the account at once, without the grace period."
         )),
         Section("How long we keep data", (
             retention_table(s) + "\n\n"
-            "Expired data is removed by scheduled jobs that run inside the service. Transaction records are kept "
-            "for the period tax law requires even after account deletion, without the link to your account."
+            "Expired data is removed by a scheduled job inside the service that runs every few hours: records "
+            "past their period, images past their expiry with their files, uploaded images no generation uses any "
+            "more, downloads past their week, and accounts at the end of their grace period. Transaction records "
+            "are kept for the period tax law requires even after account deletion, without the link to your "
+            "account. Your privacy center shows, for each kind of data, when it will be deleted."
         )),
         Section("Sub-processors", subprocessor_table(s) + "\n\nThe current list is always at "
                 "[Sub-processors](/legal/subprocessors)."),
@@ -185,8 +206,10 @@ def privacy_policy(settings: Settings) -> Document:
             "reach your gallery."
         )),
         Section("Changes to this policy", (
-            "When this policy changes its version changes; significant changes are announced by e-mail or in "
-            "the service before they apply. The version and effective date are shown at the top of this page."
+            "When this policy or the Terms change, their version changes. The next time you use the service "
+            "after a change you see a notice with the date of the change, and you accept the new version before "
+            "you go on; your acceptance is recorded. The version and effective date are shown at the top of this "
+            "page."
         )),
         Section("Contact", (
             f"{s.operator_name}, {s.operator_address} — [{s.operator_email}](mailto:{s.operator_email}). "
@@ -206,8 +229,10 @@ def cookie_policy(settings: Settings) -> Document:
     ])
     analytics = (
         "Usage statistics come from **Umami**, which sets **no cookies** and stores no identifier in your browser. "
-        "The tracker honours your browser's Do-Not-Track setting. If you switch analytics off, we remember that "
-        "choice with your cookie acknowledgement and set `umami.disabled` in your browser's local storage."
+        "The tracker honours your browser's Do-Not-Track setting. You can switch analytics off at any time under "
+        "*Cookie settings* at the foot of every page (signed in: in your privacy center). We remember that choice "
+        "with your cookie acknowledgement (signed in: with your account), set `umami.disabled` in your browser's "
+        "local storage, and leave the tracker out of our pages altogether."
         if s.analytics_enabled else "This installation runs **no analytics** of any kind."
     )
     sections = (

@@ -85,3 +85,54 @@ def new_device_signin(name: str, device: str, ip: str, when: str, sessions_link:
                  [f"Your Rupali account was just signed in from a new device: {device}, IP address {ip}, at {when}.",
                   "If this was you, there is nothing to do. If not, end that session and change your password."],
                  link=("Review your sessions", sessions_link))
+
+
+def newsletter(name: str, subject: str, body: str, unsubscribe_link: str, topic: str) -> Mail:
+    paragraphs = [part.strip() for part in body.split("\n\n") if part.strip()]
+    return _mail(subject, f"Hi {name},", paragraphs,
+                 footer=f"You receive this because you switched on {topic} in Rupali's privacy center. "
+                        f"Unsubscribe with one click: {unsubscribe_link}")
+
+
+def privacy_requests_due(name: str, overdue: list[str], due_soon: list[str], queue_link: str) -> Mail:
+    """The daily work notice to an administrator: data-protection requests overdue or due within 7 days."""
+    count = len(overdue) + len(due_soon)
+    subject = f"{count} data-protection request{'s' if count != 1 else ''} to answer"
+    paragraphs = ["These data-protection requests must be answered within the legal deadline. The queue shows "
+                  "who asked and lets you close each one with its outcome."]
+    # One paragraph per request: the HTML part has no line breaks inside a paragraph.
+    if overdue:
+        paragraphs += ["Overdue:", *(f"• {line}" for line in overdue)]
+    if due_soon:
+        paragraphs += ["Due within 7 days:", *(f"• {line}" for line in due_soon)]
+    return _mail(subject, f"Hi {name},", paragraphs, link=("Open the request queue", queue_link))
+
+
+def deletion_scheduled(name: str, when: str, cancel_link: str, signin_link: str, *, by_operator: bool = False) -> Mail:
+    asked = ("The operator of this service scheduled your Rupali account for deletion." if by_operator
+             else "You asked us to delete your Rupali account.")
+    return _mail("Your account will be deleted", f"Hi {name},",
+                 [f"{asked} It will be deleted on {when}, with your images, prompts, uploads and everything else "
+                  "we hold about you.",
+                  "Until then you can change your mind: follow the link below, or sign in and choose "
+                  f"\"Cancel deletion\" ({signin_link}). The link works once, until the deletion.",
+                  "Your sessions and API keys have already been ended, and queued images were cancelled."],
+                 link=("Cancel the deletion", cancel_link),
+                 footer="If you did not ask for this, cancel the deletion and change your password.")
+
+
+def deletion_cancelled(name: str, signin_link: str) -> Mail:
+    return _mail("Your account will not be deleted", f"Hi {name},",
+                 ["The deletion of your Rupali account was cancelled. Your account and your images stay as they were.",
+                  "You can use it as before. API keys ended by the deletion request must be created again."],
+                 link=("Sign in", signin_link))
+
+
+def export_ready(name: str, privacy_link: str, until: str) -> Mail:
+    return _mail("Your data is ready to download", f"Hi {name},",
+                 ["The copy of your Rupali data you asked for is ready: one ZIP file with every record about you, "
+                  "your images with their prompts and settings, and your uploads, with a README that explains them.",
+                  f"Download it from the privacy center while you are signed in. It is available until {until}, "
+                  "then it is deleted."],
+                 link=("Open the privacy center", privacy_link),
+                 footer="If you did not ask for it, change your password and review your sessions and API keys.")

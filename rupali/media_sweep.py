@@ -29,11 +29,12 @@ from pathlib import Path
 from sqlmodel import Session, col, select, update
 
 from rupali.clock import now
-from rupali.models import Image, Upload, User
+from rupali.models import DataExport, Image, Upload, User
 from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage, key_of_temporary
 
 log = logging.getLogger(__name__)
-AREAS = ("images", "thumbnails", "uploads", "avatars")
+# Data exports are swept too: an archive whose row is gone (erased account, expired export) goes like any orphan.
+AREAS = ("images", "thumbnails", "uploads", "avatars", "exports")
 GRACE = timedelta(hours=1)
 _BATCH = 500  # ids per UPDATE, well under SQLite's limit on bound parameters
 _ImageFiles = tuple[uuid.UUID, str, str, datetime | None]  # id, original key, thumbnail key, marked missing at
@@ -154,6 +155,9 @@ def _named(session: Session) -> tuple[set[str], Sequence[_ImageFiles]]:
     named.update(session.exec(select(Upload.key)).all())
     named.update(key for key in session.exec(select(User.avatar_key).where(col(User.avatar_key).is_not(None))).all()
                  if key)
+    # A builder names its key in the row before it writes the file (rupali.services.exports).
+    named.update(key for key in session.exec(select(DataExport.storage_key)
+                                             .where(col(DataExport.storage_key).is_not(None))).all() if key)
     return named, images
 
 

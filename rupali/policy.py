@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from rupali.config import Settings, parsed_extra_subprocessors
 
+EXPORT_DAYS = 7  # an export can be downloaded for a week, then the file is deleted
+
 
 class RetentionKey(StrEnum):
     """The data types of the policy's retention table."""
@@ -23,6 +25,8 @@ class RetentionKey(StrEnum):
     TRANSACTIONS = "transactions"
     TECHNICAL_LOGS = "technical_logs"
     COOKIE_CONSENT = "cookie_consent"
+    EXPORTS = "exports"
+    REQUESTS = "requests"
 
 
 class RetentionTrigger(StrEnum):
@@ -78,6 +82,11 @@ def retention_rules(settings: Settings) -> dict[RetentionKey, RetentionRule]:
                       timedelta(days=settings.retention_technical_log_days), "Security & debugging"),
         RetentionRule(RetentionKey.COOKIE_CONSENT, "Cookie consent", RetentionTrigger.AFTER_CREATION,
                       timedelta(days=settings.retention_cookie_consent_days), "Legal requirement"),
+        RetentionRule(RetentionKey.EXPORTS, "Data exports (your download)", RetentionTrigger.AFTER_CREATION,
+                      timedelta(days=EXPORT_DAYS), "Time to download your data"),
+        # Kept without the link to you once your account is erased: proof that requests were answered on time.
+        RetentionRule(RetentionKey.REQUESTS, "Records of data-protection requests", RetentionTrigger.AFTER_CREATION,
+                      timedelta(days=366 * settings.retention_request_years), "Accountability (GDPR Art. 5(2))"),
     ]
     return {rule.key: rule for rule in rules}
 

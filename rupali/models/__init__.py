@@ -3,9 +3,21 @@
 from rupali.models.auth import AccountToken, AuthAttempt, AuthSession, OidcIdentity, PolicyAcceptance, TokenPurpose
 from rupali.models.consent import CookieConsent
 from rupali.models.generation import ApiKey, ApiKeyScope, Generation, GenerationStatus, Image, Upload
+from rupali.models.job_lock import JobLock
 from rupali.models.job_run import JobRun, JobRunStatus
 from rupali.models.legal import LegalDocumentVersion
 from rupali.models.mail import MailKind, MailStatus, OutboxMessage
+from rupali.models.privacy import (
+    ConsentEvent,
+    ConsentKind,
+    DataExport,
+    ErasureRecord,
+    ExportStatus,
+    PrivacyRequest,
+    RequestKind,
+    RequestSource,
+    RequestStatus,
+)
 from rupali.models.user import Role, User
 
 __all__ = [
@@ -14,10 +26,16 @@ __all__ = [
     "ApiKeyScope",
     "AuthAttempt",
     "AuthSession",
+    "ConsentEvent",
+    "ConsentKind",
     "CookieConsent",
+    "DataExport",
+    "ErasureRecord",
+    "ExportStatus",
     "Generation",
     "GenerationStatus",
     "Image",
+    "JobLock",
     "JobRun",
     "JobRunStatus",
     "LegalDocumentVersion",
@@ -26,6 +44,10 @@ __all__ = [
     "OidcIdentity",
     "OutboxMessage",
     "PolicyAcceptance",
+    "PrivacyRequest",
+    "RequestKind",
+    "RequestSource",
+    "RequestStatus",
     "Role",
     "TokenPurpose",
     "Upload",

@@ -53,6 +53,7 @@ class TokenPurpose(StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"  # noqa: S105  (a purpose name, not a password)
     CHANGE_EMAIL = "change_email"
+    CANCEL_DELETION = "cancel_deletion"  # the link in the "your account will be deleted" mail
 
 
 class AccountToken(SQLModel, table=True):

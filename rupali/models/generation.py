@@ -36,7 +36,7 @@ class Upload(SQLModel, table=True):
     __tablename__ = "upload"
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="user_id", holds="Images you uploaded as a starting point (metadata removed)",
-        export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT)
+        export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT, file_columns=("key",))
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=fk_column("user.id"))
@@ -98,7 +98,8 @@ class Image(SQLModel, table=True):
     __table_args__ = (Index("ix_image_user_created_id", "user_id", "created_at", "id"),)
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="user_id", holds="Generated images with their seed, size, NSFW score, favourite mark",
-        export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT)
+        export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT, expires_column="expires_at",
+        file_columns=("original_key", "thumbnail_key"))
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("user.id", ondelete="CASCADE"), nullable=False))

@@ -54,5 +54,7 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False, index=True))
     claimed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     last_error: str = Field(default="", max_length=1000)
+    # Non-transactional mail only: the signed one-click unsubscribe link (RFC 8058 ``List-Unsubscribe``).
+    unsubscribe_url: str = Field(default="", max_length=1000)
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))

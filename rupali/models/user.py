@@ -39,6 +39,7 @@ class User(UserBase, table=True):
         export=True,
         erasure=Erasure.DELETE,
         retention=RetentionKey.ACCOUNT,
+        file_columns=("avatar_key",),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -51,6 +52,14 @@ class User(UserBase, table=True):
     avatar_key: str | None = Field(default=None, max_length=200)
     # Downloads carry the A1111 "parameters" text unless the person asks for files without their prompt.
     strip_metadata: bool = False
+    # Consents and preferences (each change is also written to the consent log).
+    analytics: bool = True  # cookie-less usage statistics: legitimate interest, switched off on request
+    product_updates: bool = False  # opt-in
+    marketing_emails: bool = False  # opt-in
+    # Erasure with a grace period: asked for at ``deletion_requested_at``, carried out at ``deletion_due_at``.
+    deletion_requested_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    deletion_due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True,
+                                                                             index=True))
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
 

@@ -50,6 +50,10 @@ class PersonalData:
     # For rules that run from creation (technical logs, cookie consent): the timestamp the period counts from.
     # The purge job deletes rows whose ``retained_from`` is older than the rule's period.
     retained_from: str | None = None
+    # A row that carries its own end (an image with an expiry, an export's download window): gone after it.
+    expires_column: str | None = None
+    # Columns holding storage keys of the row's files: deleting the row (erasure, retention) deletes them too.
+    file_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ def problems(models: list[type[Any]] | None = None) -> list[str]:
             found.append(f"table {entry.table!r}: erasure is anonymize but no columns are named")
         if declaration.retained_from is not None and declaration.retained_from not in columns:
             found.append(f"table {entry.table!r}: retained_from {declaration.retained_from!r} does not exist")
+        if declaration.expires_column is not None and declaration.expires_column not in columns:
+            found.append(f"table {entry.table!r}: expires_column {declaration.expires_column!r} does not exist")
+        if missing := set(declaration.file_columns) - columns:
+            found.append(f"table {entry.table!r}: file_columns names unknown columns {sorted(missing)}")
         if declaration.export is False and declaration.erasure is Erasure.KEEP:
             found.append(f"table {entry.table!r}: personal data neither exported nor erased")
     return found

@@ -14,9 +14,9 @@ from sqlmodel import Session, col, select
 
 from rupali import mail_templates, passwords, tokens
 from rupali.clock import now
-from rupali.config import Settings
-from rupali.models import AccountToken, PolicyAcceptance, TokenPurpose, User
-from rupali.services import legal, mail, ratelimit, sessions, users
+from rupali.config import Settings, get_settings
+from rupali.models import AccountToken, ConsentEvent, ConsentKind, PolicyAcceptance, RequestKind, TokenPurpose, User
+from rupali.services import legal, mail, privacy_requests, ratelimit, sessions, users
 from rupali.services.users import InvalidAccount
 
 VERIFY_LIFETIME = timedelta(hours=48)
@@ -79,9 +79,15 @@ def record_consent(session: Session, settings: Settings, user: User, consent: Co
     moment = now()
     user.age_confirmed_at = user.age_confirmed_at or moment
     session.add(user)
-    for slug in ACCEPTED_DOCUMENTS:
-        version = legal.current(session, slug, settings).document.version
+    versions = {slug: legal.current(session, slug, settings).document.version for slug in ACCEPTED_DOCUMENTS}
+    for slug, version in versions.items():
         session.add(PolicyAcceptance(user_id=user.id, document=slug, version=version, accepted_at=moment))
+    # The consent log keeps every such choice with its policy version, as the privacy center shows it.
+    source = "sign-up" if user.password_hash else "single-sign-on"
+    for kind, version in ((ConsentKind.AGE, ""), (ConsentKind.TERMS, versions["terms"]),
+                          (ConsentKind.PRIVACY, versions["privacy"])):
+        session.add(ConsentEvent(user_id=user.id, kind=kind, granted=True, policy_version=version, source=source,
+                                 at=moment))
     session.flush()
 
 
@@ -204,6 +210,8 @@ def confirm_email_change(session: Session, token: str) -> User:
     session.add(user)
     mail.enqueue(session, to=old_email, user_id=user.id, mail=mail_templates.email_changed(
         user.full_name, record.new_email))
+    privacy_requests.log_done(session, get_settings(), kind=RequestKind.RECTIFICATION, user_id=user.id,
+                              outcome="E-mail address changed and confirmed from the new address")
     return user
 
 
@@ -216,9 +224,15 @@ def link_purpose(session: Session, token: str) -> TokenPurpose | None:
 
 
 def rename(session: Session, user: User, full_name: str) -> User:
-    user.full_name = users.clean_name(full_name)
+    """Correct the name (GDPR rectification, logged as a request answered at once)."""
+    name = users.clean_name(full_name)
+    changed = name != user.full_name
+    user.full_name = name
     user.updated_at = now()
     session.add(user)
+    if changed:
+        privacy_requests.log_done(session, get_settings(), kind=RequestKind.RECTIFICATION, user_id=user.id,
+                                  outcome="Name corrected on the account page")
     return user
 
 

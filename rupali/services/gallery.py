@@ -138,6 +138,18 @@ def delete_generation(session: Session, user_id: uuid.UUID, generation_id: uuid.
     return keys
 
 
+def emptied_generations(session: Session, user_id: uuid.UUID, generation_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of the person's finished generations among ``generation_ids`` that have no image left (after a delete),
+    oldest first: the gallery offers to delete their prompts too."""
+    if not generation_ids:
+        return []
+    has_image = select(Image.id).where(col(Image.generation_id) == col(Generation.id)).exists()
+    return list(session.exec(select(Generation.id).where(
+        col(Generation.id).in_(generation_ids), Generation.user_id == user_id,
+        col(Generation.status).notin_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]), ~has_image)
+        .order_by(col(Generation.created_at), col(Generation.id))).all())
+
+
 def owned_images(session: Session, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> list[tuple[Image, Generation]]:
     """The person's unexpired images among ``image_ids`` with their generations (for a ZIP download)."""
     images = _own(session, user_id, image_ids)

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, delete, func, select
 
 from rupali import text
 from rupali.clock import now
@@ -21,10 +21,12 @@ from rupali.nsfw import Verdict
 from rupali.providers import ModelChoice
 from rupali.providers.base import GeneratedImage, GenerationResult
 from rupali.services.credits import CreditHook
+from rupali.storage import LocalStorage
 
 PROMPT_MAX = 2000
 SCHEDULER_MAX = 60  # the column's width; names like "DPM++ 2M Karras" are far shorter
 SEED_MAX = 2**32 - 1
+BUSY_MESSAGE = "These images are still being made. Cancel the generation first, then delete it."
 RESTART_MESSAGE = "The server restarted while these images were being made. Nothing was charged; please try again."
 
 
@@ -56,6 +58,10 @@ class InvalidGeneration(ValueError):
 
 class GenerationNotFound(LookupError):
     """No such generation or image among the person's own (another person's ids are simply not found)."""
+
+
+class GenerationBusy(Exception):
+    """The generation is still queued or running: it has to be cancelled (or finish) before it can be deleted."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,36 @@ def cancel(session: Session, user_id: uuid.UUID, generation_id: uuid.UUID, credi
         return generation
     fail(session, generation.id, "Cancelled. Nothing was charged.", credits, status=GenerationStatus.CANCELLED)
     return generation
+
+
+def delete_generation(session: Session, storage: LocalStorage, user: User, generation_id: uuid.UUID) -> bool:
+    """Delete one of the person's generations: its prompt and parameters, its images and thumbnails, and its source
+    upload unless another generation still uses it. The files go once the transaction has committed.
+
+    False for an unknown id or anyone else's (their data is not touched). A queued or running generation is refused
+    with :class:`GenerationBusy` rather than cancelled here: the job lives in the server's queue, which cancels it
+    (``GenerationQueue.cancel``), and a job still writing its images must not find its row gone. Callers that have
+    the queue also refuse while it still holds the job (a cancelled job takes a moment to stop).
+    """
+    generation = session.get(Generation, generation_id)
+    if generation is None or generation.user_id != user.id:
+        return False
+    if not generation.finished:
+        raise GenerationBusy(BUSY_MESSAGE)
+    images = session.exec(select(Image).where(Image.generation_id == generation.id)).all()
+    obsolete = [key for image in images for key in (image.original_key, image.thumbnail_key)]
+    session.exec(delete(Image).where(col(Image.generation_id) == generation.id))  # type: ignore[call-overload]
+    upload_id = generation.upload_id
+    session.delete(generation)
+    session.flush()
+    if upload_id is not None:
+        upload = session.get(Upload, upload_id)
+        used = session.exec(select(Generation.id).where(Generation.upload_id == upload_id).limit(1)).first()
+        if upload is not None and upload.user_id == user.id and used is None:
+            obsolete.append(upload.key)
+            session.delete(upload)
+    storage.settle_with(session, obsolete=obsolete)  # rows first, commit, then files (see rupali.storage)
+    return True
 
 
 def recover_after_restart(session: Session, credits: CreditHook) -> list[tuple[uuid.UUID, uuid.UUID]]:

@@ -32,10 +32,15 @@ BATCH = 50
 
 
 def enqueue(session: Session, *, to: str, mail: Mail, kind: MailKind = MailKind.TRANSACTIONAL,
-            user_id: uuid.UUID | None = None) -> OutboxMessage:
-    """Queue one message; the delivery job sends it."""
+            user_id: uuid.UUID | None = None, unsubscribe_url: str = "") -> OutboxMessage:
+    """Queue one message; the delivery job sends it.
+
+    Transactional and security mail is always sent. Anything else must carry a one-click unsubscribe link.
+    """
+    if kind != MailKind.TRANSACTIONAL and not unsubscribe_url.startswith(("https://", "http://")):
+        raise ValueError("non-transactional mail needs an unsubscribe link (RFC 8058)")
     message = OutboxMessage(recipient=to, user_id=user_id, kind=kind, subject=mail.subject, text_body=mail.text,
-                            html_body=mail.html)
+                            html_body=mail.html, unsubscribe_url=unsubscribe_url)
     session.add(message)
     session.flush()
     return message
@@ -106,6 +111,10 @@ async def _send(message: OutboxMessage, settings: Settings) -> None:
     email["Subject"] = message.subject
     email["Date"] = formatdate(localtime=False)
     email["Message-ID"] = make_msgid(domain=parseaddr(settings.mail_from)[1].partition("@")[2] or None)
+    if message.unsubscribe_url:
+        # RFC 8058 one-click unsubscribe: mail clients POST "List-Unsubscribe=One-Click" to the HTTPS link.
+        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email.set_content(message.text_body)
     email.add_alternative(message.html_body, subtype="html")
     await aiosmtplib.send(

@@ -17,7 +17,7 @@ from rupali import runtime
 from rupali.config import get_settings
 from rupali.db import session_scope
 from rupali.gate import AUTH_COOKIE, STATIC_PREFIXES
-from rupali.services import api_keys, profile, sessions, uploads, users
+from rupali.services import api_keys, exports, profile, sessions, uploads, users
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
 
@@ -34,6 +34,10 @@ OWNED_ROUTES = {
     ("GET", "/api/v1/images/{image_id}/thumbnail"): "image",
     ("POST", "/api/v1/images/{image_id}/favourite"): "image",
     ("DELETE", "/api/v1/images/{image_id}"): "image",
+    ("DELETE", "/api/v1/generations/{generation_id}"): "generation",
+    ("GET", "/api/v1/exports/{export_id}"): "export",
+    ("GET", "/api/v1/exports/{export_id}/download"): "export",
+    ("GET", "/privacy/exports/{export_id}/download"): "export",
 }
 BODIES = {"/api/v1/images/{image_id}/favourite": {"favourite": True}}
 
@@ -64,8 +68,11 @@ def _owner_things() -> dict[str, str]:
         upload = uploads.store(session, storage, get_settings(), owner, buffer.getvalue())
         profile.set_avatar(session, storage, session.merge(owner), buffer.getvalue())
     ticket = runtime.current().downloads.issue(owner.id, [images[0].id])
+    with session_scope() as session:
+        export = exports.request_export(session, get_settings(), session.get(type(owner), owner.id))
+    assert exports.build(get_settings(), export.id)
     return {"image": str(images[0].id), "generation": str(generation.id), "upload": str(upload.id),
-            "ticket": ticket, "user": str(owner.id)}
+            "ticket": ticket, "user": str(owner.id), "export": str(export.id)}
 
 
 def _sign_in_cookie(user: User, email: str) -> None:

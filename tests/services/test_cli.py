@@ -6,13 +6,18 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from rupali.cli import main
 from rupali.db import session_scope
-from rupali.models import Role
+from rupali.models import ErasureRecord, OutboxMessage, Role
+from rupali.models import User as Account
+from rupali.privacy import erasure
 from rupali.services import users
+from tests.utils.factories import make_user
 
 
 def _rupali(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
@@ -95,3 +100,48 @@ class _Stdin:
 
     def readline(self) -> str:
         return self._lines.pop(0) if self._lines else ""
+
+
+def test_users_erase_schedules_with_the_grace_period_and_now_erases_at_once(capsys):
+    member = make_user(email="ada@example.com")
+    assert main(["users", "erase", "Ada@Example.com"]) == 0
+    out = capsys.readouterr().out
+    assert "ada@example.com is scheduled for deletion on" in out
+    with session_scope() as session:
+        stored = session.get(Account, member.id)
+        assert stored.deletion_due_at - stored.deletion_requested_at == timedelta(days=30)
+        assert session.exec(select(OutboxMessage.subject)).all() == ["Your account will be deleted"]
+    assert main(["users", "erase", "ada@example.com"]) == 1  # already scheduled: said in one line
+    assert "already scheduled for deletion" in capsys.readouterr().err
+    assert main(["users", "erase", "ada@example.com", "--now"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("erased the account: ") and "user 1" in out and "ada@example.com" not in out
+    with session_scope() as session:
+        assert session.get(Account, member.id) is None
+        [record] = session.exec(select(ErasureRecord)).all()
+        assert record.reason == "administrator" and erasure.counts_of(record)["user"] == 1
+
+
+def test_users_erase_of_an_unknown_address_is_one_clear_line():
+    result = _rupali("users", "erase", "nobody@example.com", "--now")
+    _one_clear_line(result, "no account has the e-mail address 'nobody@example.com'")
+
+
+def test_mail_send_queues_opt_in_mail_with_unsubscribe_links_only_to_those_who_opted_in(tmp_path, capsys):
+    from rupali.config import get_settings
+    from rupali.models import ConsentKind, MailKind
+    from rupali.services import preferences
+
+    keen, _quiet = make_user(email="keen@example.com"), make_user(email="quiet@example.com")
+    with session_scope() as session:
+        preferences.set_preference(session, get_settings(), session.get(Account, keen.id), ConsentKind.PRODUCT_UPDATES,
+                                   True, source="test")
+    body = tmp_path / "news.txt"
+    body.write_text("Styles are here.\n\nTry them in the studio.", encoding="utf-8")
+    assert main(["mail", "send", "--topic", "product", "--subject", "New: styles", "--file", str(body)]) == 0
+    assert "queued 1 mail(s)" in capsys.readouterr().out
+    with session_scope() as session:
+        [message] = session.exec(select(OutboxMessage).where(OutboxMessage.kind == MailKind.PRODUCT)).all()
+    assert message.recipient == "keen@example.com" and "/unsubscribe?t=" in message.unsubscribe_url
+    assert main(["mail", "send", "--topic", "product", "--subject", "x", "--file", str(tmp_path / "none")]) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -107,3 +107,22 @@ def test_https_is_promised_only_when_the_public_url_is_https(monkeypatch):
     secure = _text(legal.privacy_policy(production))
     assert "Traffic is encrypted in transit (HTTPS)." in secure and "sent over HTTPS only" in secure
     assert _text(legal.cookie_policy(production)).count("HttpOnly, SameSite=Lax, Secure") == 2
+
+
+@pytest.mark.sqlite_only
+def test_the_rights_section_states_the_numbers_the_code_enforces():
+    """Each number is rendered from what the services use: the tests of those services prove the behaviour
+    (tests/services/test_export.py, test_deletion.py, test_preferences.py, test_privacy_requests.py)."""
+    from rupali.policy import EXPORT_DAYS
+    from rupali.services import exports
+
+    text = _text(legal.privacy_policy(Settings(retention_account_grace_days=14, gdpr_response_days=21)))
+    assert "For **14 days** you can change your mind by signing in" in text
+    assert "we answer within **21 days**" in text
+    assert f"it can be downloaded for {EXPORT_DAYS} days" in text
+    assert exports.MIN_INTERVAL.total_seconds() == 24 * 3600
+    assert "You can ask for one a day" in text
+    immediate = _text(legal.privacy_policy(Settings(retention_account_grace_days=0)))
+    assert "change your mind" not in immediate and "Then your account, images" in immediate
+    assert "one-click unsubscribe link that works without signing in" in text
+    assert "accept the new version before you go on" in text

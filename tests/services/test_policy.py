@@ -21,6 +21,8 @@ def test_default_retention_is_the_seed_policy():
         RetentionKey.TRANSACTIONS: "7 years",
         RetentionKey.TECHNICAL_LOGS: "90 days",
         RetentionKey.COOKIE_CONSENT: "365 days",
+        RetentionKey.EXPORTS: "7 days",
+        RetentionKey.REQUESTS: "3 years",
     }
 
 
