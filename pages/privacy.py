@@ -188,9 +188,7 @@ class ExportPanel:
 
     async def _poll(self) -> None:
         export = await run.io_bound(transact, exports.latest, self.user)
-        if export is not None and export.status == ExportStatus.READY:
-            self.banner.success("Your download is ready.")
-        self.show(export)
+        self.show(export)  # the status line is a live region: "Your download is ready" is announced from there
 
 
 def _size(count: int) -> str:

@@ -282,8 +282,9 @@ def terms(settings: Settings) -> Document:
             "uninterrupted service. Nothing in these terms limits liability that cannot be limited by law."
         )),
         Section("Changes and termination", (
-            "We announce material changes to these terms before they apply; continuing to use the service after "
-            "that means you accept them. You may stop using the service and delete your account at any time."
+            "When these terms change, you see a notice with the date of the change the next time you use the "
+            "service, and you accept the new version before you go on (or download your data and leave). You may "
+            "stop using the service and delete your account at any time, from your privacy center."
         )),
         Section("Contact", f"[{s.operator_email}](mailto:{s.operator_email})"),
     )

@@ -126,3 +126,11 @@ def test_the_rights_section_states_the_numbers_the_code_enforces():
     assert "change your mind" not in immediate and "Then your account, images" in immediate
     assert "one-click unsubscribe link that works without signing in" in text
     assert "accept the new version before you go on" in text
+
+
+@pytest.mark.sqlite_only
+def test_the_terms_describe_the_acceptance_of_changes_that_the_gate_enforces():
+    """tests/pages/test_privacy_center.py::test_a_changed_policy_must_be_accepted_before_going_on proves it."""
+    text = _text(legal.terms(Settings()))
+    assert "you accept the new version before you go on" in text
+    assert "announce" not in text  # no advance announcement is sent, so none is promised
