@@ -8,15 +8,14 @@ import uuid
 from nicegui.testing import User
 from sqlmodel import select
 
-from rupali import runtime
 from rupali.config import get_settings
 from rupali.db import session_scope
-from rupali.models import ApiKeyScope, Generation, GenerationStatus, Image
+from rupali.models import ApiKeyScope, Generation, Image
 from rupali.services import api_keys
-from rupali.services import generation as generations
 from rupali.storage import LocalStorage
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
+from tests.utils.running import running_generation
 
 
 def _key(person, scope: ApiKeyScope = ApiKeyScope.GENERATE) -> dict[str, str]:
@@ -70,23 +69,6 @@ async def test_a_read_key_may_not_delete(user: User):
     assert response.status_code == 403
     with session_scope() as session:
         assert session.get(Generation, generation.id) is not None
-
-
-async def running_generation(owner) -> uuid.UUID:
-    """A big offline generation submitted to the app's queue, seen running there."""
-    current = runtime.current()
-    choice = await current.providers.find("offline:sketch-v1")
-    form = generations.GenerationForm(prompt="still being drawn", model="offline:sketch-v1", width=2048, height=2048,
-                                      count=4)
-    with session_scope() as session:
-        generation = generations.submit(session, current.settings, owner, choice, form, current.credits)
-    current.queue.submit(generation.id, owner.id)
-    for _ in range(500):
-        state = current.queue.state(generation.id)
-        if state is not None and state.status == GenerationStatus.RUNNING:
-            return generation.id
-        await asyncio.sleep(0.01)
-    raise AssertionError("the generation never ran")
 
 
 async def test_a_running_generation_is_refused_with_409_until_it_is_cancelled_and_stopped(user: User):

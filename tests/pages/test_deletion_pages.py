@@ -19,8 +19,8 @@ from rupali.db import session_scope
 from rupali.models import Generation, GenerationStatus, Image, OutboxMessage
 from rupali.models import User as Account
 from rupali.services import deletion, sessions
-from rupali.services import generation as generations
 from tests.utils.factories import PASSWORD, make_user
+from tests.utils.running import running_generation
 from tests.utils.signin import sign_in
 
 
@@ -109,23 +109,6 @@ async def test_a_bad_cancel_link_gets_a_clear_message(user: User, query: str):
     await user.should_not_see("Cancel the deletion")
 
 
-async def _generation_running(member: Account) -> uuid.UUID:
-    """A big offline generation, submitted to the app's queue and seen running."""
-    current = runtime.current()
-    choice = await current.providers.find("offline:sketch-v1")
-    form = generations.GenerationForm(prompt="a quiet harbour", model="offline:sketch-v1", width=2048, height=2048,
-                                      count=4)
-    with session_scope() as session:
-        generation = generations.submit(session, current.settings, member, choice, form, current.credits)
-    current.queue.submit(generation.id, member.id)
-    for _ in range(500):
-        state = current.queue.state(generation.id)
-        if state is not None and state.status == GenerationStatus.RUNNING:
-            return generation.id
-        await asyncio.sleep(0.01)
-    raise AssertionError("the generation never ran")
-
-
 async def _finished(generation_id: uuid.UUID) -> Generation:
     """The generation once the queue is done with it (the database says "cancelled" before a job has stopped)."""
     for _ in range(400):
@@ -141,7 +124,7 @@ async def test_the_privacy_center_helper_confirms_revokes_and_stops_jobs(user: U
     await user.open("/signin")  # the app, its queue included, has started
     member = make_user(email="ada@example.com")
     signed_in = _signed_in(member)
-    running = await _generation_running(member)
+    running = await running_generation(member, "a quiet harbour")
     with pytest.raises(deletion.DeletionError, match="not your password"):
         await deletion_pages.request(signed_in, password="not the password")
     assert not _pending(member.id)

@@ -15,9 +15,9 @@ from rupali.config import get_settings
 from rupali.db import session_scope
 from rupali.models import Generation, Image
 from rupali.storage import LocalStorage
-from tests.api.test_generation_delete_api import running_generation
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
+from tests.utils.running import running_generation
 from tests.utils.signin import sign_in
 
 
