@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -136,6 +138,40 @@ class Settings(BaseSettings):
     upload_max_mb: int = Field(10, ge=1, le=50, description="Largest image-to-image upload, in MB")
     upload_max_megapixels: int = Field(40, ge=1, le=200, description="Largest image-to-image upload, in megapixels")
 
+    # --- billing (credits) -------------------------------------------------------------------------------------
+    billing: Literal["off", "credits", "creem"] = Field(
+        "off", description="`off`: everything is free; `credits`: generations cost credits (sign-up bonus, daily "
+                           "allowance, administrator grants); `creem`: the same, plus credit packs sold through Creem")
+    credits_signup_bonus: int = Field(50, ge=0, le=1_000_000, description="Credits every account receives once")
+    credits_daily_allowance: int = Field(
+        0, ge=0, le=1_000_000, description="Free credits per UTC day, without rollover: the balance is topped up to "
+                                           "this once a day (0 = none)")
+    credits_size_tiers: str = Field(
+        "768x768=1,1024x1024=2,*=4",
+        description="Credits per image by size: `WxH=credits` pairs, each covering images up to that many pixels, "
+                    "ending with `*=credits` for anything larger")
+    credits_model_prices: str = Field(
+        "", description="Per-model prices replacing the size tiers: `provider:model=credits` (every size) or "
+                        "`=c1/c2/…` (one per tier), comma-separated, e.g. `offline:sketch-v1=0`")
+    credits_steps_included: int = Field(30, ge=1, le=1000, description="Steps an image's price includes")
+    credits_steps_factor: float = Field(
+        0.0, ge=0.0, le=1.0, description="Each step above the included ones adds this share of the image price "
+                                         "(0.02 = 2 % per step; 0 = steps never change the price)")
+    credits_img2img_factor: float = Field(
+        1.0, ge=0.1, le=10.0, description="Price multiplier for image-to-image generations")
+    credits_alert_threshold: int = Field(
+        0, ge=0, le=1_000_000, description="A balance alert is mailed when the balance falls below this (0 = never)")
+
+    # --- Creem (billing = creem) ------------------------------------------------------------------------------
+    creem_api_url: str = Field("https://api.creem.io/v1",
+                               description="Creem API base; `https://test-api.creem.io/v1` for test mode")
+    creem_api_key: SecretStr | None = Field(None, description="Creem API key (sent as `x-api-key`)")
+    creem_webhook_secret: SecretStr | None = Field(
+        None, description="Creem webhook signing secret: `creem-signature` is checked against it")
+    credit_packs: str = Field(
+        "", description="JSON list of credit packs sold through Creem: `[{key, product_id, credits, price_cents, "
+                        "currency, label}]`; price and currency must equal the Creem product's")
+
     # --- third parties (each one, when configured, becomes a listed sub-processor) ------------------------
     umami_website_id: str | None = Field(None, description="Umami website id; with the script URL enables analytics")
     umami_script_url: str | None = Field(None, description="Umami tracker URL, e.g. `https://umami.example/script.js`")
@@ -201,6 +237,38 @@ class Settings(BaseSettings):
             parsed_extra_subprocessors(value)
         return value
 
+    @field_validator("credits_size_tiers")
+    @classmethod
+    def _size_tiers(cls, value: str) -> str:
+        parsed_size_tiers(value)
+        return value
+
+    @model_validator(mode="after")
+    def _model_prices(self) -> Settings:
+        # Checked against the tiers, so after both fields are read; an error names the variable.
+        try:
+            parsed_model_prices(self.credits_model_prices, len(parsed_size_tiers(self.credits_size_tiers)))
+        except ValueError as exc:
+            raise ValueError(f"RUPALI_CREDITS_MODEL_PRICES {exc}") from None
+        return self
+
+    @field_validator("credit_packs")
+    @classmethod
+    def _credit_packs(cls, value: str) -> str:
+        parsed_credit_packs(value)
+        return value
+
+    @model_validator(mode="after")
+    def _creem_complete(self) -> Settings:
+        # Selling credits without a key or a webhook secret would take money and never grant anything.
+        if self.billing == "creem":
+            missing = [name for name, value in (("RUPALI_CREEM_API_KEY", self.creem_api_key),
+                                                ("RUPALI_CREEM_WEBHOOK_SECRET", self.creem_webhook_secret),
+                                                ("RUPALI_CREDIT_PACKS", self.credit_packs.strip())) if not value]
+            if missing:
+                raise ValueError("RUPALI_BILLING=creem needs " + ", ".join(missing))
+        return self
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if "public_url" not in self.model_fields_set and not self.is_production:
@@ -253,6 +321,21 @@ class Settings(BaseSettings):
         return not self.smtp_host
 
     @property
+    def billing_enabled(self) -> bool:
+        """Whether generations cost credits (``credits`` and ``creem`` modes)."""
+        return self.billing != "off"
+
+    @property
+    def creem_enabled(self) -> bool:
+        """Whether credit packs are sold through Creem (``creem`` mode)."""
+        return self.billing == "creem"
+
+    @property
+    def packs(self) -> list[CreditPack]:
+        """The configured credit packs (empty unless packs are set)."""
+        return parsed_credit_packs(self.credit_packs)
+
+    @property
     def analytics_enabled(self) -> bool:
         return bool(self.umami_website_id and self.umami_script_url)
 
@@ -279,6 +362,120 @@ def parsed_extra_subprocessors(raw: str) -> list[dict[str, str]]:
     ):
         raise ValueError("must be a JSON list of objects with name, purpose, location and transfer")
     return items
+
+
+@dataclass(frozen=True)
+class CreditPack:
+    """A credit pack for sale: Creem's product, the credits it grants, and its price in minor units."""
+
+    key: str
+    product_id: str
+    credits: int
+    price_cents: int
+    currency: str
+    label: str
+
+
+_PACK_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def parsed_credit_packs(raw: str) -> list[CreditPack]:
+    """Parse ``RUPALI_CREDIT_PACKS`` (a JSON list); ValueError naming the problem."""
+    if not raw.strip():
+        return []
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg})") from None
+    if not isinstance(items, list):
+        raise ValueError("must be a JSON list of packs")
+    packs: list[CreditPack] = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise ValueError(f"pack {index} is not an object")
+        try:
+            pack = CreditPack(key=str(item["key"]), product_id=str(item["product_id"]), credits=item["credits"],
+                              price_cents=item["price_cents"], currency=str(item["currency"]).upper(),
+                              label=str(item.get("label") or item["key"]))
+        except KeyError as exc:
+            raise ValueError(f"pack {index} lacks {exc.args[0]!r}") from None
+        if not _PACK_KEY.fullmatch(pack.key):
+            raise ValueError(f"pack {index}: key must be lowercase letters, digits, - or _")
+        if not pack.product_id.strip() or len(pack.product_id) > 120:
+            raise ValueError(f"pack {pack.key!r}: product_id is empty or too long")
+        for name in ("credits", "price_cents"):
+            value = getattr(pack, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000_000:
+                raise ValueError(f"pack {pack.key!r}: {name} must be a whole number from 1 to 100,000,000")
+        if not re.fullmatch(r"[A-Z]{3}", pack.currency):
+            raise ValueError(f"pack {pack.key!r}: currency must be a three-letter code such as EUR")
+        if not 1 <= len(pack.label) <= 60:
+            raise ValueError(f"pack {pack.key!r}: label must be 1 to 60 characters")
+        if any(other.key == pack.key for other in packs):
+            raise ValueError(f"names pack {pack.key!r} twice")
+        packs.append(pack)
+    return packs
+
+
+PRICE_MAX = 100_000  # credits per image: far above any sensible price, low enough to catch a typo of digits
+
+
+def _credits(text: str, what: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{what}: {text.strip()!r} is not a whole number of credits") from None
+    if not 0 <= value <= PRICE_MAX:
+        raise ValueError(f"{what}: credits must be between 0 and {PRICE_MAX}")
+    return value
+
+
+def parsed_size_tiers(raw: str) -> list[tuple[int | None, int]]:
+    """Parse ``RUPALI_CREDITS_SIZE_TIERS`` into ``(most pixels or None for any, credits)``, smallest first."""
+    tiers: list[tuple[int | None, int]] = []
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("must list at least `*=credits`")
+    for index, part in enumerate(parts):
+        size, equals, price = part.partition("=")
+        size = size.strip().lower()
+        if not equals:
+            raise ValueError(f"{part!r} is not `WxH=credits`")
+        if size == "*":
+            if index != len(parts) - 1:
+                raise ValueError("`*=credits` must come last")
+            tiers.append((None, _credits(price, part)))
+            continue
+        width, times, height = size.partition("x")
+        if not (times and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+            raise ValueError(f"{part!r} is not `WxH=credits`")
+        pixels = int(width) * int(height)
+        smaller = tiers[-1][0] if tiers else None
+        if smaller is not None and pixels <= smaller:
+            raise ValueError("sizes must grow from one tier to the next")
+        tiers.append((pixels, _credits(price, part)))
+    if tiers[-1][0] is not None:
+        raise ValueError("must end with `*=credits` for images larger than the last size")
+    return tiers
+
+
+def parsed_model_prices(raw: str, tiers: int) -> dict[str, tuple[int, ...]]:
+    """Parse ``RUPALI_CREDITS_MODEL_PRICES`` into ``model key -> credits per tier`` (one value = every tier)."""
+    prices: dict[str, tuple[int, ...]] = {}
+    for part in (piece.strip() for piece in raw.split(",")):
+        if not part:
+            continue
+        key, equals, values = part.rpartition("=")
+        key = key.strip()
+        if not equals or ":" not in key:
+            raise ValueError(f"{part!r} is not `provider:model=credits`")
+        if key in prices:
+            raise ValueError(f"names {key!r} twice")
+        found = tuple(_credits(value, part) for value in values.split("/"))
+        if len(found) not in {1, tiers}:
+            raise ValueError(f"{part!r} gives {len(found)} prices; give one, or one per size tier ({tiers})")
+        prices[key] = found
+    return prices
 
 
 @lru_cache

@@ -11,6 +11,7 @@ from rupali.generation_queue import GenerationQueue
 from rupali.nsfw import NsfwScorer
 from rupali.providers import ImageProviders
 from rupali.services.credits import CreditHook, FreeGeneration
+from rupali.services.ledger import LedgerCredits
 from rupali.storage import LocalStorage
 from rupali.zips import DownloadTickets
 
@@ -30,7 +31,7 @@ class Runtime:
         providers = ImageProviders.from_settings(settings)
         storage = LocalStorage.from_settings(settings)
         scorer = NsfwScorer()
-        credits = FreeGeneration()
+        credits: CreditHook = FreeGeneration() if settings.billing == "off" else LedgerCredits(settings)
         queue = GenerationQueue(settings, providers, storage, scorer, credits)
         return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets())
 

@@ -1,6 +1,19 @@
 """All table models; importing this package registers them with ``SQLModel.metadata``."""
 
 from rupali.models.auth import AccountToken, AuthAttempt, AuthSession, OidcIdentity, PolicyAcceptance, TokenPurpose
+from rupali.models.billing import (
+    PAYMENT_KINDS,
+    CreditAccount,
+    CreditEntry,
+    CreditOrder,
+    CreditPurchaseEntry,
+    CreditRefund,
+    CreemEvent,
+    DeliveryOutcome,
+    EntryKind,
+    OrderStatus,
+    WebhookDelivery,
+)
 from rupali.models.consent import CookieConsent
 from rupali.models.generation import ApiKey, ApiKeyScope, Generation, GenerationStatus, Image, Upload
 from rupali.models.job_lock import JobLock
@@ -21,6 +34,7 @@ from rupali.models.privacy import (
 from rupali.models.user import Role, User
 
 __all__ = [
+    "PAYMENT_KINDS",
     "AccountToken",
     "ApiKey",
     "ApiKeyScope",
@@ -29,7 +43,15 @@ __all__ = [
     "ConsentEvent",
     "ConsentKind",
     "CookieConsent",
+    "CreditAccount",
+    "CreditEntry",
+    "CreditOrder",
+    "CreditPurchaseEntry",
+    "CreditRefund",
+    "CreemEvent",
     "DataExport",
+    "DeliveryOutcome",
+    "EntryKind",
     "ErasureRecord",
     "ExportStatus",
     "Generation",
@@ -42,6 +64,7 @@ __all__ = [
     "MailKind",
     "MailStatus",
     "OidcIdentity",
+    "OrderStatus",
     "OutboxMessage",
     "PolicyAcceptance",
     "PrivacyRequest",
@@ -52,4 +75,5 @@ __all__ = [
     "TokenPurpose",
     "Upload",
     "User",
+    "WebhookDelivery",
 ]

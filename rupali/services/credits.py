@@ -1,7 +1,7 @@
 """The credit hook around every generation: reserve before the job, settle on success, release otherwise.
 
-Billing will provide a ledger that implements :class:`CreditHook`; until then :class:`FreeGeneration` answers
-"free" and charges nothing, and the studio's cost line says so.
+With ``RUPALI_BILLING=off`` :class:`FreeGeneration` answers "free" and charges nothing, and the studio's cost line
+says so; otherwise the ledger's hook (:class:`rupali.services.ledger.LedgerCredits`) prices and charges.
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ class InsufficientCredits(Exception):
 
 
 class CreditHook(Protocol):
-    def quote(self, *, model_key: str, width: int, height: int, steps: int, count: int) -> int:
+    def quote(self, *, model_key: str, width: int, height: int, steps: int, count: int,
+              image_to_image: bool = False) -> int:
         """Credits the request would cost (0 = free)."""
+        ...
+
+    def balance(self, session: Session, user: User) -> int | None:
+        """The person's balance, or None when generation is free (nothing to show)."""
         ...
 
     def reserve(self, session: Session, user: User, generation: Generation) -> None:
@@ -36,10 +41,14 @@ class CreditHook(Protocol):
 
 
 class FreeGeneration:
-    """Generation costs nothing (until billing exists)."""
+    """Generation costs nothing (billing off)."""
 
-    def quote(self, *, model_key: str, width: int, height: int, steps: int, count: int) -> int:
+    def quote(self, *, model_key: str, width: int, height: int, steps: int, count: int,
+              image_to_image: bool = False) -> int:
         return 0
+
+    def balance(self, session: Session, user: User) -> int | None:
+        return None
 
     def reserve(self, session: Session, user: User, generation: Generation) -> None:
         generation.credits = 0

@@ -23,18 +23,22 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from rupali import clock, jobs, media_sweep
+from rupali.clock import now
 from rupali.config import get_settings
 from rupali.db import session_scope
 from rupali.mail_templates import Mail
 from rupali.models import (
     ApiKey,
+    CreditOrder,
     DataExport,
+    EntryKind,
     ExportStatus,
     Generation,
     GenerationStatus,
     Image,
     JobRunStatus,
     OidcIdentity,
+    OrderStatus,
     OutboxMessage,
     PrivacyRequest,
     RequestKind,
@@ -43,7 +47,7 @@ from rupali.models import (
 )
 from rupali.privacy import export as archive
 from rupali.privacy import inventory
-from rupali.services import api_keys, exports, mail, privacy_requests, profile, sessions, uploads
+from rupali.services import api_keys, exports, ledger, mail, privacy_requests, profile, sessions, uploads
 from rupali.storage import TEMPORARY_PREFIX, LocalStorage
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
@@ -108,6 +112,12 @@ def _seed(email: str, text: str, colour: tuple[int, int, int]) -> dict[str, obje
         reset = f"{settings.public_url}/reset?token=SECRET{text.replace('-', '')}"
         mail.enqueue(session, to=email, user_id=user.id,
                      mail=Mail(f"Reset {text}", f"Reset it here: {reset}", f'<a href="{reset}">reset</a>'))
+        ledger.open_account(session, settings, user.id)  # the credit account, with its sign-up bonus entry
+        ledger.post_payment(session, settings, user.id, EntryKind.PURCHASE, 100, reference=f"order {text}",
+                            key=f"purchase:{text}")
+        session.add(CreditOrder(user_id=user.id, pack_key="starter", product_id="prod_starter", credits=100,
+                                amount=500, currency="EUR", status=OrderStatus.PAID, customer_email=email,
+                                country="DE", paid_amount=500, paid_at=now()))
         password_hash = user.password_hash
         key_hash = session.get(ApiKey, key.id).key_hash
     return {"user": person, "generation": generation, "images": [*images, jpeg], "upload": upload,

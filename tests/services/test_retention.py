@@ -33,7 +33,10 @@ from rupali.models import (
     AuthAttempt,
     AuthSession,
     CookieConsent,
+    CreditOrder,
+    CreditPurchaseEntry,
     DataExport,
+    EntryKind,
     ExportStatus,
     Generation,
     Image,
@@ -42,6 +45,7 @@ from rupali.models import (
     JobRunStatus,
     MailKind,
     OidcIdentity,
+    OrderStatus,
     OutboxMessage,
     PrivacyRequest,
     RequestKind,
@@ -134,10 +138,21 @@ def _privacy_request(user: User) -> SQLModel:
                           due_at=clock.now() + 30 * DAY)
 
 
+def _credit_purchase_entry(user: User) -> SQLModel:
+    return CreditPurchaseEntry(user_id=user.id, kind=EntryKind.PURCHASE, delta=100, balance_after=100,
+                               reference="order 1", idempotency_key=f"purchase:{uuid.uuid4()}")
+
+
+def _credit_order(user: User) -> SQLModel:
+    return CreditOrder(user_id=user.id, pack_key="starter", product_id="prod_starter", credits=100, amount=500,
+                       currency="EUR", status=OrderStatus.PAID)
+
+
 PERIOD_ROWS: dict[str, Callable[[User], SQLModel]] = {
     "auth_attempt": _auth_attempt, "auth_session": _auth_session, "account_token": _account_token,
     "outbox_message": _outbox_message, "cookie_consent": _cookie_consent, "data_export": _data_export,
-    "privacy_request": _privacy_request,
+    "privacy_request": _privacy_request, "credit_purchase_entry": _credit_purchase_entry,
+    "credit_order": _credit_order,
 }
 PERIOD_TABLES = sorted(entry.table for entry in inventory.entries() if entry.declaration.retained_from)
 

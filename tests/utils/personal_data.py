@@ -18,10 +18,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 from PIL import Image as PILImage
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from rupali import tokens
 from rupali.clock import now
+from rupali.config import get_settings
 from rupali.db import session_scope
 from rupali.models import (
     AccountToken,
@@ -29,13 +30,17 @@ from rupali.models import (
     AuthSession,
     ConsentEvent,
     ConsentKind,
+    CreditEntry,
+    CreditOrder,
     DataExport,
+    EntryKind,
     ExportStatus,
     Generation,
     GenerationStatus,
     Image,
     MailKind,
     OidcIdentity,
+    OrderStatus,
     OutboxMessage,
     PolicyAcceptance,
     PrivacyRequest,
@@ -48,7 +53,7 @@ from rupali.models import (
 )
 from rupali.privacy import inventory
 from rupali.privacy.inventory import Subject
-from rupali.services import users
+from rupali.services import ledger, users
 from rupali.storage import LocalStorage
 from tests.utils.factories import PASSWORD
 
@@ -222,6 +227,42 @@ def _consent_event(session: Session, storage: LocalStorage, person: Person) -> N
     person.remember("consent_event", event.id)
 
 
+def _credit_account(session: Session, storage: LocalStorage, person: Person) -> None:
+    ledger.open_account(session, get_settings(), person.user_id)
+    session.flush()
+    person.remember("credit_account", person.user_id)
+
+
+def _credit_entry(session: Session, storage: LocalStorage, person: Person) -> None:
+    user = session.get(User, person.user_id)
+    assert user is not None
+    generation_id = person.ids["generation"][1]  # the queued one holds its reservation
+    generation = session.get(Generation, generation_id)
+    ledger.reserve(session, get_settings(), person.user_id, generation, 2)  # type: ignore[arg-type]
+    for entry in session.exec(select(CreditEntry).where(CreditEntry.user_id == person.user_id)).all():
+        person.remember("credit_entry", entry.id)
+
+
+def _credit_purchase_entry(session: Session, storage: LocalStorage, person: Person) -> None:
+    settings = get_settings()
+    order = uuid.uuid4().hex
+    for kind, delta in ((EntryKind.PURCHASE, 100), (EntryKind.REFUND, -40)):
+        entry = ledger.post_payment(session, settings, person.user_id, kind, delta, reference=f"order {order}",
+                                    key=f"{kind.value}:{order}")
+        assert entry is not None
+        person.remember("credit_purchase_entry", entry.id)
+
+
+def _credit_order(session: Session, storage: LocalStorage, person: Person) -> None:
+    order = CreditOrder(user_id=person.user_id, pack_key="starter", product_id="prod_starter", label="Starter",
+                        credits=100, amount=500, currency="EUR", status=OrderStatus.PAID,
+                        customer_email=person.email, country="DE", vat_number="DE136695976", paid_amount=500,
+                        paid_at=now())
+    session.add(order)
+    session.flush()
+    person.remember("credit_order", order.id)
+
+
 # Filled in this order: parents before the rows that refer to them.
 FACTORIES: dict[str, Factory] = {
     "user": _user,
@@ -237,6 +278,10 @@ FACTORIES: dict[str, Factory] = {
     "data_export": _data_export,
     "privacy_request": _privacy_request,
     "consent_event": _consent_event,
+    "credit_account": _credit_account,
+    "credit_entry": _credit_entry,
+    "credit_purchase_entry": _credit_purchase_entry,
+    "credit_order": _credit_order,
 }
 
 
