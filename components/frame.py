@@ -45,7 +45,7 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
     if settings.analytics_enabled and state.analytics_allowed and (viewer is None or viewer.user.analytics):
         _analytics_tag(settings.umami_script_url or "", settings.umami_website_id or "")
 
-    _header(active, viewer)
+    _header(active, viewer, settings.billing_enabled)
     if state.needs_cookie_notice:
         # In the flow under the header, not floating over the page: it never hides content or a focused control,
         # and it comes where it is seen in the keyboard order.
@@ -57,7 +57,7 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
             settings.analytics_enabled)
 
 
-def _header(active: str | None, viewer: SignedIn | None) -> None:
+def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
     with ui.element("header").classes("r-header"):
         ui.link("Skip to content", "#main").classes("r-skip")
         with ui.link(target="/").classes("r-brand").props('aria-label="Rupali home"'):
@@ -65,6 +65,8 @@ def _header(active: str | None, viewer: SignedIn | None) -> None:
             ui.label("Rupali").classes("r-brand-name")
         with ui.element("nav").classes("r-nav").props('aria-label="Main"'):
             for label, path in NAVIGATION:
+                if path == "/billing" and not billing:
+                    continue  # with billing off nothing about money is shown
                 link = ui.link(label, path).classes("r-nav-link")
                 if path == active:
                     link.classes("r-nav-link--active").props('aria-current="page"')

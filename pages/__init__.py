@@ -4,7 +4,7 @@ from pages import (
     account,
     admin,
     auth_routes,
-    coming_soon,
+    billing,
     deletion,
     errors,
     export_routes,
@@ -16,6 +16,7 @@ from pages import (
     password,
     policy_update,
     privacy,
+    receipt_routes,
     signin,
     signup,
     studio,
@@ -27,7 +28,7 @@ from pages import (
 
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
-    for module in (errors, home, legal, coming_soon, studio, gallery, history, signin, signup, password, verify,
-                   welcome, account, admin, auth_routes, media_routes, privacy, export_routes, deletion, unsubscribe,
-                   policy_update):
+    for module in (errors, home, legal, billing, receipt_routes, studio, gallery, history, signin, signup, password,
+                   verify, welcome, account, admin, auth_routes, media_routes, privacy, export_routes, deletion,
+                   unsubscribe, policy_update):
         module.create()

@@ -18,6 +18,7 @@ from components.choice_group import ChoiceGroup
 from components.forms import Banner, text_input
 from components.frame import frame
 from components.text import Text, heading, set_attributes
+from pages.admin_billing import BillingSection
 from rupali import dates
 from rupali.clock import now
 from rupali.config import get_settings
@@ -46,6 +47,10 @@ def create() -> None:
             requests = RequestsSection(locale)
             await requests.refresh()
             accounts.on_erased = requests.refresh  # an erasure is logged (and closed) as a request
+            settings = get_settings()
+            if settings.billing_enabled:
+                credits = BillingSection(locale, creem=settings.creem_enabled)
+                await credits.refresh()
             with ui.element("section").classes("r-panel"):
                 heading("Mail outbox", 2)
                 ui.label(", ".join(f"{count} {status}" for status, count in data.outbox.items()))

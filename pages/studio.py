@@ -27,6 +27,7 @@ from rupali.providers import ModelChoice
 from rupali.providers.base import ProviderError
 from rupali.services import generation as generations
 from rupali.services import uploads
+from rupali.services.credits import InsufficientCredits
 from rupali.services.sessions import SignedIn
 
 PROMPT_MAX = generations.PROMPT_MAX
@@ -68,6 +69,7 @@ def create() -> None:
         catalogue = await current.providers.catalogue()
         recent = await run.io_bound(transact, generations.recent, viewer.user.id, RECENT)
         images = await run.io_bound(transact, generations.images_of, [g.id for g in recent])
+        balance = await run.io_bound(transact, current.credits.balance, viewer.user)  # None: billing is off
         state = StudioState()
         if catalogue:
             _apply_model(state, catalogue[0])
@@ -78,7 +80,7 @@ def create() -> None:
             if source is not None:
                 _apply_generation(state, source, keep_seed=not remix)
         async with frame("Studio", active="/studio"):
-            Studio(viewer, catalogue, state).build(recent, images)
+            Studio(viewer, catalogue, state, balance).build(recent, images)
 
 
 async def _load(viewer: SignedIn, generation_id: str) -> Generation | None:
@@ -111,8 +113,10 @@ def _apply_generation(state: StudioState, generation: Generation, *, keep_seed: 
 class Studio:
     """The studio of one page view."""
 
-    def __init__(self, viewer: SignedIn, catalogue: list[ModelChoice], state: StudioState) -> None:
+    def __init__(self, viewer: SignedIn, catalogue: list[ModelChoice], state: StudioState,
+                 balance: int | None = None) -> None:
         self.viewer = viewer
+        self.balance = balance  # the person's credits; None when generating is free (billing off)
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
         self.jobs: dict[uuid.UUID, ui.element] = {}
@@ -178,6 +182,11 @@ class Studio:
             with ui.row().classes("w-full items-center justify-between r-cost"):
                 self.cost_label = ui.label().classes("r-muted")
                 ui.label("Ctrl+Enter").classes("r-kbd").props('aria-hidden="true"')
+            if self.balance is not None:
+                # Next to Generate, where the refusal is seen: a balance too low for the request, and where to go.
+                self.credits_banner = Banner()
+                self.credits_link = ui.link("See your credits", "/billing").classes("r-muted text-sm")
+                self.credits_link.set_visibility(False)
             self.generate_button = ui.button("Generate", on_click=self._generate).props(
                 "unelevated no-caps size=lg").classes("w-full")
         self._model_changed(initial=True)  # fills the model-dependent areas above and the cost line
@@ -252,7 +261,8 @@ class Studio:
                 with preview:
                     Picture(f"/media/uploads/{state.upload_id}", alt="Source image", lazy=False).classes(
                         "r-source-preview")
-                    ui.button("Remove", on_click=lambda: (setattr(state, "upload_id", None), show())).props(
+                    ui.button("Remove", on_click=lambda: (setattr(state, "upload_id", None), show(),
+                                                          self._update_cost())).props(
                         'flat no-caps aria-label="Remove the source image"')
 
             async def uploaded(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
@@ -267,6 +277,7 @@ class Studio:
                 self.banner.clear()
                 state.upload_id = upload.id
                 show()
+                self._update_cost()  # image-to-image may be priced differently
 
             limit = runtime.current().settings.upload_max_mb
             FileDrop("Choose a source image", max_bytes=limit * 1024 * 1024, on_upload=auth.action(uploaded),
@@ -310,8 +321,35 @@ class Studio:
             return
         credits = runtime.current().credits.quote(
             model_key=state.model, width=state.width or 0, height=state.height or 0,
-            steps=state.steps or self.choice.info.default_steps, count=state.count or 1)
-        self.cost_label.text = "Cost: free" if credits == 0 else f"Cost: {credits} credits"
+            steps=state.steps or self.choice.info.default_steps, count=state.count or 1,
+            image_to_image=state.upload_id is not None)
+        if self.balance is None:  # billing off: nothing about money beyond "free"
+            self.cost_label.text = "Cost: free" if credits == 0 else f"Cost: {credits} credits"
+            return
+        cost = "Free" if credits == 0 else _credits(credits)
+        left = f"{self.balance} left" if self.balance >= 0 else f"balance {self.balance}"
+        self.cost_label.text = f"{cost} · {left}"
+
+    async def _refresh_balance(self) -> None:
+        """Read the balance again (after a submission, and when a job ends and its credits are settled)."""
+        if self.balance is None:
+            return
+        current = runtime.current()
+        self.balance = await run.io_bound(transact, current.credits.balance, self.viewer.user)
+        self._update_cost()
+
+    def _show_short(self, message: str) -> None:
+        """The balance does not cover the request: say so next to Generate, with the way to the credits page."""
+        if self.balance is None:  # cannot happen with billing off; the form's banner then
+            self.banner.error(message)
+            return
+        self.credits_banner.error(message)
+        self.credits_link.set_visibility(True)
+
+    def _clear_short(self) -> None:
+        if self.balance is not None:
+            self.credits_banner.clear()
+            self.credits_link.set_visibility(False)
 
     # --- generating ------------------------------------------------------------------------------------------------
 
@@ -337,6 +375,10 @@ class Studio:
         except ProviderError as exc:
             self.banner.error(exc.user_message)
             return
+        except InsufficientCredits as exc:  # its transaction rolled back: nothing was recorded or queued
+            self._show_short(str(exc))
+            await self._refresh_balance()
+            return
         state.last_seed = generation.seed
         self._seed_hint()
         if generation.status == GenerationStatus.QUEUED:
@@ -353,6 +395,7 @@ class Studio:
             self._paint_job(card, generation, [])  # blocked before it was queued
             self.announcer.say(_outcome(generation, 0))
         _reveal(card)
+        await self._refresh_balance()  # the reservation (or nothing, for a blocked prompt)
 
     def _show_error(self, message: str, field_name: str) -> None:
         """Put the message under the field it is about (or in the banner), and move focus there."""
@@ -369,6 +412,7 @@ class Studio:
 
     def _clear_errors(self) -> None:
         self.banner.clear()
+        self._clear_short()
         for element in self.fields.values():
             element.error = None  # type: ignore[attr-defined]
         if self.size_picker is not None:
@@ -390,6 +434,7 @@ class Studio:
             self._paint_job(card, generation, images[generation_id])
             self.announcer.say(_outcome(generation, len(images[generation_id])))
             _reveal(card, only_if_watched=True)  # the images made the card taller: keep them in view
+            await self._refresh_balance()  # settled or given back
 
     def _paint_live(self, card: ui.element, generation_id: uuid.UUID, live: JobState) -> None:
         self._announce_live(generation_id, live)
@@ -495,6 +540,10 @@ def _outcome(generation: Generation, count: int) -> str:
     if generation.status == GenerationStatus.SUCCEEDED:
         return f"{count} image{'s' if count != 1 else ''} ready: {generation.prompt[:120]}"
     return generation.error or "This generation did not finish."
+
+
+def _credits(count: int) -> str:
+    return "1 credit" if count == 1 else f"{count} credits"
 
 
 def _whole_or_none(value: float | None) -> int | None:

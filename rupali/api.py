@@ -35,9 +35,12 @@ from rupali.db import transact
 from rupali.errors import reference_for
 from rupali.gate import ApiKeyAuth
 from rupali.models import ApiKeyScope, DataExport, ExportStatus, Generation, Image, User
+from rupali.pricing import Pricing
+from rupali.providers import ModelChoice
 from rupali.providers.base import ProviderError
 from rupali.services import api_keys, exports, gallery
 from rupali.services import generation as generations
+from rupali.services.credits import InsufficientCredits
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +130,26 @@ class ImageIdsIn(BaseModel):
     ids: list[uuid.UUID] = Field(max_length=zips.MAX_IMAGES)
 
 
+class PriceTierOut(BaseModel):
+    up_to_pixels: int | None = Field(description="Images of up to this many pixels (width × height) fall in this "
+                                                 "tier; null: any larger size")
+    credits_per_image: int = Field(description="Credits per image in this tier, before the steps and "
+                                               "image-to-image factors")
+
+
 class ModelOut(BaseModel):
     key: str
     label: str
     provider: str
     is_ai: bool
-    sizes: list[tuple[int, int]]
+    sizes: list[tuple[int, int]] = Field(description="Preset sizes; the first is the model's default")
     max_images: int
     img2img: bool
+    credits_per_image: int | None = Field(
+        description="Credits one text-to-image image costs at the default size and steps (0: free); null when this "
+                    "installation does not charge for generations")
+    price_tiers: list[PriceTierOut] | None = Field(
+        description="The model's price per image by size, smallest first; null when generations are not charged")
 
 
 class ExportOut(BaseModel):
@@ -157,7 +172,16 @@ def build() -> FastAPI:
                   description="Generate images and read your own results. Authenticate with "
                               "`Authorization: Bearer rk_…` (create keys on your account page). A key may only "
                               "read, or also generate, and may expire. Refusals are JSON with a sentence in "
-                              "`detail`; a 422 also names the input at fault in `field`.")
+                              "`detail`; a 422 also names the input at fault in `field`.\n\n"
+                              "**Credits.** When the installation charges for generations, `GET /v1/models` gives "
+                              "each model's `credits_per_image` (default size and steps) and its `price_tiers` by "
+                              "size; steps above the included ones and image-to-image may add to that, and a "
+                              "generation costs the per-image price times `count`. The credits are held when the "
+                              "generation is accepted; only delivered images are charged and the rest comes back "
+                              "(all of it when the generation fails, is blocked or is cancelled). A balance that "
+                              "does not cover a request is answered with **402** and a sentence in `detail` saying "
+                              "what it would cost and what is left; nothing is queued. When generations are free, "
+                              "both price fields are null and no request is ever answered with 402.")
     api.add_middleware(_UnexpectedErrors)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(StarletteHTTPException, _http_error)
@@ -202,13 +226,19 @@ def _register(router: FastAPI) -> None:
     @router.get("/v1/models", response_model=list[ModelOut], summary="Models you can generate with",
                 dependencies=READ)
     async def models() -> list[ModelOut]:
+        current = runtime.current()
+        pricing = Pricing.from_settings(current.settings) if current.settings.billing_enabled else None
         return [ModelOut(key=choice.key, label=choice.info.label, provider=choice.provider, is_ai=choice.info.is_ai,
-                         sizes=list(choice.info.sizes), max_images=choice.info.max_images, img2img=choice.info.img2img)
-                for choice in await runtime.current().providers.catalogue()]
+                         sizes=list(choice.info.sizes), max_images=choice.info.max_images, img2img=choice.info.img2img,
+                         credits_per_image=_per_image(pricing, choice) if pricing else None,
+                         price_tiers=_tiers(pricing, choice.key) if pricing else None)
+                for choice in await current.providers.catalogue()]
 
     @router.post("/v1/generations", status_code=202, response_model=GenerationOut, summary="Start a generation",
                  dependencies=GENERATE,
-                 responses={422: {"description": "The request cannot be accepted; `detail` says why"}})
+                 responses={402: {"description": "Your credit balance does not cover the request; `detail` says what "
+                                                 "it costs and what you have left. Nothing was queued"},
+                            422: {"description": "The request cannot be accepted; `detail` says why"}})
     async def create_generation(request: Request, body: GenerationIn) -> GenerationOut | JSONResponse:
         user = _user(request)
         current = runtime.current()
@@ -221,6 +251,8 @@ def _register(router: FastAPI) -> None:
             return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
         except ProviderError as exc:
             return JSONResponse({"detail": exc.user_message, "field": "model"}, status_code=422)
+        except InsufficientCredits as exc:  # rolled back with its transaction: no generation, nothing held
+            return JSONResponse({"detail": str(exc)}, status_code=402)
         if generation.status == "queued":
             current.queue.submit(generation.id, user.id)
         return _out(generation, [])
@@ -520,6 +552,21 @@ async def _generation(user: User, generation_id: str) -> GenerationOut | None:
         return None
     images = await run_in_threadpool(transact, generations.images_of, [generation.id])
     return _out(generation, images[generation.id])
+
+
+def _per_image(pricing: Pricing, choice: ModelChoice) -> int:
+    """One text-to-image image at the model's default size (its first preset) and default steps."""
+    width, height = choice.info.sizes[0]
+    return pricing.per_image(model_key=choice.key, width=width, height=height, steps=choice.info.default_steps)
+
+
+def _tiers(pricing: Pricing, model_key: str) -> list[PriceTierOut]:
+    # Priced through Pricing.base with a size at each tier's top (a 1-pixel-high image of that many pixels; any size
+    # beyond the last bound for the open tier), so a model's own prices apply exactly as they do to a request.
+    largest = max((tier.most_pixels or 0 for tier in pricing.tiers), default=0) + 1
+    return [PriceTierOut(up_to_pixels=tier.most_pixels,
+                         credits_per_image=pricing.base(model_key, tier.most_pixels or largest, 1))
+            for tier in pricing.tiers]
 
 
 def _export_out(export: DataExport) -> ExportOut:

@@ -25,7 +25,7 @@ from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, 
 from rupali.db import database_reachable, get_engine, session_scope
 from rupali.models import RequestSource
 from rupali.privacy import erasure, retention
-from rupali.services import deletion, users
+from rupali.services import deletion, ledger, users
 from rupali.storage import LocalStorage
 
 EXIT_FAILURE = 1
@@ -88,6 +88,17 @@ def _parser() -> _Parser:
     erase.add_argument("--now", action="store_true",
                        help="erase at once, skipping the grace period (e.g. the account of a person under 18)")
     erase.set_defaults(handler=_users_erase)
+
+    credit = commands.add_parser("credits", help="credit balances")
+    credit_commands = credit.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    give = credit_commands.add_parser("grant", help="grant credits to an account (a negative number revokes them)")
+    give.add_argument("email", metavar="EMAIL", help="the account's e-mail address")
+    give.add_argument("amount", metavar="N", type=int, help="credits to grant; negative to revoke")
+    give.add_argument("--reason", required=True, help="why: recorded in the person's credit history")
+    give.set_defaults(handler=_credits_grant)
+    show = credit_commands.add_parser("balance", help="show an account's balance")
+    show.add_argument("email", metavar="EMAIL", help="the account's e-mail address")
+    show.set_defaults(handler=_credits_balance)
 
     job = commands.add_parser("jobs", help="scheduled jobs")
     job_commands = job.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
@@ -195,6 +206,37 @@ def _users_erase(args: argparse.Namespace) -> int:
     else:
         print(f"{user.email} is scheduled for deletion on {user.deletion_due_at:%Y-%m-%d %H:%M} UTC; the person was "
               "mailed a link to cancel it (use --now to erase at once)")
+    return 0
+
+
+def _credits_grant(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        with session_scope(settings) as session:
+            user = users.by_email(session, args.email)
+            if user is None:
+                raise CliError(f"no account has the e-mail address {args.email.strip()!r}")
+            try:
+                entry = ledger.grant(session, settings, user, args.amount, reason=args.reason, actor=None)
+            except ledger.LedgerError as exc:
+                raise CliError(str(exc)) from None
+            email, balance = user.email, entry.balance_after
+    done = "granted" if args.amount > 0 else "revoked"
+    print(f"{done} {abs(args.amount)} credits {'to' if args.amount > 0 else 'from'} {email}; balance now {balance}")
+    return 0
+
+
+def _credits_balance(args: argparse.Namespace) -> int:
+    settings = _settings()
+    with _database(settings):
+        migrate.upgrade(get_engine(settings))
+        with session_scope(settings) as session:
+            user = users.by_email(session, args.email)
+            if user is None:
+                raise CliError(f"no account has the e-mail address {args.email.strip()!r}")
+            balance, email = ledger.balance(session, settings, user.id), user.email
+    print(f"{email}: {balance} credits")
     return 0
 
 

@@ -27,6 +27,7 @@ PUBLIC_PATHS = frozenset({
     "/auth/complete", "/auth/signout", "/auth/oidc/login", "/auth/oidc/callback",
     "/deletion/cancel",  # the link in the deletion mail: the single-use token is the authorisation
     "/unsubscribe",  # RFC 8058 one-click unsubscribe: the signed link is the authorisation, no session needed
+    "/webhooks/creem",  # Creem's payment events: the HMAC signature over the body is the authorisation
     "/api/docs", "/api/openapi.json",
     # Swagger UI's own files for /api/docs (rupali.api.DOCS_ASSETS), served by the app: no CDN.
     "/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css", "/api/docs/favicon.png",

@@ -66,7 +66,7 @@ class GenerationQueue:
     async def start(self) -> None:
         """Resolve what a restart interrupted, then begin dispatching."""
         for generation_id, user_id in await asyncio.to_thread(
-                transact, generations.recover_after_restart, self._credits):
+                transact, generations.recover_after_restart, self._settings, self._credits):
             self.submit(generation_id, user_id)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="generation-dispatcher")
 

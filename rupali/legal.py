@@ -59,9 +59,22 @@ def document(slug: str, settings: Settings) -> Document:
 # --- tables --------------------------------------------------------------------------------------------------------
 
 def retention_table(settings: Settings) -> str:
-    """The retention table as Markdown, from the rules the scheduler enforces."""
-    rows = [(rule.data_type, rule.describe(), rule.reason) for rule in retention_rules(settings).values()]
+    """The retention table as Markdown, from the rules the scheduler enforces.
+
+    The transaction rule is enforced in every billing mode, but only Creem mode makes transaction records: the other
+    modes say that none are made here rather than suggest purchases.
+    """
+    rows = [(rule.data_type, rule.describe(), _retention_reason(settings, rule.key, rule.reason))
+            for rule in retention_rules(settings).values()]
     return _table(("Data type", "Retention period", "Reason"), rows)
+
+
+def _retention_reason(settings: Settings, key: RetentionKey, reason: str) -> str:
+    if key is not RetentionKey.TRANSACTIONS or settings.creem_enabled:
+        return reason
+    if settings.billing_enabled:
+        return f"{reason} (this installation makes none: credits are not sold here)"
+    return f"{reason} (this installation makes none: generating images here is free)"
 
 
 def subprocessor_table(settings: Settings) -> str:
@@ -84,11 +97,26 @@ def data_inventory_table(settings: Settings) -> str:
         inventory.Erasure.KEEP: "Kept (identifies nobody)",
     }
     rows = [
-        (_humanise(entry.table), entry.declaration.holds, "Yes" if entry.declaration.export else "No",
+        (_humanise(entry.table), _HOLDS_WITHOUT_SALES.get(entry.table, entry.declaration.holds)
+         if not settings.creem_enabled else entry.declaration.holds, "Yes" if entry.declaration.export else "No",
          erasure_words[entry.declaration.erasure], rules[entry.declaration.retention].describe())
-        for entry in inventory.entries()
+        for entry in inventory.entries() if _applies(settings, entry)
     ]
     return _table(("Record", "What it holds", "In your export", "When you ask for erasure", "Kept"), rows)
+
+
+# What the credit account holds where nothing is sold (its VAT number is given only for Creem's receipts).
+_HOLDS_WITHOUT_SALES = {"credit_account": "Your credit balance, daily allowance and balance-alert state"}
+
+
+def _applies(settings: Settings, entry: inventory.InventoryEntry) -> bool:
+    """Whether a record can hold anything in this billing mode: credit records only when generations cost credits,
+    transaction records (orders, purchases) only when credits are sold through Creem."""
+    if entry.model.__module__ != "rupali.models.billing":
+        return True
+    if entry.declaration.retention is RetentionKey.TRANSACTIONS:
+        return settings.creem_enabled
+    return settings.billing_enabled
 
 
 # --- documents -----------------------------------------------------------------------------------------------------
@@ -105,8 +133,6 @@ def privacy_policy(settings: Settings) -> Document:
         "and then our pages carry no statistics script for you at all." if s.analytics_enabled
         else "This installation runs **no analytics**."
     )
-    # Credits arrive with the billing issue; until then the installation truthfully collects no payment data.
-    billing = "This installation sells no credits, so it collects **no payment data**."
     grace = s.retention_account_grace_days
     sections = (
         Section("Who we are", (
@@ -121,7 +147,7 @@ def privacy_policy(settings: Settings) -> Document:
             "**Generation data:** the prompts and negative prompts you enter, the parameters you choose (model, "
             "size, steps, guidance, seed), the images you generate with their metadata (model and version, "
             "generation time, NSFW score), your generation history and your favourites.\n\n"
-            f"**Payment data:** {billing}\n\n"
+            + _credits_collected(s) +
             "**Technical data:** IP address, browser and device summary (from the user agent) and sign-in times "
             f"for your security, plus error logs. {analytics}\n\n"
             "**Communications:** messages you send us and your e-mail preferences.\n\n"
@@ -130,14 +156,16 @@ def privacy_policy(settings: Settings) -> Document:
             + data_inventory_table(s)
         )),
         Section("Why we use it and on what legal basis", _table(("Purpose", "Legal basis (GDPR Art. 6)"), [
-            ("Creating your account, signing you in, generating and storing your images, your gallery and "
-             "credit balance", "Performance of a contract"),
-            ("Invoices, VAT and keeping transaction records", "Legal obligation"),
+            ("Creating your account, signing you in, generating and storing your images, your gallery"
+             + (" and credit balance" if s.billing_enabled else ""), "Performance of a contract"),
+            *([("Selling credit packs through Creem, receipts, refunds and chargebacks", "Performance of a contract"),
+               ("Invoices, VAT and keeping transaction records", "Legal obligation")] if s.creem_enabled else []),
             ("Security, fraud and abuse prevention, content-safety scoring, technical logs",
              "Legitimate interest"),
             ("Cookie-less usage statistics", "Legitimate interest (you can object at any time)"),
             ("Product news and marketing e-mails", "Consent (opt-in, withdraw at any time)"),
         ])),
+        *_credits_sections(s),
         Section("AI providers", (
             f"{providers} An AI provider receives your prompt, parameters and any image you upload, solely to "
             "produce the output you asked for. Depending on the model, a provider may process it in the EU or "
@@ -186,9 +214,10 @@ def privacy_policy(settings: Settings) -> Document:
             retention_table(s) + "\n\n"
             "Expired data is removed by a scheduled job inside the service that runs every few hours: records "
             "past their period, images past their expiry with their files, uploaded images no generation uses any "
-            "more, downloads past their week, and accounts at the end of their grace period. Transaction records "
-            "are kept for the period tax law requires even after account deletion, without the link to your "
-            "account. Your privacy center shows, for each kind of data, when it will be deleted."
+            "more, downloads past their week, and accounts at the end of their grace period. "
+            + ("Transaction records are kept for the period tax law requires even after account deletion, without "
+               "the link to your account. " if s.creem_enabled else "")
+            + "Your privacy center shows, for each kind of data, when it will be deleted."
         )),
         Section("Sub-processors", subprocessor_table(s) + "\n\nThe current list is always at "
                 "[Sub-processors](/legal/subprocessors)."),
@@ -276,7 +305,7 @@ def terms(settings: Settings) -> Document:
             "you generate. We store them only to provide the service and never use them to train AI models. "
             "Whether generated images can be protected by copyright depends on the law where you are."
         )),
-        Section("Credits and payment", "This installation does not sell credits; generation is free of charge."),
+        _terms_credits(s),
         Section("Availability and liability", (
             "The service is provided as is. We work to keep it available and your data safe but do not guarantee "
             "uninterrupted service. Nothing in these terms limits liability that cannot be limited by law."
@@ -301,6 +330,83 @@ def subprocessor_list(settings: Settings) -> Document:
         Section("AI providers", _ai_provider_sentence(settings)),
     )
     return Document("subprocessors", "Sub-processors", "1.0", sections)
+
+
+# --- credits and payments, by billing mode ------------------------------------------------------------------------
+# Off: nothing about money anywhere. Credits: credits and free allowances, no sales and no payment processor.
+# Creem: credit packs sold through Creem (merchant of record), what that collects and how long it is kept.
+
+def _free_credits(settings: Settings) -> str:
+    """"You receive 50 free credits once, and each day (UTC) your balance is topped up to 10." (or less)"""
+    bonus, allowance = settings.credits_signup_bonus, settings.credits_daily_allowance
+    parts = []
+    if bonus:
+        parts.append(f"{bonus} free credit{'s' if bonus != 1 else ''} once, when you first use the studio")
+    if allowance:
+        parts.append(f"each day (UTC) your balance is topped up to {allowance} credits, without rollover (unused "
+                     "free credits do not pile up)")
+    return ("You receive " + ", and ".join(parts) + ". ") if parts else ""
+
+
+def _credits_collected(settings: Settings) -> str:
+    """The "What we collect" paragraph about credits and payments; empty with billing off."""
+    if not settings.billing_enabled:
+        return ""
+    credits = ("**Credits:** your credit balance and its history: free credits you received, grants from an "
+               "administrator with their reason, and the credits each generation held and spent.")
+    if not settings.creem_enabled:
+        return credits + " Credits are not sold on this installation.\n\n"
+    return (credits + "\n\n**Payment and billing:** when you buy credits (see *Credits and payments*): transaction "
+            "ids and order details, purchase amounts and dates, your country (for VAT) and, if you give one, your "
+            "VAT number. Card details are entered at Creem, our payment processor, and never reach us.\n\n")
+
+
+def _credits_sections(settings: Settings) -> list[Section]:
+    """The privacy policy's section on credits (credits mode) or on credits and payments (Creem mode)."""
+    s = settings
+    if not s.billing_enabled:
+        return []
+    how = ("Generations cost credits: the studio shows the price and your balance before you generate. The credits "
+           "are held when a generation is accepted; only the images delivered are charged, and a generation that "
+           "fails, is blocked or is cancelled costs nothing. " + _free_credits(s))
+    if not s.creem_enabled:
+        return [Section("Credits", (
+            how + "An administrator may grant credits. Credits are not sold on this installation and no payment "
+            "processor is involved. Your balance and its history are kept with your account, are in your data "
+            "download, and are deleted with your account."
+        ))]
+    years = retention_rules(s)[RetentionKey.TRANSACTIONS].describe()
+    return [Section("Credits and payments", (
+        how + "You can buy more in credit packs.\n\n"
+        "Credit packs are sold through **Creem** ([creem.io](https://creem.io), Estonia, EU), our payment processor "
+        "and *merchant of record*: Creem processes the payment and calculates and collects VAT. **Card details are "
+        "entered at Creem only and never reach us.**\n\n"
+        "For each purchase we keep: the transaction ids and order details (pack, credits, price and currency), the "
+        "amounts and dates, your country code (for VAT) and, if you give one, your VAT number (for business "
+        "customers), and the e-mail address Creem sent the receipt to. These transaction records are kept for "
+        f"**{years.lower()}**, as tax law requires, also after your account is deleted, then without the link to "
+        "you.\n\n"
+        "A **refund or chargeback reverses the credits** of that purchase: they are taken back from your balance, "
+        "which may then go below zero; new images can be made once it is back above zero."
+    ))]
+
+
+def _terms_credits(settings: Settings) -> Section:
+    s = settings
+    if not s.billing_enabled:
+        return Section("Free of charge", "Generating images on this installation is free.")
+    how = ("Generating images costs credits. The studio shows the price and your balance before you generate, and "
+           "a request your balance does not cover is refused. Only delivered images are charged; a generation that "
+           "fails, is blocked or is cancelled costs nothing. " + _free_credits(s))
+    if not s.creem_enabled:
+        return Section("Credits", how + "Credits are not sold here, have no cash value, cannot be transferred and "
+                                        "end with your account.")
+    return Section("Credits and payment", (
+        how + "Credit packs are sold by **Creem** as merchant of record, under its terms for the purchase; Creem "
+        "processes the payment and VAT. Credits cannot be exchanged for money or transferred, and any credits left "
+        "end with your account. A refund or chargeback takes that purchase's credits back from your balance; "
+        "while a chargeback (payment dispute) is open, buying more credits is paused for the account."
+    ))
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ class Mail:
     html: str
 
 
-def _mail(subject: str, greeting: str, paragraphs: list[str], *, link: tuple[str, str] | None = None,
-          footer: str = "") -> Mail:
+def compose(subject: str, greeting: str, paragraphs: list[str], *, link: tuple[str, str] | None = None,
+            footer: str = "") -> Mail:
     """Compose a mail from plain-text parts; the HTML version escapes every one of them."""
     text_parts = [greeting, *paragraphs]
     html_parts = [f"<p>{html.escape(greeting)}</p>", *(f"<p>{html.escape(p)}</p>" for p in paragraphs)]
@@ -39,14 +39,14 @@ _NOT_YOU = "If this was not you, you can ignore this message."
 
 
 def verify_email(name: str, link: str, hours: int) -> Mail:
-    return _mail("Confirm your e-mail address", f"Hi {name},",
+    return compose("Confirm your e-mail address", f"Hi {name},",
                  ["Welcome to Rupali. Please confirm your e-mail address to finish creating your account.",
                   f"The link works once and expires in {hours} hours."],
                  link=("Confirm my e-mail address", link), footer=_NOT_YOU)
 
 
 def signup_with_existing_address(name: str, signin_link: str, reset_link: str) -> Mail:
-    return _mail("Someone tried to create an account with your address", f"Hi {name},",
+    return compose("Someone tried to create an account with your address", f"Hi {name},",
                  ["Someone (maybe you) tried to create a Rupali account with this e-mail address, but you already "
                   "have one. Sign in instead, or reset your password if you have forgotten it.",
                   f"Reset your password: {reset_link}"],
@@ -54,34 +54,34 @@ def signup_with_existing_address(name: str, signin_link: str, reset_link: str) -
 
 
 def reset_password(name: str, link: str, minutes: int) -> Mail:
-    return _mail("Reset your password", f"Hi {name},",
+    return compose("Reset your password", f"Hi {name},",
                  ["We received a request to reset your Rupali password.",
                   f"The link works once and expires in {minutes} minutes. Resetting signs you out everywhere."],
                  link=("Choose a new password", link), footer=_NOT_YOU)
 
 
 def password_changed(name: str, signin_link: str) -> Mail:
-    return _mail("Your password was changed", f"Hi {name},",
+    return compose("Your password was changed", f"Hi {name},",
                  ["The password of your Rupali account was just changed.",
                   "If you did not do this, reset your password at once and review your sessions."],
                  link=("Sign in", signin_link))
 
 
 def confirm_new_email(name: str, link: str, hours: int) -> Mail:
-    return _mail("Confirm your new e-mail address", f"Hi {name},",
+    return compose("Confirm your new e-mail address", f"Hi {name},",
                  ["Please confirm that this is the new e-mail address for your Rupali account.",
                   f"The link works once and expires in {hours} hours."],
                  link=("Confirm the new address", link), footer=_NOT_YOU)
 
 
 def email_changed(name: str, new_email: str) -> Mail:
-    return _mail("Your e-mail address was changed", f"Hi {name},",
+    return compose("Your e-mail address was changed", f"Hi {name},",
                  [f"The e-mail address of your Rupali account was changed to {new_email}. Mail now goes there.",
                   "If you did not do this, contact the operator of this service at once."])
 
 
 def new_device_signin(name: str, device: str, ip: str, when: str, sessions_link: str) -> Mail:
-    return _mail("New sign-in to your account", f"Hi {name},",
+    return compose("New sign-in to your account", f"Hi {name},",
                  [f"Your Rupali account was just signed in from a new device: {device}, IP address {ip}, at {when}.",
                   "If this was you, there is nothing to do. If not, end that session and change your password."],
                  link=("Review your sessions", sessions_link))
@@ -89,7 +89,7 @@ def new_device_signin(name: str, device: str, ip: str, when: str, sessions_link:
 
 def newsletter(name: str, subject: str, body: str, unsubscribe_link: str, topic: str) -> Mail:
     paragraphs = [part.strip() for part in body.split("\n\n") if part.strip()]
-    return _mail(subject, f"Hi {name},", paragraphs,
+    return compose(subject, f"Hi {name},", paragraphs,
                  footer=f"You receive this because you switched on {topic} in Rupali's privacy center. "
                         f"Unsubscribe with one click: {unsubscribe_link}")
 
@@ -105,13 +105,13 @@ def privacy_requests_due(name: str, overdue: list[str], due_soon: list[str], que
         paragraphs += ["Overdue:", *(f"• {line}" for line in overdue)]
     if due_soon:
         paragraphs += ["Due within 7 days:", *(f"• {line}" for line in due_soon)]
-    return _mail(subject, f"Hi {name},", paragraphs, link=("Open the request queue", queue_link))
+    return compose(subject, f"Hi {name},", paragraphs, link=("Open the request queue", queue_link))
 
 
 def deletion_scheduled(name: str, when: str, cancel_link: str, signin_link: str, *, by_operator: bool = False) -> Mail:
     asked = ("The operator of this service scheduled your Rupali account for deletion." if by_operator
              else "You asked us to delete your Rupali account.")
-    return _mail("Your account will be deleted", f"Hi {name},",
+    return compose("Your account will be deleted", f"Hi {name},",
                  [f"{asked} It will be deleted on {when}, with your images, prompts, uploads and everything else "
                   "we hold about you.",
                   "Until then you can change your mind: follow the link below, or sign in and choose "
@@ -122,14 +122,14 @@ def deletion_scheduled(name: str, when: str, cancel_link: str, signin_link: str,
 
 
 def deletion_cancelled(name: str, signin_link: str) -> Mail:
-    return _mail("Your account will not be deleted", f"Hi {name},",
+    return compose("Your account will not be deleted", f"Hi {name},",
                  ["The deletion of your Rupali account was cancelled. Your account and your images stay as they were.",
                   "You can use it as before. API keys ended by the deletion request must be created again."],
                  link=("Sign in", signin_link))
 
 
 def export_ready(name: str, privacy_link: str, until: str) -> Mail:
-    return _mail("Your data is ready to download", f"Hi {name},",
+    return compose("Your data is ready to download", f"Hi {name},",
                  ["The copy of your Rupali data you asked for is ready: one ZIP file with every record about you, "
                   "your images with their prompts and settings, and your uploads, with a README that explains them.",
                   f"Download it from the privacy center while you are signed in. It is available until {until}, "

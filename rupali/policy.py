@@ -118,6 +118,12 @@ def subprocessors(settings: Settings) -> list[SubProcessor]:
     if settings.cdn_provider == "cloudflare":
         active.append(SubProcessor("Cloudflare", "CDN & security", "USA", "SCCs + DPF",
                                    "IP address, requests in transit", "https://www.cloudflare.com"))
+    if settings.creem_enabled:
+        # Creem is the merchant of record: it sells the credit packs, takes the card and handles VAT.
+        active.append(SubProcessor("Creem", "Payment processing & tax compliance (merchant of record)",
+                                   "Estonia (EU)", "EU-based",
+                                   "E-mail address, country, VAT number, order details; card details are entered at "
+                                   "Creem, never at Rupali", "https://creem.io"))
     if settings.analytics_enabled:
         active.append(SubProcessor("Umami", "Privacy-first website analytics", "USA",
                                    "Privacy by design (cookie-less)", "Page views without cookies or identifiers",

@@ -10,6 +10,8 @@ from rupali.config import Settings
 from rupali.generation_queue import GenerationQueue
 from rupali.nsfw import NsfwScorer
 from rupali.providers import ImageProviders
+from rupali.providers.creem import CreemClient
+from rupali.services import orders
 from rupali.services.credits import CreditHook, FreeGeneration
 from rupali.services.ledger import LedgerCredits
 from rupali.storage import LocalStorage
@@ -25,6 +27,7 @@ class Runtime:
     credits: CreditHook
     queue: GenerationQueue
     downloads: DownloadTickets
+    creem: CreemClient | None = None  # Creem's checkout API, when credit packs are sold (billing = creem)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -33,7 +36,10 @@ class Runtime:
         scorer = NsfwScorer()
         credits: CreditHook = FreeGeneration() if settings.billing == "off" else LedgerCredits(settings)
         queue = GenerationQueue(settings, providers, storage, scorer, credits)
-        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets())
+        creem = CreemClient.from_settings(settings) if settings.billing == "creem" else None
+        if settings.billing_enabled:
+            orders.install_listeners()  # the balance-alert mail; registering twice keeps one listener
+        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets(), creem)
 
     async def start(self) -> None:
         # The media sweep first: what a crash left half-stored is resolved before the queue writes anything new.

@@ -15,7 +15,7 @@ from nicegui import app, run, ui
 import components
 import pages
 from components import theme
-from rupali import api, cookies, jobs, migrate, runtime
+from rupali import api, cookies, jobs, migrate, runtime, webhooks
 from rupali.body_limit import BodyLimit
 from rupali.client_address import ClientAddress
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
@@ -63,6 +63,7 @@ def build(settings: Settings) -> JobScheduler:
     app.on_startup(services.start)
     app.on_shutdown(services.stop)
     app.mount("/api", api.build())
+    webhooks.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -10,6 +10,9 @@ What goes in is decided by the inventory alone, so a table added later is export
   A1111 ``parameters`` text exactly as downloads do; when the person chose downloads without it, or the format
   cannot carry it, it is a ``.txt`` beside the image), uploads, the profile picture. Thumbnails are copies made
   from the originals and are left out (:data:`DERIVED_FILES`).
+* ``receipts/<name>.pdf``: the receipt of each of the person's credit orders that has one
+  (:func:`rupali.receipts.has_receipt`), made from the order as it is when the archive is built, exactly as the
+  billing page's download gives it.
 * ``README.txt`` last, describing every file and every field, derived from the declarations' ``holds`` texts and
   the columns' names, types and allowed values.
 
@@ -52,11 +55,11 @@ from sqlalchemy import ARRAY, JSON, Column, Table, TypeDecorator, func, select
 from sqlmodel import Session
 from zipstream import ZipStream
 
-from rupali import media
+from rupali import media, receipts
 from rupali.clock import as_utc, now
 from rupali.config import Settings
 from rupali.db import session_scope
-from rupali.models import Generation, Image, User
+from rupali.models import CreditOrder, Generation, Image, User
 from rupali.privacy import inventory
 from rupali.privacy.inventory import InventoryEntry, Subject
 from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage
@@ -68,6 +71,7 @@ _CHUNK = 256 * 1024  # bytes of JSON or CSV handed to the ZIP at a time
 DERIVED_FILES = frozenset({("image", "thumbnail_key")})
 # Where a table's files go in the archive (others: ``files/<table>/``).
 FOLDERS = {"image": "images", "upload": "uploads", "user": "profile"}
+RECEIPTS = "receipts"  # the folder of the receipts of credit orders
 _SECRET_NAMES = frozenset({"password", "secret", "token"})
 _SECRET_SUFFIXES = ("_hash", "_secret", "_token")
 SECRET_RULE = ("a field named password, secret or token, or whose name ends in _hash, _secret or _token, is never "  # noqa: S105
@@ -143,11 +147,18 @@ class _FilePlan:
 
 
 @dataclass
+class _ReceiptPlan:
+    arcname: str
+    order_id: uuid.UUID
+
+
+@dataclass
 class _Plan:
     user_email: str
     strip: bool
     tables: list[_TablePlan] = field(default_factory=list)
     files: list[_FilePlan] = field(default_factory=list)
+    receipts: list[_ReceiptPlan] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # keys named by rows whose file is gone
     held_back: list[InventoryEntry] = field(default_factory=list)  # declared, about accounts, not exported
 
@@ -159,7 +170,7 @@ def write_archive(settings: Settings, storage: LocalStorage, user_id: uuid.UUID,
     plan = _plan(settings, storage, user_id)
     target = storage.path(key)
     units = sum(2 if table.tabular else 1 for table in plan.tables) + \
-        sum(2 if item.sibling else 1 for item in plan.files) + 1
+        sum(2 if item.sibling else 1 for item in plan.files) + len(plan.receipts) + 1
     done = 0
     vanished: list[str] = []
 
@@ -182,6 +193,8 @@ def write_archive(settings: Settings, storage: LocalStorage, user_id: uuid.UUID,
         if item.sibling:
             stream.add(_counted(iter([(item.parameters or "").encode() + b"\n"]), tick),
                        arcname=str(PurePosixPath(item.arcname).with_suffix(".txt")), **text_entry)
+    for receipt in plan.receipts:  # PDFs compress their own content: stored as they are
+        stream.add(_counted(_receipt(settings, user_id, receipt, vanished), tick), arcname=receipt.arcname)
     stream.add(_counted(_readme(plan, vanished), tick), arcname=README, **text_entry)
     written = _write_atomically(target, stream)
     return ArchiveResult(bytes=written, files=units, missing=tuple(plan.missing + vanished))
@@ -205,6 +218,8 @@ def _plan(settings: Settings, storage: LocalStorage, user_id: uuid.UUID) -> _Pla
             rows = session.execute(select(func.count()).select_from(table).where(subject == user_id)).scalar_one()
             plan.tables.append(_TablePlan(entry, columns, rows, all(_scalar(column) for column in columns)))
             _plan_files(session, storage, entry, user_id, plan)
+        plan.receipts = [_ReceiptPlan(f"{RECEIPTS}/{receipts.receipt_filename(order)}", order.id)
+                         for order in receipts.orders_with_receipts(session, user_id)]
     return plan
 
 
@@ -364,6 +379,16 @@ def _file(storage: LocalStorage, item: _FilePlan, strip: bool, vanished: list[st
     yield data
 
 
+def _receipt(settings: Settings, user_id: uuid.UUID, item: _ReceiptPlan, vanished: list[str]) -> Iterator[bytes]:
+    """The order's receipt, made from the order as it is now, in a short session of its own."""
+    with session_scope(settings) as session:
+        order = session.get(CreditOrder, item.order_id)
+    if order is None or order.user_id != user_id or not receipts.has_receipt(order):
+        vanished.append(item.arcname)  # erased or changed while the export was being built: the entry stays empty
+        return
+    yield receipts.receipt_pdf(settings, order)
+
+
 def _write_atomically(target: Path, chunks: Iterable[bytes]) -> int:
     """Stream ``chunks`` into a temporary beside ``target``, make it durable, rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -413,7 +438,8 @@ def readme_text(plan: _Plan, vanished: Iterable[str] = ()) -> str:
         f"Account: {plan.user_email}", f"Created: {created:%Y-%m-%d %H:%M:%S} UTC", "",
         *textwrap.wrap("This archive holds everything Rupali keeps that is linked to your account, as its "
                        "personal-data inventory declares it: one data file per kind of record, every image you "
-                       "generated, every image you uploaded and your profile picture.", _WIDTH),
+                       "generated, every image you uploaded, your profile picture and the receipt of every credit "
+                       "pack you paid for.", _WIDTH),
         "", "How to read the data files", "--------------------------",
         *_item("data/<name>.json is a list of objects, one per record, with every field (UTF-8)."),
         *_item("data/<name>.csv holds the same records as a table where they fit one: the first line names the "
@@ -441,7 +467,7 @@ def readme_text(plan: _Plan, vanished: Iterable[str] = ()) -> str:
     for item in plan.files:
         folders.setdefault(item.arcname.rsplit("/", 1)[0], []).append(item)
     for table in plan.tables:
-        lines += ["", *_describe_table(table, folders)]
+        lines += ["", *_describe_table(table, folders, len(plan.receipts))]
     gone = [*plan.missing, *vanished]
     lines += ["", "Files that could not be included", "--------------------------------"]
     lines += [line for name in gone for line in _item(f"{name}: the file was no longer in storage.")] or \
@@ -454,7 +480,7 @@ def _folder(table: str) -> str:
     return FOLDERS.get(table, f"files/{table}")
 
 
-def _describe_table(table: _TablePlan, folders: dict[str, list[_FilePlan]]) -> list[str]:
+def _describe_table(table: _TablePlan, folders: dict[str, list[_FilePlan]], receipt_count: int = 0) -> list[str]:
     entry = table.entry
     files = f"data/{table.table}.json" + (f" and data/{table.table}.csv" if table.tabular else "")
     count = f"{table.rows} record" + ("" if table.rows == 1 else "s")
@@ -473,6 +499,11 @@ def _describe_table(table: _TablePlan, folders: dict[str, list[_FilePlan]]) -> l
     elif items:
         lines += _item(f"Files: {folder}/, {len(items)} in all, named by the id of their record (and the field, "
                        "when a record has several).", indent="  ", bullet="")
+    if entry.model is CreditOrder:
+        lines += _item(f"Receipts: {RECEIPTS}/receipt-<date paid>-<id>.pdf, {receipt_count} in all: the receipt of "
+                       "each order paid (refunded or disputed ones included), as PDF, named by the day it was paid "
+                       "(UTC) and the order's id. Creem, the merchant of record, issued the tax invoice for each.",
+                       indent="  ", bullet="")
     return lines
 
 

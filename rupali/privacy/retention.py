@@ -42,7 +42,17 @@ from sqlalchemy.orm import Session
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.db import get_engine, session_scope
-from rupali.models import Generation, JobLock, JobRun, Upload
+from rupali.models import (
+    CreditAccount,
+    CreditEntry,
+    CreditPurchaseEntry,
+    EntryKind,
+    Generation,
+    JobLock,
+    JobRun,
+    Upload,
+    WebhookDelivery,
+)
 from rupali.policy import RetentionKey, RetentionRule, RetentionTrigger, retention_rules
 from rupali.privacy import inventory
 from rupali.privacy.inventory import InventoryEntry
@@ -130,6 +140,8 @@ class _Rule:
     table: Table
     condition: ColumnElement[bool]
     file_columns: tuple[str, ...]
+    # Called in each batch's transaction with the deleted rows' ``(user_id, delta)`` (credit purchase entries).
+    carries_credits: bool = False
 
 
 def apply(settings: Settings, storage: LocalStorage, *, dry_run: bool = False, batch_size: int | None = None,
@@ -190,7 +202,8 @@ def _rules(settings: Settings, entries: Sequence[InventoryEntry], moment: dateti
                             *([and_(ends.is_(None), aged)] if aged is not None else []))
             words = f"{declaration.expires_column} passed" + (f", or without one {words}" if words else "")
         if condition is not None and words is not None:
-            found.append(_Rule(entry.table, words, table, condition, declaration.file_columns))
+            found.append(_Rule(entry.table, words, table, condition, declaration.file_columns,
+                               carries_credits=entry.model is CreditPurchaseEntry))
     upload, generation = Upload.__table__, Generation.__table__  # type: ignore[attr-defined]
     found.append(_Rule(
         "upload", f"used by no generation, older than {_hours(UPLOAD_GRACE)}", upload,
@@ -202,6 +215,10 @@ def _rules(settings: Settings, entries: Sequence[InventoryEntry], moment: dateti
     job_run = JobRun.__table__  # type: ignore[attr-defined]
     found.append(_Rule("job_run", f"started_at older than {_period(log_rule)}", job_run,
                        job_run.c.started_at < moment - log_rule.period, ()))
+    # Webhook deliveries name no person either (no body is stored) and are the same kind of log.
+    delivery = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    found.append(_Rule("webhook_delivery", f"received_at older than {_period(log_rule)}", delivery,
+                       delivery.c.received_at < moment - log_rule.period, ()))
     return found
 
 
@@ -223,10 +240,14 @@ def _purge(writer: _Writer, storage: LocalStorage, rule: _Rule, outcome: Outcome
     while True:
         size = pacer.size
         chosen = select(key).where(rule.condition).limit(size)
-        statement = delete(rule.table).where(key.in_(chosen)).returning(key, *files)
+        carried = [rule.table.c.user_id, rule.table.c.delta] if rule.carries_credits else []
+        statement = delete(rule.table).where(key.in_(chosen)).returning(key, *carried, *files)
         started = time.perf_counter()
         with writer.transaction() as session:
             rows = session.execute(statement).all()
+            if carried:
+                _carry_forward(session, [(row[1], row[2]) for row in rows])
+                rows = [(row[0], *row[3:]) for row in rows]
             obsolete = [name for row in rows for name in row[1:] if name]
             if obsolete:  # rows first, commit, then files (see rupali.storage)
                 storage.settle_with(session, obsolete=obsolete)
@@ -241,6 +262,29 @@ def _purge(writer: _Writer, storage: LocalStorage, rule: _Rule, outcome: Outcome
             return
         lease.renew()
         time.sleep(PAUSE_SECONDS)
+
+
+def _carry_forward(session: Session, deleted: list[tuple[uuid.UUID | None, int]]) -> None:
+    """Keep each live account's ledger summing to its balance when its old purchase entries go.
+
+    A purchase, refund or chargeback past the transaction-record period is deleted, but the credits it moved stay
+    in the balance; one adjustment entry per account and batch carries their sum forward (the balance itself does
+    not change). Entries already cut from an erased person (no ``user_id``) belong to no balance.
+    """
+    totals: dict[uuid.UUID, int] = {}
+    for user_id, delta in deleted:
+        if user_id is not None:
+            totals[user_id] = totals.get(user_id, 0) + delta
+    account, entry = CreditAccount.__table__, CreditEntry.__table__  # type: ignore[attr-defined]
+    moment = now()
+    for user_id, total in totals.items():
+        balance = session.execute(select(account.c.balance).where(account.c.user_id == user_id)).scalar()
+        if balance is None or total == 0:
+            continue
+        session.execute(insert(entry).values(
+            id=uuid.uuid4(), user_id=user_id, kind=EntryKind.ADJUSTMENT.value, delta=total, balance_after=balance,
+            reference="Purchases, refunds and chargebacks older than the transaction-record period, carried forward",
+            idempotency_key=f"carry:{uuid.uuid4()}", created_at=moment, generation_id=None, actor_id=None))
 
 
 class _Writer:

@@ -38,9 +38,9 @@ from rupali.models import (
     User,
 )
 from rupali.privacy import erasure
-from rupali.services import api_keys, mail, privacy_requests, sessions
+from rupali.services import api_keys, ledger, mail, privacy_requests, sessions
 from rupali.services import generation as generations
-from rupali.services.credits import CreditHook, FreeGeneration
+from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def request_deletion(session: Session, settings: Settings, user: User, *, passwo
     by typing its e-mail address). Returns the account, now pending deletion.
 
     ``credits`` is the hook the running app reserves credits with (``runtime.credits``), so cancelled generations
-    give theirs back through it; it defaults to free generation.
+    give theirs back through it; it defaults to the hook the billing mode chooses (:func:`ledger.hook_for`).
     """
     current = _account(session, user)
     if current.password_hash:
@@ -85,7 +85,11 @@ def request_deletion(session: Session, settings: Settings, user: User, *, passwo
 def schedule_deletion(session: Session, settings: Settings, user: User, *,
                       source: RequestSource = RequestSource.SELF_SERVICE, credits: CreditHook | None = None) -> User:
     """Start the grace period without asking for confirmation (the caller has confirmed who asks: the person above,
-    an operator with ``source=RequestSource.ADMIN``)."""
+    an operator with ``source=RequestSource.ADMIN``).
+
+    Unfinished generations are cancelled through ``credits`` (default: the billing mode's hook), so the credits
+    they hold come back to the balance at once, in this transaction.
+    """
     current = _account(session, user, lock=True)
     if is_pending(current):
         assert current.deletion_due_at is not None
@@ -97,7 +101,7 @@ def schedule_deletion(session: Session, settings: Settings, user: User, *,
     sessions.revoke_all(session, current)
     for key in api_keys.active(session, current.id):
         api_keys.revoke(session, current.id, key.id)
-    hook = credits or FreeGeneration()
+    hook = credits or ledger.hook_for(settings)
     for generation_id in unfinished_generations(session, current.id):
         generations.cancel(session, current.id, generation_id, hook)
     privacy_requests.log(session, settings, kind=RequestKind.ERASURE, user_id=current.id, source=source)

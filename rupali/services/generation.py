@@ -5,6 +5,7 @@ The running of jobs lives in :mod:`rupali.generation_queue`; everything here is 
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import uuid
@@ -20,8 +21,11 @@ from rupali.models import Generation, GenerationStatus, Image, Upload, User
 from rupali.nsfw import Verdict
 from rupali.providers import ModelChoice
 from rupali.providers.base import GeneratedImage, GenerationResult
+from rupali.services import ledger
 from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
+
+log = logging.getLogger(__name__)
 
 PROMPT_MAX = 2000
 SCHEDULER_MAX = 60  # the column's width; names like "DPM++ 2M Karras" are far shorter
@@ -258,13 +262,23 @@ def delete_generation(session: Session, storage: LocalStorage, user: User, gener
     return True
 
 
-def recover_after_restart(session: Session, credits: CreditHook) -> list[tuple[uuid.UUID, uuid.UUID]]:
+def recover_after_restart(session: Session, settings: Settings,
+                          credits: CreditHook) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Resolve what a restart interrupted: running jobs fail (nothing charged), queued ones are resumed.
+
+    Then the ledger is reconciled: a reservation whose generation ended or vanished without giving it back (ended
+    through another hook, say while billing was switched off, or by code that did not have the ledger) is released.
+    Queued generations keep theirs; it is settled when they finish. In the same transaction, so a crash during the
+    recovery leaves it all to be done again.
 
     Returns ``(generation_id, user_id)`` of the queued generations, oldest first, for the queue to pick up.
     """
-    for generation in session.exec(select(Generation).where(Generation.status == GenerationStatus.RUNNING)):
+    for generation in session.exec(select(Generation).where(Generation.status == GenerationStatus.RUNNING)).all():
         fail(session, generation.id, RESTART_MESSAGE, credits)
+    session.flush()  # the failed ones are finished before the ledger looks for ended generations
+    released = ledger.reconcile(session, settings)
+    if released:
+        log.warning("start-up: gave back %d credit reservation(s) whose generation had ended without it", released)
     queued = session.exec(select(Generation).where(Generation.status == GenerationStatus.QUEUED)
                           .order_by(col(Generation.created_at))).all()
     return [(generation.id, generation.user_id) for generation in queued]

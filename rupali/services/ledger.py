@@ -29,7 +29,7 @@ outcome, so after a crash the ledger agrees with the generation rows. Start-up r
 (``generations.recover_after_restart``) fails the generations that were running, which releases their credits
 through the hook, and resumes the queued ones, whose reservation is still held and is settled when they finish.
 :func:`reconcile` releases any reservation whose generation ended or vanished without an ending entry (say, ended
-through a hook that was not the ledger).
+through a hook that was not the ledger); the recovery runs it after failing the running ones.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from rupali.models import (
 )
 from rupali.models.types import new_id
 from rupali.pricing import Pricing
-from rupali.services.credits import InsufficientCredits
+from rupali.services.credits import CreditHook, FreeGeneration, InsufficientCredits
 
 REASON_MAX = 200
 LowBalance = Callable[[Session, uuid.UUID, int], None]  # (session, user id, balance) when it falls below the threshold
@@ -240,14 +240,15 @@ def open_account(session: Session, settings: Settings, user_id: uuid.UUID) -> in
     return _open(session, settings, user_id).balance
 
 
-def grant(session: Session, settings: Settings, user: User, amount: int, *, reason: str, actor: User,
+def grant(session: Session, settings: Settings, user: User, amount: int, *, reason: str, actor: User | None,
           key: str | None = None) -> CreditEntry:
     """An administrator grants (``amount`` > 0) or revokes (< 0) credits, with a reason that is recorded.
 
+    ``actor`` None is the operator at the command line (``rupali credits grant``), who has the database anyway.
     A revocation never takes the balance below zero. ``key`` makes a repeated request (a form sent twice) a no-op:
     the entry already posted is returned.
     """
-    if not actor.is_admin:
+    if actor is not None and not actor.is_admin:
         raise LedgerError("Only an administrator can grant or revoke credits.")
     if amount == 0 or abs(amount) > 10_000_000:
         raise LedgerError("Grant or revoke between 1 and 10,000,000 credits.")
@@ -263,7 +264,7 @@ def grant(session: Session, settings: Settings, user: User, amount: int, *, reas
     if existing is not None:
         return existing
     values = _post(session, settings, account, amount, kind=EntryKind.GRANT, key=key, reference=cleaned,
-                   actor_id=actor.id, spend=amount < 0)
+                   actor_id=actor.id if actor is not None else None, spend=amount < 0)
     if values is None:
         raise LedgerError(f"Cannot revoke {-amount} credits: the balance is {account.balance}.")
     return CreditEntry(**values)  # type: ignore[arg-type]
@@ -451,12 +452,22 @@ class LedgerCredits:
         release(session, self.settings, generation)
 
 
+def hook_for(settings: Settings) -> CreditHook:
+    """The credit hook for the billing mode, as the running app builds it: free when off, the ledger otherwise.
+
+    For code that works without the running app (the CLI, jobs): ending a generation through the free hook would
+    leave its reservation held until the next start-up's :func:`reconcile`.
+    """
+    return FreeGeneration() if settings.billing == "off" else LedgerCredits(settings)
+
+
 __all__ = [
     "LedgerCredits",
     "LedgerError",
     "balance",
     "grant",
     "held",
+    "hook_for",
     "ledger_sum",
     "on_low_balance",
     "open_account",

@@ -14,9 +14,11 @@ from PIL import Image as PILImage
 from starlette.routing import Mount, Route
 
 from rupali import runtime
+from rupali.clock import now
 from rupali.config import get_settings
 from rupali.db import session_scope
 from rupali.gate import AUTH_COOKIE, STATIC_PREFIXES
+from rupali.models import CreditOrder, OrderStatus
 from rupali.services import api_keys, exports, profile, sessions, uploads, users
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
@@ -38,6 +40,7 @@ OWNED_ROUTES = {
     ("GET", "/api/v1/exports/{export_id}"): "export",
     ("GET", "/api/v1/exports/{export_id}/download"): "export",
     ("GET", "/privacy/exports/{export_id}/download"): "export",
+    ("GET", "/billing/receipts/{order_id}.pdf"): "order",
 }
 BODIES = {"/api/v1/images/{image_id}/favourite": {"favourite": True}}
 
@@ -71,8 +74,15 @@ def _owner_things() -> dict[str, str]:
     with session_scope() as session:
         export = exports.request_export(session, get_settings(), session.get(type(owner), owner.id))
     assert exports.build(get_settings(), export.id)
+    with session_scope() as session:  # a paid order, which has a receipt
+        order = CreditOrder(user_id=owner.id, pack_key="starter", product_id="prod_starter", label="Starter",
+                            credits=100, amount=500, currency="EUR", status=OrderStatus.PAID, paid_at=now(),
+                            customer_email="owner@example.com")
+        session.add(order)
+        session.flush()
+        order_id = str(order.id)
     return {"image": str(images[0].id), "generation": str(generation.id), "upload": str(upload.id),
-            "ticket": ticket, "user": str(owner.id), "export": str(export.id)}
+            "ticket": ticket, "user": str(owner.id), "export": str(export.id), "order": order_id}
 
 
 def _sign_in_cookie(user: User, email: str) -> None:

@@ -13,8 +13,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 
 from rupali.clock import now
+from rupali.config import reset_settings
 from rupali.db import session_scope
-from rupali.models import Role
+from rupali.models import CreditOrder, OrderStatus, Role
 from rupali.models import User as Account
 from tests.e2e import axe
 from tests.e2e.helpers import acknowledge_cookie_notice, click, evidence_on_failure, sign_in, sign_out, wait
@@ -24,6 +25,19 @@ from tests.utils.factories import PASSWORD, make_user
 pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_only]  # about the pages, not the database
 
 SIZES = {"laptop": (1366, 768), "phone": (390, 844)}
+PACKS = ('[{"key": "starter", "product_id": "prod_starter", "credits": 500, "price_cents": 500, "currency": "EUR", '
+         '"label": "Starter"}, {"key": "studio", "product_id": "prod_studio", "credits": 2500, "price_cents": 2000, '
+         '"currency": "EUR", "label": "Studio"}]')
+
+
+@pytest.fixture(autouse=True)
+def billing_with_creem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pages with everything billing shows (packs, VAT number, orders, chart, ledger, the admin's panel)."""
+    for name, value in (("RUPALI_BILLING", "creem"), ("RUPALI_CREEM_API_KEY", "creem_test_key"),
+                        ("RUPALI_CREEM_WEBHOOK_SECRET", "whsec_test"), ("RUPALI_CREDIT_PACKS", PACKS),
+                        ("RUPALI_CREEM_API_URL", "http://127.0.0.1:9/v1")):
+        monkeypatch.setenv(name, value)
+    reset_settings()
 Step = Callable[[WebDriver], None]
 
 
@@ -51,6 +65,11 @@ def test_every_page_passes_axe(live_server: str, browser: WebDriver, tmp_path: P
     admin = make_user(email="admin.a11y@example.com", role=Role.ADMIN)
     for index in range(3):
         add_generation(admin, f"a lighthouse number {index}", images=2)
+    with session_scope() as session:  # an order with its receipt, and a flagged one for the admin's panel
+        for status in (OrderStatus.PAID, OrderStatus.FLAGGED):
+            session.add(CreditOrder(user_id=admin.id, pack_key="starter", product_id="prod_starter", label="Starter",
+                                    credits=500, amount=500, currency="EUR", status=status, paid_at=now(),
+                                    flag_reason="paid 4.00 EUR, expected 5.00 EUR" if status == "flagged" else ""))
     newcomer = make_user(email="new.a11y@example.com")  # an empty studio and gallery
     unconfirmed = make_user(email="unconfirmed.a11y@example.com", onboarded=False)
     with session_scope() as session:  # address confirmed, age and policies not yet: the welcome page

@@ -17,7 +17,7 @@ from rupali.models import CookieConsent
 from tests.utils.factories import make_user
 from tests.utils.signin import sign_in
 
-NAVIGATION = ["Studio", "Gallery", "Billing", "Privacy"]
+NAVIGATION = ["Studio", "Gallery", "Privacy"]  # Billing only when billing is on (tests/pages/test_billing_page.py)
 FOOTER = ["Privacy Policy", "Cookie Policy", "Terms", "Sub-processors", "Cookie settings", "support@rupali.ai"]
 
 
@@ -28,13 +28,15 @@ async def test_home_has_navigation_and_legal_footer(user: User):
         await user.should_see(label)
 
 
-@pytest.mark.parametrize(("path", "title"), [("/billing", "Billing")])
-async def test_unbuilt_sections_show_a_friendly_placeholder(user: User, path: str, title: str):
+async def test_with_billing_off_nothing_about_money_is_shown(user: User):
     account = make_user()
     await sign_in(user, account.email)
-    await user.open(path)
-    await user.should_see(title)
-    await user.should_see("Coming soon")
+    await user.open("/studio")
+    await user.should_not_see("Billing")
+    await user.open("/billing")  # an old bookmark
+    await user.should_see("Image generation is free on this installation")
+    for word in ("credit", "Buy", "VAT", "Creem", "receipt"):
+        await user.should_not_see(word)
 
 
 async def test_navigation_links_lead_to_their_pages(user: User):

@@ -13,10 +13,10 @@ from sqlmodel import select
 
 from rupali.cli import main
 from rupali.db import session_scope
-from rupali.models import ErasureRecord, OutboxMessage, Role
+from rupali.models import CreditEntry, EntryKind, ErasureRecord, OutboxMessage, Role
 from rupali.models import User as Account
 from rupali.privacy import erasure
-from rupali.services import users
+from rupali.services import ledger, users
 from tests.utils.factories import make_user
 
 
@@ -145,3 +145,35 @@ def test_mail_send_queues_opt_in_mail_with_unsubscribe_links_only_to_those_who_o
     assert message.recipient == "keen@example.com" and "/unsubscribe?t=" in message.unsubscribe_url
     assert main(["mail", "send", "--topic", "product", "--subject", "x", "--file", str(tmp_path / "none")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_credits_grant_records_the_reason_and_revokes_with_a_negative_number(capsys):
+    member = make_user(email="ada@example.com")
+    assert main(["credits", "grant", "Ada@Example.com", "25", "--reason", "Workshop \"quota\" \\ week 1"]) == 0
+    assert "granted 25 credits to ada@example.com; balance now" in capsys.readouterr().out
+    assert main(["credits", "grant", "ada@example.com", "-5", "--reason", "Typo"]) == 0
+    assert "revoked 5 credits from ada@example.com" in capsys.readouterr().out
+    with session_scope() as session:
+        grants = session.exec(select(CreditEntry).where(CreditEntry.user_id == member.id,
+                                                        CreditEntry.kind == EntryKind.GRANT)
+                              .order_by(CreditEntry.created_at)).all()
+        assert [(entry.delta, entry.reference, entry.actor_id) for entry in grants] == [
+            (25, 'Workshop "quota" \\ week 1', None), (-5, "Typo", None)]
+        assert ledger.ledger_sum(session, member.id) == grants[-1].balance_after
+    assert main(["credits", "balance", "ada@example.com"]) == 0
+    assert f"ada@example.com: {grants[-1].balance_after} credits" in capsys.readouterr().out
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["credits", "grant", "nobody@example.com", "5", "--reason", "x"], "no account has the e-mail address"),
+    (["credits", "grant", "ada@example.com", "5", "--reason", "  "], "Give a reason"),
+    (["credits", "grant", "ada@example.com", "5", "--reason", "bad\x01reason"], "reason"),
+    (["credits", "grant", "ada@example.com", "0", "--reason", "nothing"], "between 1 and 10,000,000"),
+    (["credits", "grant", "ada@example.com", "-100000", "--reason", "too much"], "Cannot revoke"),
+    (["credits", "grant", "ada@example.com", "many", "--reason", "x"], "invalid int value: 'many'"),
+    (["credits", "grant", "ada@example.com", "5"], "--reason"),
+])
+def test_credits_grant_mistakes_are_one_clear_line(args, fragment):
+    make_user(email="ada@example.com")
+    _one_clear_line(_rupali(*args), fragment)

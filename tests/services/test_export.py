@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func
 from sqlmodel import select
 
-from rupali import clock, jobs, media_sweep
+from rupali import clock, jobs, media_sweep, receipts
 from rupali.clock import now
 from rupali.config import get_settings
 from rupali.db import session_scope
@@ -50,6 +50,7 @@ from rupali.privacy import inventory
 from rupali.services import api_keys, exports, ledger, mail, privacy_requests, profile, sessions, uploads
 from rupali.storage import TEMPORARY_PREFIX, LocalStorage
 from tests.services.test_gallery import add_generation
+from tests.services.test_receipts import pdf_text
 from tests.utils.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,12 +116,13 @@ def _seed(email: str, text: str, colour: tuple[int, int, int]) -> dict[str, obje
         ledger.open_account(session, settings, user.id)  # the credit account, with its sign-up bonus entry
         ledger.post_payment(session, settings, user.id, EntryKind.PURCHASE, 100, reference=f"order {text}",
                             key=f"purchase:{text}")
-        session.add(CreditOrder(user_id=user.id, pack_key="starter", product_id="prod_starter", credits=100,
-                                amount=500, currency="EUR", status=OrderStatus.PAID, customer_email=email,
-                                country="DE", paid_amount=500, paid_at=now()))
+        order = CreditOrder(user_id=user.id, pack_key="starter", product_id="prod_starter", credits=100,
+                            amount=500, currency="EUR", status=OrderStatus.PAID, customer_email=email,
+                            country="DE", paid_amount=500, paid_at=now())
+        session.add(order)
         password_hash = user.password_hash
         key_hash = session.get(ApiKey, key.id).key_hash
-    return {"user": person, "generation": generation, "images": [*images, jpeg], "upload": upload,
+    return {"user": person, "generation": generation, "images": [*images, jpeg], "upload": upload, "order": order,
             "secrets": [password_hash, key_hash, secret, f"SECRET{text.replace('-', '')}"]}
 
 
@@ -176,16 +178,59 @@ def test_the_export_is_complete_and_holds_nothing_of_anyone_else(backend):
         assert opened.read(f"images/{mine['images'][2].id}.txt").decode().startswith("a jpeg of mine-1234")
         assert f"uploads/{mine['upload'].id}.png" in names and f"profile/{mine['user'].id}.webp" in names
         assert not any(name.startswith("thumbnails") for name in names)
+        # The receipt of the paid order, and no other: PDFs compress their text, so it is read, not searched for.
+        receipt = f"receipts/{receipts.receipt_filename(mine['order'])}"
+        assert [name for name in names if name.startswith("receipts/")] == [receipt]
+        receipt_text = pdf_text(opened.read(receipt))
+        assert str(mine["order"].id) in receipt_text and "5.00 EUR" in receipt_text
+        assert "ada@example.com" in receipt_text and MARKER not in receipt_text
+        assert "receipts/receipt-<date paid>-<id>.pdf, 1 in all" in " ".join(readme.split())
         assert "None: every file is here." in readme
         everything = _everything(opened)
     # Nothing of the other person, in any name or content; no secret of either, not even hashed.
-    for trace in (MARKER, str(theirs["user"].id), theirs["user"].id.hex, *(str(i.id) for i in theirs["images"])):
+    for trace in (MARKER, str(theirs["user"].id), theirs["user"].id.hex, *(str(i.id) for i in theirs["images"]),
+                  str(theirs["order"].id)):
         assert trace.encode() not in everything, trace
     for secret in mine["secrets"] + theirs["secrets"]:
         assert secret.encode() not in everything, "a secret is in the export"
     assert b"password_hash" not in everything and b"key_hash" not in everything and b"token_hash" not in everything
     assert b"/reset?token=removed" in everything  # the link is there, its one-time code is not
     assert b"mine-1234" in everything and b"ada@example.com" in everything
+
+
+def test_every_paid_order_has_its_receipt_in_the_export_and_unpaid_ones_none(backend):
+    person, other = make_user(email="buyer@example.com"), make_user(email=f"{MARKER}@example.com")
+    orders = {}
+    with session_scope() as session:
+        for owner, status, amount, currency in (
+                (person, OrderStatus.PAID, 500, "EUR"), (person, OrderStatus.REFUNDED, 1200, "JPY"),
+                (person, OrderStatus.DISPUTED, 990, "EUR"), (person, OrderStatus.PENDING, 500, "EUR"),
+                (person, OrderStatus.FLAGGED, 500, "EUR"), (person, OrderStatus.FAILED, 500, "EUR"),
+                (other, OrderStatus.PAID, 700, "EUR")):
+            paid = status in receipts.RECEIPT_STATUSES
+            order = CreditOrder(user_id=owner.id, pack_key="pro", product_id="prod_pro", label="Pro pack",
+                                credits=500, amount=amount, currency=currency, status=status,
+                                vat_number="BE0697449992" if owner is person else "DE136695976",
+                                paid_amount=amount if paid else None, paid_at=now() if paid else None,
+                                refunded_amount=amount if status == OrderStatus.REFUNDED else 0)
+            session.add(order)
+            orders[(owner.id, status)] = order
+    export = _export(person)
+    with _open(export) as opened:
+        names = set(opened.namelist())
+        assert export.files == len(names)
+        found = sorted(name for name in names if name.startswith("receipts/"))
+        expected = [orders[(person.id, status)] for status in (OrderStatus.PAID, OrderStatus.REFUNDED,
+                                                                OrderStatus.DISPUTED)]
+        assert found == sorted(f"receipts/{receipts.receipt_filename(order)}" for order in expected)
+        texts = {name: pdf_text(opened.read(name)) for name in found}
+        for order in expected:
+            text = texts[f"receipts/{receipts.receipt_filename(order)}"]
+            assert str(order.id) in text and "BE0697449992" in text and "DE136695976" not in text
+        refunded = texts[f"receipts/{receipts.receipt_filename(orders[(person.id, OrderStatus.REFUNDED)])}"]
+        assert "Refunded" in refunded and refunded.count("1,200 JPY") == 3  # item, total, refunded
+        assert str(orders[(other.id, OrderStatus.PAID)].id) not in " ".join(names) + " ".join(texts.values())
+        assert "receipts/receipt-<date paid>-<id>.pdf, 3 in all" in " ".join(opened.read("README.txt").decode().split())
 
 
 def test_without_parameters_when_the_person_chose_so_but_still_beside_the_image(backend):

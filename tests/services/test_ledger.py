@@ -415,3 +415,59 @@ def test_kill_9_between_reserve_and_settle_loses_and_doubles_nothing(billing, tm
     assert sorted((entry.kind, entry.delta) for entry in _entries(person.id)) == sorted([
         ("bonus", 10), ("reserve", -2), ("release", 2), ("reserve", -2), ("settle", 0)])
     _exact(person.id)
+
+
+# --- every other way a generation ends --------------------------------------------------------------------------------
+
+async def test_an_account_deletion_gives_back_what_its_generations_held(billing):
+    """Scheduled without the running app's hook (as ``rupali users erase`` does): the billing mode's hook is used,
+    so the cancelled generations' credits come back in the same transaction, not at the next start-up."""
+    from rupali.models import RequestSource
+    from rupali.services import deletion
+
+    choice, hook, person = await _choice(), _hook(), make_user()
+    queued = [_submit(person, choice, hook, count=3), _submit(person, choice, hook, count=2)]
+    assert _balance(person.id) == 5
+    with session_scope() as session:
+        deletion.schedule_deletion(session, get_settings(), session.get(User, person.id), source=RequestSource.ADMIN)
+    with session_scope() as session:
+        for generation in queued:
+            assert session.get(Generation, generation.id).status == GenerationStatus.CANCELLED
+            assert ledger.held(session, generation.id) == 0
+        assert ledger.reconcile(session, get_settings()) == 0  # nothing was left for the start-up to find
+    assert _balance(person.id) == 10
+    _exact(person.id)
+
+
+async def test_cancelling_then_deleting_a_generation_gives_its_credits_back_once(billing):
+    runtime = Runtime.build(get_settings())
+    choice, person = await _choice(runtime), make_user()
+    generation = _submit(person, choice, runtime.credits, count=4)
+    await runtime.queue.cancel(person.id, generation.id)  # never started: the queue is not running
+    assert _balance(person.id) == 10
+    with session_scope() as session:
+        assert generations.delete_generation(session, runtime.storage, session.get(User, person.id), generation.id)
+    with session_scope() as session:
+        assert ledger.reconcile(session, get_settings()) == 0  # the release stands; deleting adds nothing
+    assert [entry.kind for entry in _entries(person.id)] == ["bonus", "reserve", "release"]
+    assert _balance(person.id) == 10
+    _exact(person.id)
+
+
+async def test_images_withheld_by_the_content_filter_cost_nothing(billing, monkeypatch):
+    monkeypatch.setenv("RUPALI_NSFW_POLICY", "block")
+    monkeypatch.setenv("RUPALI_NSFW_THRESHOLD", "0")  # every image scores at least 0: every image is withheld
+    reset_settings()
+    runtime = Runtime.build(get_settings())
+    choice, person = await _choice(runtime), make_user()
+    generation = _submit(person, choice, runtime.credits, count=2)
+    assert _balance(person.id) == 8
+    await runtime.start()
+    try:
+        done = await _finished(generation.id)
+    finally:
+        await runtime.stop()
+    assert done.status == GenerationStatus.BLOCKED and done.credits == 0
+    assert [(entry.kind, entry.delta) for entry in _entries(person.id)] == [
+        ("bonus", 10), ("reserve", -2), ("release", 2)]
+    _exact(person.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -134,3 +135,102 @@ def test_the_terms_describe_the_acceptance_of_changes_that_the_gate_enforces():
     text = _text(legal.terms(Settings()))
     assert "you accept the new version before you go on" in text
     assert "announce" not in text  # no advance announcement is sent, so none is promised
+
+
+# --- the billing mode: nothing about money when off, credits without a processor, Creem when it sells -----------------
+
+CREEM = {"billing": "creem", "creem_api_key": "creem_test_key", "creem_webhook_secret": "whsec_test",
+         "credit_packs": '[{"key": "starter", "product_id": "prod_1", "credits": 100, "price_cents": 500, '
+                         '"currency": "EUR", "label": "100 credits"}]'}
+# Words that only belong on a page about money. Whole words (prefixes allowed: "payments", "purchases"), so "private"
+# is not "VAT"; VAT must be in capitals to count.
+MONEY = [r"\bCreem\b", r"\bVAT\b", r"\bpurchas", r"\bpayment", r"\binvoice", r"\brefund", r"\bchargeback",
+         r"\bmerchant", r"\bcard details", r"\bcredit", r"\bsell", r"\bsold\b", r"\bprice"]
+PROCESSOR = [r"\bCreem\b", r"\bVAT\b", r"\bpurchas", r"\binvoice", r"\brefund", r"\bchargeback", r"\bmerchant",
+             r"\bcard details", r"\bcredit pack"]
+
+
+def _all_documents(settings: Settings) -> str:
+    return "\n".join(_text(legal.document(slug, settings)) for slug in legal.SLUGS)
+
+
+def _found(patterns: list[str], text: str) -> list[str]:
+    return [pattern for pattern in patterns
+            if re.search(pattern, text, 0 if pattern == r"\bVAT\b" else re.IGNORECASE)]
+
+
+@pytest.mark.sqlite_only
+def test_with_billing_off_no_legal_page_speaks_of_money():
+    settings = Settings()
+    assert settings.billing == "off"
+    text = _all_documents(settings)
+    assert _found(MONEY, text) == []
+    # The retention rule for transaction records is enforced in every mode; the table says none are made here.
+    assert "| Transaction records | 7 years | Tax law requirement (this installation makes none: generating " \
+           "images here is free) |" in text
+    assert "Transaction records are kept for the period tax law requires" not in text
+    inventory_table = legal.data_inventory_table(settings)
+    assert "| Credit " not in inventory_table and "| User |" in inventory_table
+    assert "Generating images on this installation is free." in _text(legal.terms(settings))
+
+
+@pytest.mark.sqlite_only
+def test_with_credits_the_pages_describe_credits_and_no_payment_processor():
+    settings = Settings(billing="credits", credits_signup_bonus=25, credits_daily_allowance=5)
+    text = _all_documents(settings)
+    assert _found(PROCESSOR, text) == []
+    privacy = _text(legal.privacy_policy(settings))
+    assert [section.title for section in legal.privacy_policy(settings).sections][3] == "Credits"
+    for fragment in ("**Credits:** your credit balance and its history",
+                     "You receive 25 free credits once", "topped up to 5 credits, without rollover",
+                     "only the images delivered are charged", "fails, is blocked or is cancelled costs nothing",
+                     "Credits are not sold on this installation and no payment processor is involved",
+                     "your gallery and credit balance | Performance of a contract",
+                     "| Credit account | Your credit balance, daily allowance and balance-alert state |",
+                     "| Credit entry | Your credit history",
+                     "(this installation makes none: credits are not sold here)"):
+        assert fragment in privacy, fragment
+    assert "| Credit order |" not in privacy and "| Credit purchase entry |" not in privacy
+    terms_text = _text(legal.terms(settings))
+    assert "Generating images costs credits." in terms_text and "Credits are not sold here" in terms_text
+    assert "no sub-processors" in _text(legal.subprocessor_list(settings))
+
+
+@pytest.mark.sqlite_only
+def test_with_creem_the_pages_name_creem_and_say_what_a_purchase_collects():
+    settings = Settings(**CREEM)
+    subprocessor_page = _text(legal.subprocessor_list(settings))
+    assert ("| Creem | Payment processing & tax compliance (merchant of record) | E-mail address, country, VAT "
+            "number, order details; card details are entered at Creem, never at Rupali | Estonia (EU) | EU-based |"
+            ) in subprocessor_page
+    privacy = _text(legal.privacy_policy(settings))
+    assert "| Creem | Payment processing & tax compliance (merchant of record) |" in privacy  # its own section too
+    assert [section.title for section in legal.privacy_policy(settings).sections][3] == "Credits and payments"
+    for fragment in ("transaction ids and order details (pack, credits, price and currency)", "the amounts and dates",
+                     "your country code (for VAT)", "if you give one, your VAT number",
+                     "**Card details are entered at Creem only and never reach us.**",
+                     "Card details are entered at Creem, our payment processor, and never reach us.",
+                     "These transaction records are kept for **7 years**, as tax law requires",
+                     "A **refund or chargeback reverses the credits** of that purchase",
+                     "| Invoices, VAT and keeping transaction records | Legal obligation |",
+                     "| Selling credit packs through Creem, receipts, refunds and chargebacks |",
+                     "| Transaction records | 7 years | Tax law requirement |",
+                     "Transaction records are kept for the period tax law requires even after account deletion",
+                     "| Credit order | Your credit orders", "| Credit purchase entry |",
+                     "and the VAT number you gave"):
+        assert fragment in privacy, fragment
+    ten_years = _text(legal.privacy_policy(Settings(**CREEM, retention_transaction_years=10)))
+    assert "kept for **10 years**, as tax law requires" in ten_years
+    terms_text = _text(legal.terms(settings))
+    assert "Credit packs are sold by **Creem** as merchant of record" in terms_text
+    assert "A refund or chargeback takes that purchase's credits back" in terms_text
+    # Enforced by the dispute webhook (tests/services/test_creem_webhooks.py) and the page (test_billing_page.py).
+    assert "while a chargeback (payment dispute) is open, buying more credits is paused" in terms_text
+    assert _found(MONEY, _text(legal.cookie_policy(settings))) == []  # cookies have nothing to do with it
+
+
+@pytest.mark.sqlite_only
+def test_the_billing_mode_changes_the_policy_version():
+    versions = {legal.privacy_policy(settings).version
+                for settings in (Settings(), Settings(billing="credits"), Settings(**CREEM))}
+    assert len(versions) == 3

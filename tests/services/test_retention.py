@@ -33,9 +33,11 @@ from rupali.models import (
     AuthAttempt,
     AuthSession,
     CookieConsent,
+    CreditEntry,
     CreditOrder,
     CreditPurchaseEntry,
     DataExport,
+    DeliveryOutcome,
     EntryKind,
     ExportStatus,
     Generation,
@@ -52,12 +54,13 @@ from rupali.models import (
     TokenPurpose,
     Upload,
     User,
+    WebhookDelivery,
 )
 from rupali.models.types import UTCDateTime
 from rupali.policy import RetentionKey, retention_rules
 from rupali.privacy import inventory, retention
 from rupali.privacy.inventory import Erasure, InventoryEntry, PersonalData
-from rupali.services import deletion, uploads
+from rupali.services import deletion, ledger, uploads
 from rupali.storage import LocalStorage
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
@@ -602,3 +605,43 @@ def test_the_command_line_dry_run_prints_what_would_go_per_table_and_deletes_not
     assert refused.returncode != 0 and "--dry-run only applies to apply_retention" in refused.stderr
     done = _rupali("jobs", "run", "apply_retention")
     assert done.returncode == 0 and "auth_attempt 4" in done.stdout and "image 1" in done.stdout
+
+
+def test_old_purchase_entries_go_and_the_ledger_still_sums_to_the_balance():
+    """Past the transaction-record period a purchase entry is deleted, but its credits stay in the balance: one
+    adjustment carries them forward, so the person's entries still add up to what they have."""
+    settings = get_settings()
+    person = make_user()
+    with session_scope() as session:
+        ledger.open_account(session, settings, person.id)
+        ledger.post_payment(session, settings, person.id, EntryKind.PURCHASE, 100, reference="Starter",
+                            key="purchase:old")
+        ledger.post_payment(session, settings, person.id, EntryKind.REFUND, -30, reference="Starter",
+                            key="refund:old")
+        ledger.post_payment(session, settings, person.id, EntryKind.PURCHASE, 40, reference="Small",
+                            key="purchase:recent")
+        before = ledger.balance(session, settings, person.id)
+    with clock.travel(timedelta(days=7 * 366 - 10)), session_scope() as session:
+        for entry in session.scalars(select(CreditPurchaseEntry)).all():  # the recent one: 10 days younger
+            if entry.idempotency_key == "purchase:recent":
+                entry.created_at = clock.now()
+    with clock.travel(timedelta(days=7 * 366 + 1)):
+        report = retention.apply(settings, storage())
+        assert report.counts()["credit_purchase_entry"] == 2
+        with session_scope() as session:
+            assert [entry.idempotency_key for entry in session.scalars(select(CreditPurchaseEntry)).all()] == [
+                "purchase:recent"]
+            [carried] = session.scalars(select(CreditEntry).where(CreditEntry.kind == EntryKind.ADJUSTMENT)).all()
+            assert carried.delta == 70 and carried.user_id == person.id
+            assert ledger.balance(session, settings, person.id) == before
+            assert ledger.ledger_sum(session, person.id) == before
+
+
+def test_webhook_deliveries_are_technical_logs():
+    with session_scope() as session:
+        session.add(WebhookDelivery(event_type="checkout.completed", outcome=DeliveryOutcome.APPLIED,
+                                    signature_valid=True))
+    with clock.travel(timedelta(days=89)):
+        assert retention.apply(get_settings(), storage()).counts()["webhook_delivery"] == 0
+    with clock.travel(timedelta(days=91)):
+        assert retention.apply(get_settings(), storage()).counts()["webhook_delivery"] == 1
