@@ -387,7 +387,7 @@ def reconcile(session: Session, settings: Settings) -> int:
     open_reservations = session.execute(
         select(_ENTRY.c.generation_id, _ENTRY.c.user_id, _ENTRY.c.delta)
         .outerjoin(generation, generation.c.id == _ENTRY.c.generation_id)
-        .where(_ENTRY.c.kind == EntryKind.RESERVE.value,
+        .where(_ENTRY.c.kind == EntryKind.RESERVE.value, _ENTRY.c.generation_id.is_not(None),
                or_(generation.c.id.is_(None), generation.c.status.in_(_FINISHED)),
                ~exists().where(and_(ending.c.generation_id == _ENTRY.c.generation_id,
                                     ending.c.kind.in_([EntryKind.SETTLE.value, EntryKind.RELEASE.value]))))).all()
