@@ -10,6 +10,7 @@ from nicegui import run, ui
 
 from components import auth
 from components.forms import Banner, text_input
+from components.tables import table
 from components.text import Text, heading, set_attributes
 from rupali import dates
 from rupali.config import get_settings
@@ -64,32 +65,28 @@ class BillingSection:
             if not deliveries:
                 ui.label("No deliveries yet.").classes("r-muted")
                 return
-            with _scroll("Webhook deliveries"), ui.element("table").classes("r-table"):
-                _head(("Received", "Event", "Type", "Outcome", "Detail"))
-                with ui.element("tbody"):
-                    for delivery in deliveries:
-                        with ui.element("tr"):
-                            Text("td", dates.moment(delivery.received_at, self.locale))
-                            Text("td", delivery.event_id or "—")
-                            Text("td", delivery.event_type or "—")
-                            Text("td", str(delivery.outcome))
-                            Text("td", delivery.detail or "—")
+            with table("Webhook deliveries", ("Received", "Event", "Type", "Outcome", "Detail")):
+                for delivery in deliveries:
+                    with ui.element("tr"):
+                        Text("td", dates.moment(delivery.received_at, self.locale))
+                        Text("td", delivery.event_id or "—")
+                        Text("td", delivery.event_type or "—")
+                        Text("td", str(delivery.outcome))
+                        Text("td", delivery.detail or "—")
 
     def _orders_table(self, rows: list[billing.AdminOrder], name: str) -> None:
-        with _scroll(name), ui.element("table").classes("r-table"):
-            _head(("Created", "Account", "Pack", "Amount", "Status", "Country", "Creem order", "Note"))
-            with ui.element("tbody"):
-                for row in rows:
-                    order = row.order
-                    with ui.element("tr"):
-                        Text("td", dates.moment(order.created_at, self.locale))
-                        Text("td", row.email or "(erased)")
-                        Text("td", f"{order.label} ({order.credits:,})")
-                        Text("td", billing.price(order.amount, order.currency))
-                        Text("td", billing.ORDER_LABELS.get(order.status, str(order.status)))
-                        Text("td", order.country or "—")
-                        Text("td", order.creem_order_id or "—")
-                        Text("td", order.flag_reason or "—")
+        with table(name, ("Created", "Account", "Pack", "Amount", "Status", "Country", "Creem order", "Note")):
+            for row in rows:
+                order = row.order
+                with ui.element("tr"):
+                    Text("td", dates.moment(order.created_at, self.locale))
+                    Text("td", row.email or "(erased)")
+                    Text("td", f"{order.label} ({order.credits:,})")
+                    Text("td", billing.price(order.amount, order.currency))
+                    Text("td", billing.ORDER_LABELS.get(order.status, str(order.status)))
+                    Text("td", order.country or "—")
+                    Text("td", order.creem_order_id or "—")
+                    Text("td", order.flag_reason or "—")
 
     def _grant_form(self) -> None:
         heading("Grant or revoke", 3).classes("text-base font-bold m-0")
@@ -166,14 +163,3 @@ def _load(session: object) -> tuple[list[billing.AdminOrder], list[billing.Admin
     return (billing.recent_orders(session, attention_only=True),  # type: ignore[arg-type]
             billing.recent_orders(session),  # type: ignore[arg-type]
             billing.recent_deliveries(session))  # type: ignore[arg-type]
-
-
-def _scroll(name: str) -> ui.element:
-    return set_attributes(ui.element("div").classes("r-table-scroll w-full"), role="region", tabindex="0",
-                          aria_label=f"{name}: table")
-
-
-def _head(titles: tuple[str, ...]) -> None:
-    with ui.element("thead"), ui.element("tr"):
-        for title in titles:
-            set_attributes(Text("th", title), scope="col")

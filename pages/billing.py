@@ -19,6 +19,7 @@ from components.choice_group import ChoiceGroup
 from components.date_field import DateField
 from components.forms import Banner, text_input
 from components.frame import frame
+from components.tables import table
 from components.text import Text, heading, set_attributes
 from rupali import dates, receipts, runtime
 from rupali.config import Settings, get_settings
@@ -199,26 +200,20 @@ def _orders_section(found: list[CreditOrder], locale: Locale) -> None:
         if not found:
             ui.label("No orders yet.").classes("r-muted")
             return
-        scroll = ui.element("div").classes("r-table-scroll").props(
-            'role="region" tabindex="0" aria-label="Orders: table"')
-        with scroll, ui.element("table").classes("r-table"):
-            with ui.element("thead"), ui.element("tr"):
-                for title in ("Date", "Pack", "Amount", "Status", "Receipt"):
-                    Text("th", title)
-            with ui.element("tbody"):
-                for order in found:
-                    with ui.element("tr"):
-                        Text("td", dates.medium(order.created_at.date(), locale))
-                        Text("td", f"{order.label} ({_credits(order.credits)})")
-                        Text("td", billing.price(order.amount, order.currency))
-                        Text("td", billing.ORDER_LABELS.get(order.status, str(order.status)))
-                        with ui.element("td"):
-                            if receipts.has_receipt(order):
-                                when = dates.medium(order.created_at.date(), locale)
-                                set_attributes(ui.link("Receipt (PDF)", f"/billing/receipts/{order.id}.pdf"),
-                                               aria_label=f"Receipt for the order of {when} (PDF)")
-                            else:
-                                ui.label("—")
+        with table("Orders", ("Date", "Pack", "Amount", "Status", "Receipt")):
+            for order in found:
+                with ui.element("tr"):
+                    Text("td", dates.medium(order.created_at.date(), locale))
+                    Text("td", f"{order.label} ({_credits(order.credits)})")
+                    Text("td", billing.price(order.amount, order.currency))
+                    Text("td", billing.ORDER_LABELS.get(order.status, str(order.status)))
+                    with ui.element("td"):
+                        if receipts.has_receipt(order):
+                            when = dates.medium(order.created_at.date(), locale)
+                            set_attributes(ui.link("Receipt (PDF)", f"/billing/receipts/{order.id}.pdf"),
+                                           aria_label=f"Receipt for the order of {when} (PDF)")
+                        else:
+                            ui.label("—")
 
 
 # --- usage chart ---------------------------------------------------------------------------------------------------
@@ -307,22 +302,14 @@ class LedgerSection:
             f"Showing {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}.")
         if not rows:
             return
-        with self.table:
-            scroll = ui.element("div").classes("r-table-scroll").props(
-                'role="region" tabindex="0" aria-label="Credit history: table"')
-            with scroll, ui.element("table").classes("r-table"):
-                with ui.element("thead"), ui.element("tr"):
-                    for title in ("When", "What", "Change", "Balance", "Details"):
-                        Text("th", title)
-                with ui.element("tbody"):
-                    for row in rows:
-                        with ui.element("tr"):
-                            Text("td", dates.medium(row.created_at.date(), self.locale)
-                                 + f" {row.created_at:%H:%M}")
-                            Text("td", billing.KIND_LABELS.get(row.kind, row.kind))
-                            Text("td", f"{row.delta:+,}").classes("r-num")
-                            Text("td", f"{row.balance_after:,}").classes("r-num")
-                            Text("td", row.reference or "—")
+        with self.table, table("Credit history", ("When", "What", "Change", "Balance", "Details")):
+            for row in rows:
+                with ui.element("tr"):
+                    Text("td", dates.medium(row.created_at.date(), self.locale) + f" {row.created_at:%H:%M}")
+                    Text("td", billing.KIND_LABELS.get(row.kind, row.kind))
+                    Text("td", f"{row.delta:+,}").classes("r-num")
+                    Text("td", f"{row.balance_after:,}").classes("r-num")
+                    Text("td", row.reference or "—")
 
 
 def _day(value: str | None) -> date | None:

@@ -10,6 +10,7 @@ from nicegui import context, events, run, ui
 from components import auth
 from components.forms import Banner, text_input
 from components.frame import frame, sign_out
+from components.tables import table
 from components.text import Text, heading, set_attributes
 from pages import deletion as deletion_page
 from rupali import dates
@@ -240,20 +241,14 @@ def _requests_section(requests: list[PrivacyRequest], locale: Locale) -> None:
         if not requests:
             ui.label("No requests yet.").classes("r-muted")
             return
-        scroll = ui.element("div").classes("r-table-scroll").props(
-            'role="region" tabindex="0" aria-label="My requests: table"')
-        with scroll, ui.element("table").classes("r-table"):
-            with ui.element("thead"), ui.element("tr"):
-                for title in ("Request", "Received", "Answer due", "Status", "Outcome"):
-                    Text("th", title)
-            with ui.element("tbody"):
-                for request in requests:
-                    with ui.element("tr"):
-                        Text("td", privacy_requests.LABELS.get(request.kind, str(request.kind)))
-                        Text("td", dates.medium(request.received_at.date(), locale))
-                        Text("td", dates.medium(request.due_at.date(), locale))
-                        Text("td", _status(request))
-                        Text("td", request.outcome or "—")
+        with table("My requests", ("Request", "Received", "Answer due", "Status", "Outcome")):
+            for request in requests:
+                with ui.element("tr"):
+                    Text("td", privacy_requests.LABELS.get(request.kind, str(request.kind)))
+                    Text("td", dates.medium(request.received_at.date(), locale))
+                    Text("td", dates.medium(request.due_at.date(), locale))
+                    Text("td", _status(request))
+                    Text("td", request.outcome or "—")
 
 
 def _status(request: PrivacyRequest) -> str:

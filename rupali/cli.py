@@ -18,12 +18,13 @@ from typing import NoReturn
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 
 from rupali import __version__, jobs, migrate
 from rupali.clock import now
 from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, reset_settings
 from rupali.db import database_reachable, get_engine, session_scope
-from rupali.models import RequestSource
+from rupali.models import RequestSource, User
 from rupali.privacy import erasure, retention
 from rupali.services import deletion, ledger, users
 from rupali.storage import LocalStorage
@@ -190,9 +191,7 @@ def _users_erase(args: argparse.Namespace) -> int:
     with _database(settings):
         migrate.upgrade(get_engine(settings))
         with session_scope(settings) as session:
-            user = users.by_email(session, args.email)
-            if user is None:
-                raise CliError(f"no account has the e-mail address {args.email.strip()!r}")
+            user = _account(session, args.email)
             try:
                 if args.now:
                     record = deletion.erase_now(session, settings, LocalStorage.from_settings(settings), user)
@@ -209,14 +208,20 @@ def _users_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+def _account(session: Session, email: str) -> User:
+    """The account with ``email``, or one clear line saying there is none."""
+    user = users.by_email(session, email)
+    if user is None:
+        raise CliError(f"no account has the e-mail address {email.strip()!r}")
+    return user
+
+
 def _credits_grant(args: argparse.Namespace) -> int:
     settings = _settings()
     with _database(settings):
         migrate.upgrade(get_engine(settings))
         with session_scope(settings) as session:
-            user = users.by_email(session, args.email)
-            if user is None:
-                raise CliError(f"no account has the e-mail address {args.email.strip()!r}")
+            user = _account(session, args.email)
             try:
                 entry = ledger.grant(session, settings, user, args.amount, reason=args.reason, actor=None)
             except ledger.LedgerError as exc:
@@ -232,9 +237,7 @@ def _credits_balance(args: argparse.Namespace) -> int:
     with _database(settings):
         migrate.upgrade(get_engine(settings))
         with session_scope(settings) as session:
-            user = users.by_email(session, args.email)
-            if user is None:
-                raise CliError(f"no account has the e-mail address {args.email.strip()!r}")
+            user = _account(session, args.email)
             balance, email = ledger.balance(session, settings, user.id), user.email
     print(f"{email}: {balance} credits")
     return 0
