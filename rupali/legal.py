@@ -97,10 +97,9 @@ def data_inventory_table(settings: Settings) -> str:
         inventory.Erasure.KEEP: "Kept (identifies nobody)",
     }
     rows = [
-        (_humanise(entry.table), _HOLDS_WITHOUT_SALES.get(entry.table, entry.declaration.holds)
-         if not settings.creem_enabled else entry.declaration.holds, "Yes" if entry.declaration.export else "No",
+        (_humanise(entry.table), holds(settings, entry), "Yes" if entry.declaration.export else "No",
          erasure_words[entry.declaration.erasure], rules[entry.declaration.retention].describe())
-        for entry in inventory.entries() if _applies(settings, entry)
+        for entry in inventory.entries() if applies(settings, entry)
     ]
     return _table(("Record", "What it holds", "In your export", "When you ask for erasure", "Kept"), rows)
 
@@ -109,7 +108,14 @@ def data_inventory_table(settings: Settings) -> str:
 _HOLDS_WITHOUT_SALES = {"credit_account": "Your credit balance, daily allowance and balance-alert state"}
 
 
-def _applies(settings: Settings, entry: inventory.InventoryEntry) -> bool:
+def holds(settings: Settings, entry: inventory.InventoryEntry) -> str:
+    """What the record holds, as this billing mode can fill it."""
+    if settings.creem_enabled:
+        return entry.declaration.holds
+    return _HOLDS_WITHOUT_SALES.get(entry.table, entry.declaration.holds)
+
+
+def applies(settings: Settings, entry: inventory.InventoryEntry) -> bool:
     """Whether a record can hold anything in this billing mode: credit records only when generations cost credits,
     transaction records (orders, purchases) only when credits are sold through Creem."""
     if entry.model.__module__ != "rupali.models.billing":

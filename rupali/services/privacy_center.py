@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from rupali import legal
 from rupali.config import Settings
 from rupali.policy import RetentionKey, RetentionRule, RetentionTrigger, retention_rules
 from rupali.privacy import inventory
@@ -61,8 +62,10 @@ def summary(session: Session, settings: Settings, user_id: object) -> list[Categ
         table = entry.model.__table__  # type: ignore[attr-defined]
         subject = table.c[declaration.subject_column]
         count = session.exec(select(func.count()).select_from(table).where(subject == user_id)).one()
+        if not count and not legal.applies(settings, entry):
+            continue  # a record this billing mode never fills (nothing about money with billing off)
         rule = rules[declaration.retention]
-        holding = Holding(entry.table, declaration.holds, int(count), bool(declaration.file_columns),
+        holding = Holding(entry.table, legal.holds(settings, entry), int(count), bool(declaration.file_columns),
                           declaration.export, declaration.erasure, rule,
                           period_days=rule.period.days if rule.period is not None else None)
         if count and declaration.expires_column is not None:

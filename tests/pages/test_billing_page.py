@@ -17,6 +17,7 @@ from rupali import clock
 from rupali.config import get_settings, reset_settings
 from rupali.db import session_scope
 from rupali.models import CreditAccount, CreditEntry, CreditOrder, EntryKind, OrderStatus, Role
+from rupali.privacy import inventory
 from rupali.services import ledger
 from tests.pages.test_hostile_text import HOSTILE
 from tests.utils.factories import make_user
@@ -260,3 +261,13 @@ async def test_hostile_grant_reasons_render_verbatim_in_the_credit_history(credi
     await user.open("/billing")
     for text in HOSTILE.values():
         await user.should_see(text)
+
+
+async def test_the_privacy_center_lists_the_billing_records_when_credits_are_sold(creem_mode, user: User):
+    person = make_user()
+    _paid_order(person.id)
+    await sign_in(user, person.email)
+    await user.open("/privacy")
+    for entry in inventory.entries():
+        if entry.model.__module__ == "rupali.models.billing":
+            await user.should_see(entry.declaration.holds)
