@@ -38,6 +38,14 @@ def wait(browser: WebDriver) -> WebDriverWait:
     return WebDriverWait(browser, TIMEOUT, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
 
 
+def connected(browser: WebDriver) -> None:
+    """Wait until the page's websocket is up and Quasar's transitions (a dialog opening) are over: a click before
+    that reaches no handler, or lands on an element still moving, and is lost."""
+    wait(browser).until(lambda driver: driver.execute_script(
+        "return document.readyState === 'complete' && !!window.socket && window.socket.connected"
+        " && !document.querySelector('[class*=\"q-transition--\"][class*=\"-active\"]')"))
+
+
 def acknowledge_cookie_notice(browser: WebDriver) -> None:
     notice = (By.CSS_SELECTOR, "[aria-label='Cookie notice']")
     wait(browser).until(EC.visibility_of_element_located(notice))

@@ -23,6 +23,7 @@ from rupali.services import ledger
 from tests.e2e.helpers import (
     await_download,
     click,
+    connected,
     evidence_on_failure,
     quasar_field,
     sign_in,
@@ -70,6 +71,7 @@ def test_buy_a_pack_generate_and_download_the_receipt_then_a_refund(creem: Creem
         sign_in(browser, live_server, EMAIL, PASSWORD)
         browser.get(live_server + "/billing")
         assert _balance(browser) == 0
+        connected(browser)
 
         # Buy: Rupali creates the order and sends the browser to Creem's page, where the person pays.
         click(browser, (By.CSS_SELECTOR, "button[aria-label='Buy Starter: 100 credits for 5.00 EUR']"))
@@ -93,6 +95,7 @@ def test_buy_a_pack_generate_and_download_the_receipt_then_a_refund(creem: Creem
         cost_line = "//div[contains(normalize-space(), 'credits · ') and contains(normalize-space(), ' left')][not(*)]"
         cost = wait(browser).until(EC.visibility_of_element_located((By.XPATH, cost_line)))
         spent = int(re.match(r"(\d+) credits? · 100 left", cost.text).group(1))  # type: ignore[union-attr]
+        connected(browser)
         prompt = wait(browser).until(EC.element_to_be_clickable(quasar_field("Prompt", "textarea")))
         prompt.send_keys("a lighthouse on a cliff at golden hour")
         prompt.send_keys(Keys.CONTROL, Keys.ENTER)

@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
     await_download,
     box,
     click,
+    connected,
     drop_file,
     evidence_on_failure,
     images_button,
@@ -232,6 +233,7 @@ def test_profile_picture_by_drag_and_drop_and_the_png_prompt_switch(live_server:
         # The detail dialog's Download follows the choice; its menu can still add the prompt to one file.
         browser.get(f"{live_server}/gallery?image={image.id}")
         toolbar = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".r-detail-toolbar")))
+        connected(browser)
         toolbar.find_element(By.XPATH, ".//button[.//span[normalize-space()='Download']]").click()
         name = f"rupali-{image.seed}-{image.id.hex[:8]}.png"
         with Image.open(await_download(downloads, name)) as plain:
