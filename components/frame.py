@@ -122,6 +122,7 @@ def _footer(operator: str, email: str, signed_in: bool, visitor_id: str, state: 
                 ui.button("Cookie settings", on_click=lambda: cookie_notice.settings_dialog(
                     visitor_id, state.cookie_policy_version, analytics_enabled=analytics_enabled,
                     analytics=state.analytics_allowed)).props("flat dense no-caps").classes("r-footer-button")
+            ui.link("Support", "/support")
             ui.link(email, f"mailto:{email}")
         ui.label(f"© {operator}").classes("r-footer-note")
 

@@ -3,6 +3,12 @@
 from pages import (
     account,
     admin,
+    admin_audit,
+    admin_holds,
+    admin_moderation,
+    admin_ops,
+    admin_support,
+    admin_users,
     auth_routes,
     billing,
     deletion,
@@ -20,6 +26,7 @@ from pages import (
     signin,
     signup,
     studio,
+    support,
     unsubscribe,
     verify,
     welcome,
@@ -29,6 +36,7 @@ from pages import (
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
     for module in (errors, home, legal, billing, receipt_routes, studio, gallery, history, signin, signup, password,
-                   verify, welcome, account, admin, auth_routes, media_routes, privacy, export_routes, deletion,
-                   unsubscribe, policy_update):
+                   verify, welcome, account, admin, admin_users, admin_audit, admin_ops, admin_moderation, auth_routes,
+                   media_routes, privacy, export_routes, deletion, unsubscribe, policy_update, support,
+                   admin_support, admin_holds):
         module.create()

@@ -14,11 +14,13 @@ from babel import Locale
 from nicegui import context, run, ui
 
 from components import auth
+from components.admin_nav import admin_nav
 from components.choice_group import ChoiceGroup
 from components.forms import Banner, text_input
 from components.frame import frame
 from components.text import Text, heading, set_attributes
 from pages.admin_billing import BillingSection
+from pages.admin_ops import dashboard_section
 from rupali import dates
 from rupali.clock import now
 from rupali.config import get_settings
@@ -42,6 +44,8 @@ def create() -> None:
         data = await run.io_bound(transact, admin.overview)
         async with frame("Administration", active="/admin"):
             heading("Administration")
+            admin_nav("/admin")
+            await dashboard_section()
             accounts = AccountsSection(viewer, locale)
             await accounts.refresh(data)
             requests = RequestsSection(locale)
@@ -111,7 +115,9 @@ class AccountsSection:
             with ui.element("tbody"):
                 for account in accounts:
                     with ui.element("tr"):
-                        for value in (account.email, account.full_name, account.role,
+                        with ui.element("td"):  # the person's page: sessions, usage, suspension, role
+                            ui.link(account.email, f"/admin/users/{account.id}")
+                        for value in (account.full_name, account.role,
                                       f"{account.created_at:%Y-%m-%d}",
                                       "yes" if account.email_verified_at else "no",
                                       "yes" if account.is_active else "no",
@@ -150,9 +156,10 @@ class AccountsSection:
                     return
                 dialog.close()
                 ui.notify(f"{account.email} was erased.")
-                await self.refresh()
+                # The request queue first: once the accounts table shows the erasure, everything shows it.
                 if self.on_erased is not None:
                     await self.on_erased()
+                await self.refresh()
 
             with ui.row().classes("gap-2 justify-end w-full"):
                 ui.button("Cancel", on_click=dialog.close).props("flat no-caps")

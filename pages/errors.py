@@ -11,12 +11,13 @@ import contextlib
 from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import PlainTextResponse, Response
-from nicegui import Client, app, core, ui
+from nicegui import Client, app, context, core, ui
 from nicegui.page import page
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from components.text import heading
 from rupali.errors import reference_for
+from rupali.observe import route_template
 
 
 def create() -> None:
@@ -42,7 +43,7 @@ def _page_failed(exception: Exception) -> None:
 
 def _action_failed(exception: Exception) -> None:
     # A button or other control whose handler raised: the person learns that it did not work, and how to report it.
-    reference = reference_for(exception)
+    reference = reference_for(exception, _action_place())
     with contextlib.suppress(RuntimeError):  # outside any page (a background job) there is nobody to tell
         ui.notify(f"Something went wrong (reference {reference}). Please try again.", type="negative")
 
@@ -56,8 +57,16 @@ async def _not_found(request: Request, exception: Exception) -> Response:
 
 
 async def _failed(request: Request, exception: Exception) -> Response:
-    reference = reference_for(exception, f"{request.method} {request.url.path}")
+    reference = reference_for(exception, f"{request.method} {route_template(request.scope)}")
     return PlainTextResponse(f"Something went wrong (reference {reference}).", status_code=500)
+
+
+def _action_place() -> str:
+    """The page template an action ran on (``action on /gallery/{image_id}``), or nothing outside a page."""
+    try:
+        return f"action on {context.client.page.path}"
+    except RuntimeError:  # a background job: no page
+        return ""
 
 
 def _content(title: str, message: str, reference: str | None = None) -> None:

@@ -25,8 +25,8 @@ from rupali.imaging import InvalidImage
 from rupali.models import Generation, GenerationStatus, Image
 from rupali.providers import ModelChoice
 from rupali.providers.base import ProviderError
+from rupali.services import abuse, feedback, uploads
 from rupali.services import generation as generations
-from rupali.services import uploads
 from rupali.services.credits import InsufficientCredits
 from rupali.services.sessions import SignedIn
 
@@ -69,6 +69,7 @@ def create() -> None:
         catalogue = await current.providers.catalogue()
         recent = await run.io_bound(transact, generations.recent, viewer.user.id, RECENT)
         images = await run.io_bound(transact, generations.images_of, [g.id for g in recent])
+        given = await run.io_bound(transact, feedback.given, viewer.user.id, [g.id for g in recent])
         balance = await run.io_bound(transact, current.credits.balance, viewer.user)  # None: billing is off
         state = StudioState()
         if catalogue:
@@ -80,7 +81,7 @@ def create() -> None:
             if source is not None:
                 _apply_generation(state, source, keep_seed=not remix)
         async with frame("Studio", active="/studio"):
-            Studio(viewer, catalogue, state, balance).build(recent, images)
+            Studio(viewer, catalogue, state, balance, given).build(recent, images)
 
 
 async def _load(viewer: SignedIn, generation_id: str) -> Generation | None:
@@ -114,9 +115,11 @@ class Studio:
     """The studio of one page view."""
 
     def __init__(self, viewer: SignedIn, catalogue: list[ModelChoice], state: StudioState,
-                 balance: int | None = None) -> None:
+                 balance: int | None = None, given: dict[uuid.UUID, feedback.Given] | None = None) -> None:
         self.viewer = viewer
+        self.ip = auth.client_ip()  # of the page's own request: the address the limits count submissions from
         self.balance = balance  # the person's credits; None when generating is free (billing off)
+        self.given = given if given is not None else {}  # the person's thumbs on the results shown
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
         self.jobs: dict[uuid.UUID, ui.element] = {}
@@ -182,6 +185,8 @@ class Studio:
             with ui.row().classes("w-full items-center justify-between r-cost"):
                 self.cost_label = ui.label().classes("r-muted")
                 ui.label("Ctrl+Enter").classes("r-kbd").props('aria-hidden="true"')
+            # Next to Generate as well: "too many at once" and "today's cap" answer the click itself.
+            self.limit_banner = Banner()
             if self.balance is not None:
                 # Next to Generate, where the refusal is seen: a balance too low for the request, and where to go.
                 self.credits_banner = Banner()
@@ -367,13 +372,19 @@ class Studio:
                 width=int(state.width or 0), height=int(state.height or 0), steps=state.steps,
                 guidance=state.guidance, count=int(state.count or 1), seed=state.seed if state.lock_seed else None,
                 upload_id=state.upload_id, strength=state.strength if state.upload_id else None)
-            generation = await run.io_bound(transact, generations.submit, current.settings, signed_in.user, choice,
+            # Input to correct is not a generation: only a valid request counts against the limits.
+            generations.validate(current.settings, choice, form)
+            abuse.check_generation(current.settings, signed_in.user.id, self.ip)
+            generation = await run.io_bound(transact, abuse.submit, current.settings, signed_in.user, choice,
                                             form, current.credits)
         except generations.InvalidGeneration as exc:
             self._show_error(str(exc), exc.field)
             return
         except ProviderError as exc:
             self.banner.error(exc.user_message)
+            return
+        except abuse.Refused as exc:  # nothing recorded; the form keeps everything as typed
+            self.limit_banner.error(exc.message)
             return
         except InsufficientCredits as exc:  # its transaction rolled back: nothing was recorded or queued
             self._show_short(str(exc))
@@ -412,6 +423,7 @@ class Studio:
 
     def _clear_errors(self) -> None:
         self.banner.clear()
+        self.limit_banner.clear()
         self._clear_short()
         for element in self.fields.values():
             element.error = None  # type: ignore[attr-defined]
@@ -524,6 +536,8 @@ class Studio:
                 "r-banner r-banner--error" if generation.status != GenerationStatus.CANCELLED else "r-muted")
         if images:
             image_grid(images, on_use=lambda image: self._use(generation, keep_seed=True, seed=image.seed))
+            if generation.status == GenerationStatus.SUCCEEDED:
+                ResultFeedback(generation.id, self.given)
         elif generation.error and generation.status == GenerationStatus.SUCCEEDED:
             ui.label(generation.error).classes("r-muted")
 
@@ -533,6 +547,75 @@ class Studio:
             self._model_changed(initial=True)
         ui.notify("Parameters loaded into the form" if keep_seed else "Remix loaded: same parameters, new seed")
         ui.run_javascript("window.scrollTo({top: 0, behavior: 'smooth'})")
+
+
+class ResultFeedback:
+    """Thumbs up or down on one finished result, and an optional comment offered once a thumb is chosen.
+
+    The buttons are toggle buttons (``aria-pressed``); choosing the other thumb changes the same record.
+    """
+
+    def __init__(self, generation_id: uuid.UUID, given: dict[uuid.UUID, feedback.Given]) -> None:
+        self.generation_id = generation_id
+        self.given = given  # the studio's map, kept current so a repaint shows the latest choice
+        current = given.get(generation_id)
+        with ui.column().classes("w-full gap-2").mark("result-feedback"):
+            with ui.row().classes("items-center gap-1"):
+                ui.label("Was this a good result?").classes("r-muted text-sm")
+                self.up = ui.button(on_click=auth.action(self._rate_up)).props("flat round dense")
+                set_attributes(self.up, aria_label="Good result")
+                self.down = ui.button(on_click=auth.action(self._rate_down)).props("flat round dense")
+                set_attributes(self.down, aria_label="Bad result")
+            self.status = ui.label("").classes("r-muted text-sm").props('role="status"')
+            self.comment_area = ui.column().classes("w-full gap-2")
+            with self.comment_area:
+                self.comment = ui.textarea("Comment (optional)", value=current.comment if current else "").props(
+                    "outlined dense autogrow counter").classes("w-full")
+                set_attributes(self.comment, maxlength=feedback.COMMENT_MAX)
+                ui.button("Save comment", on_click=auth.action(self._save_comment)).props("outline no-caps dense")
+        self._show(current.rating if current else None)
+
+    def _show(self, rating: int | None) -> None:
+        """Pressed state as the icon, the colour and ``aria-pressed``; the comment only once a thumb is chosen."""
+        for button, value, icon, outline in ((self.up, feedback.UP, "thumb_up", "thumb_up_off_alt"),
+                                             (self.down, feedback.DOWN, "thumb_down", "thumb_down_off_alt")):
+            pressed = rating == value
+            button.props["icon"] = icon if pressed else outline
+            if pressed:
+                button.props("color=primary")
+            else:
+                button.props(remove="color")
+            set_attributes(button, aria_pressed="true" if pressed else "false")
+            button.update()
+        self.comment_area.set_visibility(rating is not None)
+
+    async def _rate_up(self, signed_in: SignedIn) -> None:
+        await self._save(signed_in, feedback.UP, None)
+
+    async def _rate_down(self, signed_in: SignedIn) -> None:
+        await self._save(signed_in, feedback.DOWN, None)
+
+    async def _save_comment(self, signed_in: SignedIn) -> None:
+        current = self.given.get(self.generation_id)
+        if current is not None:
+            await self._save(signed_in, current.rating, self.comment.value or "")
+
+    async def _save(self, signed_in: SignedIn, rating: int, comment: str | None) -> None:
+        self.comment.error = None
+        try:
+            given = await run.io_bound(transact, feedback.give_feedback, signed_in.user, self.generation_id, rating,
+                                       comment)
+        except feedback.FeedbackError as exc:
+            self.status.text = str(exc)
+            if comment is not None:
+                self.comment.error = str(exc)  # the field keeps what was typed
+            return
+        except feedback.GenerationNotFound:  # deleted in another tab meanwhile
+            self.status.text = "This result no longer exists."
+            return
+        self.given[self.generation_id] = given
+        self._show(given.rating)
+        self.status.text = "Comment saved. Thank you." if comment is not None else "Thanks for your feedback."
 
 
 def _outcome(generation: Generation, count: int) -> str:

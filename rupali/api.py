@@ -38,7 +38,7 @@ from rupali.models import ApiKeyScope, DataExport, ExportStatus, Generation, Ima
 from rupali.pricing import Pricing
 from rupali.providers import ModelChoice
 from rupali.providers.base import ProviderError
-from rupali.services import api_keys, exports, gallery
+from rupali.services import abuse, api_keys, exports, gallery
 from rupali.services import generation as generations
 from rupali.services.credits import InsufficientCredits
 
@@ -181,7 +181,15 @@ def build() -> FastAPI:
                               "(all of it when the generation fails, is blocked or is cancelled). A balance that "
                               "does not cover a request is answered with **402** and a sentence in `detail` saying "
                               "what it would cost and what is left; nothing is queued. When generations are free, "
-                              "both price fields are null and no request is ever answered with 402.")
+                              "both price fields are null and no request is ever answered with 402.\n\n"
+                              "**Rate limits.** Each person, and each IP address, may make a limited number of "
+                              "requests per minute, and may start a limited number of generations per minute; the "
+                              "installation may also cap the generations one person starts per UTC day. Over a "
+                              "limit the answer is **429** with a sentence in `detail` and a `Retry-After` header "
+                              "giving the seconds to wait (for the daily cap: until the next midnight UTC).",
+                  responses={429: {"description": "Too many requests from you or your address within the last "
+                                                  "minute; `Retry-After` says how many seconds to wait"}})
+    api.add_middleware(_RateLimits)
     api.add_middleware(_UnexpectedErrors)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(StarletteHTTPException, _http_error)
@@ -238,14 +246,20 @@ def _register(router: FastAPI) -> None:
                  dependencies=GENERATE,
                  responses={402: {"description": "Your credit balance does not cover the request; `detail` says what "
                                                  "it costs and what you have left. Nothing was queued"},
-                            422: {"description": "The request cannot be accepted; `detail` says why"}})
+                            422: {"description": "The request cannot be accepted; `detail` says why"},
+                            429: {"description": "Too many requests, too many generations started within the last "
+                                                 "minute, or the daily cap reached; `Retry-After` says how many "
+                                                 "seconds to wait. Nothing was queued"}})
     async def create_generation(request: Request, body: GenerationIn) -> GenerationOut | JSONResponse:
         user = _user(request)
         current = runtime.current()
         try:
             choice = await current.providers.find(body.model)
             form = generations.GenerationForm(**body.model_dump())
-            generation = await run_in_threadpool(transact, generations.submit, current.settings, user, choice, form,
+            # A request refused for its input is not a generation: only valid ones count against the limits.
+            generations.validate(current.settings, choice, form)
+            abuse.check_generation(current.settings, user.id, _client_ip(request.scope))
+            generation = await run_in_threadpool(transact, abuse.submit, current.settings, user, choice, form,
                                                  current.credits)
         except generations.InvalidGeneration as exc:
             return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
@@ -253,6 +267,8 @@ def _register(router: FastAPI) -> None:
             return JSONResponse({"detail": exc.user_message, "field": "model"}, status_code=422)
         except InsufficientCredits as exc:  # rolled back with its transaction: no generation, nothing held
             return JSONResponse({"detail": str(exc)}, status_code=402)
+        except abuse.Refused as exc:
+            return _too_many(exc)
         if generation.status == "queued":
             current.queue.submit(generation.id, user.id)
         return _out(generation, [])
@@ -529,6 +545,41 @@ class _UnexpectedErrors:
             await JSONResponse({"detail": "Something went wrong on our side. If it keeps happening, tell the "
                                           f"operator this reference: {reference}.", "reference": reference},
                                status_code=500)(scope, receive, send)
+
+
+class _RateLimits:
+    """Every ``/v1`` request counts against its person's and its address's per-minute API limits; over either,
+    the answer is a 429 before any route runs. The docs and the OpenAPI document are not counted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _route_path(scope).startswith("/v1/"):
+            # The gate admits only authenticated requests to /v1; the address is the one ClientAddress resolved.
+            auth = scope.get("state", {}).get("auth")
+            try:
+                abuse.check_api(runtime.current().settings, auth.user.id if auth is not None else None,
+                                _client_ip(scope))
+            except abuse.Refused as exc:
+                await _too_many(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the mount point (``/v1/…``): a mounted app's scope keeps the whole path."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else ""
+
+
+def _too_many(exc: abuse.Refused) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
 
 def _user(request: Request) -> User:

@@ -1,4 +1,5 @@
-"""The ``rupali`` command: serve, migrate, create admins, erase accounts, run jobs, send opt-in mail, check settings.
+"""The ``rupali`` command: serve, migrate, create admins, erase accounts, run jobs, send opt-in mail, check settings
+and what the app depends on (``doctor``).
 
 Every failure an operator can cause (bad arguments, a malformed database URL, an unwritable data directory, an
 unreachable database) ends in one clear line on stderr and a non-zero exit, never a traceback.
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from rupali import __version__, jobs, migrate
+from rupali import __version__, doctor, jobs, logs, migrate
 from rupali.clock import now
 from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, reset_settings
 from rupali.db import database_reachable, get_engine, session_scope
@@ -123,6 +124,12 @@ def _parser() -> _Parser:
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
     config_commands.add_parser("check", help="show effective settings (secrets masked)").set_defaults(
         handler=_config_check)
+
+    checkup = commands.add_parser(
+        "doctor", help="check settings, database, storage, SMTP and each image service; one line each")
+    checkup.add_argument("--timeout", type=float, default=doctor.NETWORK_TIMEOUT, metavar="SECONDS",
+                         help=f"how long each network check may take (default {doctor.NETWORK_TIMEOUT:g})")
+    checkup.set_defaults(handler=_doctor)
     return parser
 
 
@@ -139,7 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
     if port is not None:
         os.environ["RUPALI_PORT"] = str(port)
     reset_settings()
-    settings = _settings()
+    settings = _settings(server=True)
     host, port = settings.host, settings.port
     ensure_data_dir(settings)
     # NiceGUI reads its storage location when first imported: keep it inside the data directory.
@@ -337,14 +344,22 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    # Settings are one of the checks: a broken configuration is a FAIL line like any other, not a usage error.
+    if not 0 < args.timeout <= 300:
+        raise CliError(f"--timeout {args.timeout:g} is out of range (more than 0, at most 300 seconds)")
+    checks = doctor.run(timeout=args.timeout)
+    for line in doctor.lines(checks):
+        print(line)
+    return EXIT_FAILURE if doctor.failed(checks) else 0
+
+
 # --- helpers -------------------------------------------------------------------------------------------------------
 
-def _settings() -> Settings:
+def _settings(*, server: bool = False) -> Settings:
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # `rupali db upgrade` reports its result itself, and job runs are recorded in job_run.
-    for chatty in ("alembic", "apscheduler"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # The server logs to stdout, where Railway and log shippers read; other commands keep stdout for their answer.
+    logs.configure(settings, sys.stdout if server else sys.stderr)
     return settings
 
 

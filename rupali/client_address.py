@@ -11,6 +11,10 @@ proxy appends the address it received the connection from, so the header is read
 With neither, the header is ignored and the connecting peer is the client. Whatever a client writes further left
 changes nothing. The resolved address replaces the ASGI ``client``, so sessions, logs and the sign-in rate limits
 all see the same one.
+
+Behind Cloudflare (``RUPALI_CDN_PROVIDER=cloudflare``) the client is Cloudflare's ``CF-Connecting-IP``, which it
+sets on every request and overwrites when a client sends one — but only for a request that came through the
+trusted proxies above; a connection straight to the app cannot choose its address that way.
 """
 
 from __future__ import annotations
@@ -59,12 +63,27 @@ class ClientAddress:
         self.app = app
         self.hops = settings.trusted_proxy_hops
         self.networks = trusted_networks(settings.forwarded_allow_ips)
+        self.cloudflare = settings.cdn_provider == "cloudflare"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in {"http", "websocket"} and (self.hops or self.networks) and scope.get("client"):
-            forwarded = [value for name, value in scope.get("headers") or [] if name == b"x-forwarded-for"]
-            if forwarded:
+            host, port = scope["client"]
+            headers = scope.get("headers") or []
+            connecting = self._cloudflare_client(host, headers) if self.cloudflare else None
+            forwarded = [value for name, value in headers if name == b"x-forwarded-for"]
+            if connecting is not None:
+                # Changed in place: the middleware outside this one reads the matched route from the same scope.
+                scope["client"] = (connecting, port)
+            elif forwarded:
                 header = ",".join(value.decode("latin-1") for value in forwarded)
-                host, port = scope["client"]
-                scope = {**scope, "client": (resolve(host, header, hops=self.hops, networks=self.networks), port)}
+                scope["client"] = (resolve(host, header, hops=self.hops, networks=self.networks), port)
         await self.app(scope, receive, send)
+
+    def _cloudflare_client(self, peer: str, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        if not self.hops and not _is_trusted(peer, self.networks):
+            return None
+        value = next((value.decode("latin-1").strip() for name, value in headers if name == b"cf-connecting-ip"), "")
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            return None

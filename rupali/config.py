@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     retention_account_grace_days: int = Field(30, ge=0, le=365, description="Days account data is kept after deletion")
     retention_transaction_years: int = Field(7, ge=1, le=30, description="Years transaction records are kept")
     retention_technical_log_days: int = Field(90, ge=1, le=3650, description="Days technical logs are kept")
+    retention_support_days: int = Field(
+        365, ge=30, le=3650, description="Days a support conversation is kept after its last message")
     retention_cookie_consent_days: int = Field(365, ge=1, le=730, description="Days a cookie choice is remembered")
     retention_request_years: int = Field(
         3, ge=1, le=10, description="Years records of data-protection requests are kept (without the link to the "
@@ -137,6 +139,29 @@ class Settings(BaseSettings):
     nsfw_threshold: float = Field(0.8, ge=0.0, le=1.0, description="NSFW score (0–1) at which the policy applies")
     upload_max_mb: int = Field(10, ge=1, le=50, description="Largest image-to-image upload, in MB")
     upload_max_megapixels: int = Field(40, ge=1, le=200, description="Largest image-to-image upload, in megapixels")
+
+    # --- operations: technical log, metrics, abuse limits ------------------------------------------------------
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json` prints one JSON object per log line to stdout (for Railway and log shippers)")
+    technical_log: bool = Field(
+        True, description="Record one row per request and page view (route, status, timing, IP, browser) for "
+                          "security and debugging; kept for the technical-log retention period")
+    metrics_enabled: bool = Field(False, description="Serve Prometheus metrics at `/metrics` (needs a token)")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token a scraper sends to `/metrics` (`Authorization: Bearer …`), 24+ characters")
+    rate_limit_generations_per_minute: int = Field(
+        10, ge=1, le=10_000, description="Generation submissions one person may make per minute (studio and API)")
+    rate_limit_generations_per_ip_minute: int = Field(
+        30, ge=1, le=100_000, description="Generation submissions one IP address may make per minute")
+    rate_limit_api_per_minute: int = Field(
+        120, ge=1, le=100_000, description="REST API requests one person may make per minute")
+    rate_limit_api_per_ip_minute: int = Field(
+        300, ge=1, le=1_000_000, description="REST API requests one IP address may make per minute")
+    moderation_strikes_per_day: int = Field(
+        5, ge=0, le=1000, description="Prompts stopped by the blocklist within 24 hours that suspend an account "
+                                      "pending review (0 = never)")
+    generation_daily_cap: int | None = Field(
+        None, ge=1, le=1_000_000, description="Most generations one person may submit per UTC day (unset = no cap)")
 
     # --- billing (credits) -------------------------------------------------------------------------------------
     billing: Literal["off", "credits", "creem"] = Field(
@@ -267,6 +292,15 @@ class Settings(BaseSettings):
                                                 ("RUPALI_CREDIT_PACKS", self.credit_packs.strip())) if not value]
             if missing:
                 raise ValueError("RUPALI_BILLING=creem needs " + ", ".join(missing))
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_token(self) -> Settings:
+        # Metrics name routes, queues and error rates: never served to whoever asks.
+        if self.metrics_enabled:
+            token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+            if len(token) < 24:
+                raise ValueError("RUPALI_METRICS_ENABLED needs RUPALI_METRICS_TOKEN of at least 24 characters")
         return self
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """References for unexpected errors: one short code a person can quote and the operator can find in the log.
 
 Pages, actions and the API all report failures through :func:`reference_for`, so the codes look alike everywhere
-and each traceback is logged once, under its code, on the ``rupali.errors`` logger.
+and each traceback is logged once, under its code, on the ``rupali.errors`` logger. The technical log records the
+exception's type and reference (never its message) on the request that failed, or as an error row of its own.
 """
 
 from __future__ import annotations
@@ -25,4 +26,7 @@ def reference_for(exception: BaseException, where: str = "") -> str:
         log.error("error %s%s", reference, f" on {where}" if where else "", exc_info=exception)
         with contextlib.suppress(AttributeError):  # a few built-ins take no attributes; the log has it anyway
             setattr(exception, _ATTRIBUTE, reference)
+        from rupali import techlog  # imported here: the technical log needs the models, errors must not
+
+        techlog.record_error(type(exception).__name__, reference, where)
     return reference

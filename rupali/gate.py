@@ -27,7 +27,9 @@ PUBLIC_PATHS = frozenset({
     "/auth/complete", "/auth/signout", "/auth/oidc/login", "/auth/oidc/callback",
     "/deletion/cancel",  # the link in the deletion mail: the single-use token is the authorisation
     "/unsubscribe",  # RFC 8058 one-click unsubscribe: the signed link is the authorisation, no session needed
+    "/support",  # the contact form is for visitors too; threads are shown only to their signed-in owner
     "/webhooks/creem",  # Creem's payment events: the HMAC signature over the body is the authorisation
+    "/metrics",  # Prometheus' scrape: the bearer token (RUPALI_METRICS_TOKEN) is the authorisation; 404 when off
     "/api/docs", "/api/openapi.json",
     # Swagger UI's own files for /api/docs (rupali.api.DOCS_ASSETS), served by the app: no CDN.
     "/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css", "/api/docs/favicon.png",

@@ -17,7 +17,7 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from rupali import faults, media, nsfw
+from rupali import faults, media, metrics, nsfw
 from rupali.config import Settings
 from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus
@@ -60,6 +60,8 @@ class GenerationQueue:
         self._owner: dict[uuid.UUID, uuid.UUID] = {}
         self._progress: dict[uuid.UUID, float] = {}
         self._started: dict[uuid.UUID, float] = {}
+        self._provider_of: dict[uuid.UUID, str] = {}  # the provider of each started job, for the metrics
+        self._outcome: dict[uuid.UUID, str] = {}  # how a job that ran to the end finished (succeeded, blocked)
         self._wakeup = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -111,6 +113,11 @@ class GenerationQueue:
     def running_count(self) -> int:
         return len(self._running)
 
+    @property
+    def waiting_count(self) -> int:
+        # tuple(): read from other threads (health report, metrics scrape) while the loop may add a person.
+        return sum(len(waiting) for waiting in tuple(self._waiting.values()))
+
     # --- dispatching ---------------------------------------------------------------------------------------------
 
     async def _dispatch(self) -> None:
@@ -154,24 +161,36 @@ class GenerationQueue:
         return positions
 
     async def _run(self, generation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        outcome = "succeeded"
         try:
             await self._execute(generation_id)
         except asyncio.CancelledError:
+            outcome = "cancelled"
             await asyncio.shield(asyncio.to_thread(
                 transact, generations.fail, generation_id, "Cancelled. Nothing was charged.", self._credits,
                 status=GenerationStatus.CANCELLED))
         except ProviderError as exc:
-            log.warning("generation %s failed: %s", generation_id, exc)
-            status = GenerationStatus.BLOCKED if exc.kind == "content_blocked" else GenerationStatus.FAILED
+            # The kind and the provider's own detail, not the message shown to the person (it may quote them).
+            log.warning("generation %s failed: %s %s", generation_id, exc.kind, exc.detail[:300])
+            blocked = exc.kind == "content_blocked"
+            outcome = "blocked" if blocked else "failed"
+            status = GenerationStatus.BLOCKED if blocked else GenerationStatus.FAILED
             await asyncio.to_thread(transact, generations.fail, generation_id, exc.user_message, self._credits,
-                                    status=status)
+                                    status=status, blocked_by="provider" if blocked else None)
         except Exception:
+            outcome = "error"
             log.exception("generation %s failed unexpectedly", generation_id)
             await asyncio.to_thread(transact, generations.fail, generation_id, UNEXPECTED, self._credits)
         finally:
+            started = self._started.pop(generation_id, None)
+            provider = self._provider_of.pop(generation_id, None)
+            outcome = self._outcome.pop(generation_id, outcome)
+            if provider is not None:  # None: cancelled before it began
+                metrics.generations.labels(provider, outcome).inc()
+                if started is not None:
+                    metrics.generation_seconds.labels(provider).observe(time.monotonic() - started)
             self._running.pop(generation_id, None)
             self._progress.pop(generation_id, None)
-            self._started.pop(generation_id, None)
             self._owner.pop(generation_id, None)
             self._running_per_user[user_id] -= 1
             if self._waiting.get(user_id) and user_id not in self._turns:
@@ -184,6 +203,7 @@ class GenerationQueue:
         if begun is None:
             return  # cancelled while it waited
         generation, request = begun
+        self._provider_of[generation_id] = generation.provider
         provider = self._providers.get(generation.provider)
 
         def report(fraction: float) -> None:
@@ -199,7 +219,9 @@ class GenerationQueue:
         intent = self._store(stored) if stored else None
         try:
             with session_scope() as session:
-                generations.complete(session, self._settings, generation.id, result, stored, withheld, self._credits)
+                done = generations.complete(session, self._settings, generation.id, result, stored, withheld,
+                                            self._credits)
+                self._outcome[generation.id] = str(done.status) if done is not None else "cancelled"
                 session.flush()
                 faults.reached(faults.BEFORE_COMMIT)
         except BaseException:
@@ -235,6 +257,8 @@ class GenerationQueue:
         folder = f"{generation.user_id.hex}/{generation.id.hex}"
         for image, score in zip(images, scores, strict=True):
             verdict = nsfw.judge(self._settings, score, image.provider_nsfw)
+            if verdict.flagged or verdict.withheld:
+                metrics.nsfw.labels("withheld" if verdict.withheld else "flagged").inc()
             if verdict.withheld:
                 withheld += 1
                 continue

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from rupali import media_sweep
+from rupali import media_sweep, metrics
 from rupali.clock import now
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
@@ -114,6 +114,7 @@ def run(name: str, *, trigger: str = "manual", settings: Settings | None = None)
     with session_scope(settings) as session:
         record.status, record.detail, record.finished_at = status, detail[:2000], now()
         session.add(record)
+    metrics.job_runs.labels(name, str(status)).inc()
     return record
 
 

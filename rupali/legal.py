@@ -154,8 +154,7 @@ def privacy_policy(settings: Settings) -> Document:
             "size, steps, guidance, seed), the images you generate with their metadata (model and version, "
             "generation time, NSFW score), your generation history and your favourites.\n\n"
             + _credits_collected(s) +
-            "**Technical data:** IP address, browser and device summary (from the user agent) and sign-in times "
-            f"for your security, plus error logs. {analytics}\n\n"
+            _technical_collected(s) + f" {analytics}\n\n"
             "**Communications:** messages you send us and your e-mail preferences.\n\n"
             "Every record that holds personal data is listed below, with what happens to it when you ask for "
             "your data or for its erasure. This table is generated from the system itself:\n\n"
@@ -450,3 +449,15 @@ def _cell(text: str) -> str:
 
 def _humanise(table: str) -> str:
     return table.replace("_", " ").capitalize()
+
+
+def _technical_collected(s: Settings) -> str:
+    """What the technical log (``RUPALI_TECHNICAL_LOG``) and the sign-in records hold."""
+    if not s.technical_log:
+        return ("**Technical data:** IP address, browser and device summary (from the user agent) and sign-in "
+                "times for your security, plus error reports.")
+    return ("**Technical data:** for every page you open and every request your browser or API key makes: the "
+            "time, which page or address pattern it was (never what you typed into it, never search words or "
+            "links' secrets), the outcome and how long it took, your IP address and a browser, operating-system "
+            "and device summary (from the user agent, which itself is not kept); your sign-in times; and for "
+            "errors, their type and reference. This technical log serves security and debugging.")

@@ -136,3 +136,13 @@ def export_ready(name: str, privacy_link: str, until: str) -> Mail:
                   "then it is deleted."],
                  link=("Open the privacy center", privacy_link),
                  footer="If you did not ask for it, change your password and review your sessions and API keys.")
+
+
+def image_removed(name: str, prompt: str, created: str, reason: str, operator_email: str) -> Mail:
+    """To the owner of an image an administrator removed from the moderation queue: which image, and why."""
+    return compose("An image of yours was removed", f"Hi {name},",
+                 [f"The operator of this service removed one of your images: the one made on {created} from the "
+                  f"prompt “{prompt}”.",
+                  f"The reason: {reason}",
+                  "The image and its thumbnail have been deleted. The rest of your gallery is as it was."],
+                 footer=f"If you think this is a mistake, write to {operator_email}.")

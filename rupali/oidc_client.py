@@ -114,7 +114,7 @@ class OidcClient:
             log.warning("UserInfo request failed: %s", exc)
             raise refused from None
         if response.status_code != 200:
-            log.warning("UserInfo answered %s: %.200s", response.status_code, response.text)
+            log.warning("UserInfo answered %s", response.status_code)  # its body may carry the person's details
             raise refused
         try:
             answer = response.json()

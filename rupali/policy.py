@@ -27,6 +27,7 @@ class RetentionKey(StrEnum):
     COOKIE_CONSENT = "cookie_consent"
     EXPORTS = "exports"
     REQUESTS = "requests"
+    SUPPORT = "support"
 
 
 class RetentionTrigger(StrEnum):
@@ -34,6 +35,7 @@ class RetentionTrigger(StrEnum):
 
     AFTER_ACCOUNT_DELETION = "after_account_deletion"
     AFTER_CREATION = "after_creation"
+    AFTER_LAST_MESSAGE = "after_last_message"
     UNTIL_DELETED = "until_deleted"
     UNTIL_DELETED_OR_EXPIRED = "until_deleted_or_expired"
 
@@ -57,6 +59,9 @@ class RetentionRule:
             case RetentionTrigger.AFTER_CREATION:
                 assert days is not None
                 return _years_or_days(days)
+            case RetentionTrigger.AFTER_LAST_MESSAGE:
+                assert days is not None
+                return f"{_years_or_days(days)} after the last message"
             case RetentionTrigger.UNTIL_DELETED:
                 return "Until you delete them"
             case RetentionTrigger.UNTIL_DELETED_OR_EXPIRED:
@@ -87,6 +92,8 @@ def retention_rules(settings: Settings) -> dict[RetentionKey, RetentionRule]:
         # Kept without the link to you once your account is erased: proof that requests were answered on time.
         RetentionRule(RetentionKey.REQUESTS, "Records of data-protection requests", RetentionTrigger.AFTER_CREATION,
                       timedelta(days=366 * settings.retention_request_years), "Accountability (GDPR Art. 5(2))"),
+        RetentionRule(RetentionKey.SUPPORT, "Support conversations", RetentionTrigger.AFTER_LAST_MESSAGE,
+                      timedelta(days=settings.retention_support_days), "Answering your questions"),
     ]
     return {rule.key: rule for rule in rules}
 

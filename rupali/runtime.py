@@ -15,6 +15,7 @@ from rupali.services import orders
 from rupali.services.credits import CreditHook, FreeGeneration
 from rupali.services.ledger import LedgerCredits
 from rupali.storage import LocalStorage
+from rupali.techlog import TechnicalLog
 from rupali.zips import DownloadTickets
 
 
@@ -28,6 +29,7 @@ class Runtime:
     queue: GenerationQueue
     downloads: DownloadTickets
     creem: CreemClient | None = None  # Creem's checkout API, when credit packs are sold (billing = creem)
+    technical_log: TechnicalLog | None = None  # the request log's batch writer, unless RUPALI_TECHNICAL_LOG=false
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -39,16 +41,21 @@ class Runtime:
         creem = CreemClient.from_settings(settings) if settings.billing == "creem" else None
         if settings.billing_enabled:
             orders.install_listeners()  # the balance-alert mail; registering twice keeps one listener
-        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets(), creem)
+        technical_log = TechnicalLog(settings) if settings.technical_log else None
+        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets(), creem, technical_log)
 
     async def start(self) -> None:
         # The media sweep first: what a crash left half-stored is resolved before the queue writes anything new.
         await asyncio.to_thread(jobs.run_at_startup, self.settings)
         await self.queue.start()
+        if self.technical_log is not None:
+            self.technical_log.start()
 
     async def stop(self) -> None:
         await self.queue.stop()
         await self.providers.aclose()
+        if self.technical_log is not None:
+            await asyncio.to_thread(self.technical_log.stop)  # writes what is still buffered
 
 
 _current: Runtime | None = None

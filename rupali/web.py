@@ -9,18 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 from nicegui import app, run, ui
 
 import components
 import pages
 from components import theme
-from rupali import api, cookies, jobs, migrate, runtime, webhooks
+from rupali import api, cookies, jobs, metrics, migrate, runtime, techlog, webhooks
 from rupali.body_limit import BodyLimit
 from rupali.client_address import ClientAddress
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
 from rupali.db import get_engine, session_scope
 from rupali.gate import AuthGate
+from rupali.observe import Observe
 from rupali.runtime import Runtime
 from rupali.scheduler import JobScheduler
 from rupali.security_headers import SecurityHeaders
@@ -46,10 +48,12 @@ def build(settings: Settings) -> JobScheduler:
     # unnamed progressbar to screen readers: leave Ajax requests alone.
     app.config.quasar_config["loadingBar"]["skipHijack"] = True
     # Starlette runs the middleware added last first: the client address is settled before anything else looks at
-    # it, every response gets the security headers, oversized bodies are refused before the gate reads a cookie.
+    # it, every request (refused ones too) is observed for the technical log and the metrics, every response gets
+    # the security headers, oversized bodies are refused before the gate reads a cookie.
     app.add_middleware(AuthGate)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(SecurityHeaders, settings=settings)
+    app.add_middleware(Observe, settings=settings)
     app.add_middleware(ClientAddress, settings=settings)
     app.add_static_files("/assets", ASSETS_DIR, max_cache_age=3600)
     pages.register_all()
@@ -60,6 +64,8 @@ def build(settings: Settings) -> JobScheduler:
 
     services = Runtime.build(settings)
     runtime.install(services)
+    techlog.install(services.technical_log)
+    _install_metrics(settings, services)
     app.on_startup(services.start)
     app.on_shutdown(services.stop)
     app.mount("/api", api.build())
@@ -70,7 +76,26 @@ def build(settings: Settings) -> JobScheduler:
         healthy, body = await run.io_bound(health.report, settings, scheduler_running=scheduler.running)
         return JSONResponse(body, status_code=200 if healthy else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_route(request: Request) -> Response:
+        if not settings.metrics_enabled:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        if not metrics.authorized(settings, request.headers.get("authorization")):
+            return JSONResponse({"detail": "A valid bearer token is required."}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return Response(await run.io_bound(metrics.exposition), media_type=metrics.CONTENT_TYPE)
+
     return scheduler
+
+
+def _install_metrics(settings: Settings, services: Runtime) -> None:
+    """Point the scrape-time gauges at this app's queue, technical log and database."""
+    if not settings.metrics_enabled:
+        return
+    queue, recorder = services.queue, services.technical_log
+    metrics.state.queue = lambda: (queue.waiting_count, queue.running_count)
+    metrics.state.technical_log = (lambda: (recorder.pending, recorder.dropped)) if recorder is not None else None
+    metrics.state.settings = settings
 
 
 def run_options(settings: Settings) -> dict[str, Any]:

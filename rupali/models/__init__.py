@@ -20,6 +20,8 @@ from rupali.models.job_lock import JobLock
 from rupali.models.job_run import JobRun, JobRunStatus
 from rupali.models.legal import LegalDocumentVersion
 from rupali.models.mail import MailKind, MailStatus, OutboxMessage
+from rupali.models.moderation import EvidenceHold, PromptStrike
+from rupali.models.operations import AuditEntry, AuditEntryImmutable, RequestLog
 from rupali.models.privacy import (
     ConsentEvent,
     ConsentKind,
@@ -31,6 +33,7 @@ from rupali.models.privacy import (
     RequestSource,
     RequestStatus,
 )
+from rupali.models.support import Feedback, SupportMessage, SupportTicket, TicketStatus
 from rupali.models.user import Role, User
 
 __all__ = [
@@ -38,6 +41,8 @@ __all__ = [
     "AccountToken",
     "ApiKey",
     "ApiKeyScope",
+    "AuditEntry",
+    "AuditEntryImmutable",
     "AuthAttempt",
     "AuthSession",
     "ConsentEvent",
@@ -53,7 +58,9 @@ __all__ = [
     "DeliveryOutcome",
     "EntryKind",
     "ErasureRecord",
+    "EvidenceHold",
     "ExportStatus",
+    "Feedback",
     "Generation",
     "GenerationStatus",
     "Image",
@@ -68,10 +75,15 @@ __all__ = [
     "OutboxMessage",
     "PolicyAcceptance",
     "PrivacyRequest",
+    "PromptStrike",
     "RequestKind",
+    "RequestLog",
     "RequestSource",
     "RequestStatus",
     "Role",
+    "SupportMessage",
+    "SupportTicket",
+    "TicketStatus",
     "TokenPurpose",
     "Upload",
     "User",

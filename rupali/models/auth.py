@@ -126,7 +126,8 @@ class AuthAttempt(SQLModel, table=True):
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject=Subject.VISITOR,
         subject_column="key",
-        holds="Keyed hashes of e-mail and IP addresses used in sign-in attempts (rate limiting)",
+        holds="Keyed hashes of e-mail and IP addresses used in sign-in, sign-up, password-reset and support-form "
+              "attempts (rate limiting)",
         export=False,  # only hashes, which identify nobody without the server's secret
         erasure=Erasure.DELETE,
         retention=RetentionKey.TECHNICAL_LOGS,

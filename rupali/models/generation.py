@@ -77,6 +77,10 @@ class Generation(SQLModel, table=True):
                                         sa_column=fk_column("upload.id", nullable=True, on_delete="SET NULL"))
     strength: float | None = None
     error: str = Field(default="", max_length=500)  # the reason in plain words, shown to the person
+    # Why a BLOCKED generation was stopped: "blocklist" (the prompt), "provider" (the AI provider refused) or "nsfw"
+    # (every image withheld). Blocked generations wait in the moderation queue until reviewed.
+    blocked_by: str | None = Field(default=None, max_length=16)
+    reviewed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     provider_cost: Decimal | None = Field(default=None, sa_column=Column(Numeric(12, 6), nullable=True))
     credits: int = 0  # what the generation cost in credits (0 while generation is free)
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
@@ -118,6 +122,8 @@ class Image(SQLModel, table=True):
     favourite: bool = False
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True, index=True))
+    # Set when a moderator dismissed the image from the moderation queue (flagged by score or provider).
+    reviewed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     # Set by the media sweep when the original or thumbnail is gone from storage (the row is kept, and says so).
     files_missing_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 

@@ -28,6 +28,7 @@ class MailStatus(StrEnum):
     SENT = "sent"
     LOGGED = "logged"  # no SMTP configured: printed to the log instead
     FAILED = "failed"  # gave up after the last retry
+    CANCELLED = "cancelled"  # stopped by an administrator before it was sent
 
 
 class OutboxMessage(SQLModel, table=True):

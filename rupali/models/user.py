@@ -35,7 +35,7 @@ class User(UserBase, table=True):
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="id",
         holds="E-mail address, full name, password hash, role, profile picture, sign-up, verification and "
-              "age-confirmation times",
+              "age-confirmation times, suspension and its reason",
         export=True,
         erasure=Erasure.DELETE,
         retention=RetentionKey.ACCOUNT,
@@ -60,6 +60,10 @@ class User(UserBase, table=True):
     deletion_requested_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     deletion_due_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True,
                                                                              index=True))
+    # Suspension by an administrator: every session and API key stops working (``is_active`` is false) and the
+    # person is told the reason when they try to sign in.
+    suspended_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    suspension_reason: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
 

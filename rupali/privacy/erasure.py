@@ -7,6 +7,9 @@ declaration's ``anonymize`` mapping). The account row goes last. Files named by 
 are deleted only after the transaction commits (rows first, then files, as :mod:`rupali.storage` requires); if it
 rolls back, rows and files both stay.
 
+An account under an evidence hold is not erased at all (:class:`AccountHeld`): callers that erase in batches skip
+held accounts and try again after the release.
+
 What remains is an :class:`~rupali.models.ErasureRecord`: when, why, and how many rows per table and how many files
 went, and nothing that names the person. A table added later is erased as soon as it declares itself, and the
 erasure-completeness test fails until it has a factory filling it.
@@ -29,7 +32,7 @@ from sqlmodel import Session, SQLModel, select
 from rupali.models import ErasureRecord, PrivacyRequest, RequestKind, RequestStatus, User
 from rupali.privacy import inventory
 from rupali.privacy.inventory import Erasure, InventoryEntry, Subject
-from rupali.services import privacy_requests
+from rupali.services import holds, privacy_requests
 from rupali.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -45,11 +48,22 @@ class ErasureError(RuntimeError):
     """The inventory cannot be carried out as declared (a programming error, never a person's mistake)."""
 
 
+class AccountHeld(ValueError):
+    """The account is under an evidence hold (:mod:`rupali.services.holds`): nothing of it is erased until the
+    hold is released. Raised here, so every way to erase an account (the deletion job, an administrator's "erase
+    now", the command line) is refused alike; the message is for whoever asked."""
+
+
+HELD = ("This account is under an evidence hold: it cannot be erased until an administrator releases the hold. "
+        "Nothing was erased.")
+
+
 def purge_user(session: Session, storage: LocalStorage, user_id: uuid.UUID, *, reason: str) -> ErasureRecord | None:
     """Erase the account ``user_id`` and everything the inventory ties to it; ``None`` if it no longer exists.
 
     Runs in the caller's transaction (nothing is committed here); files are deleted when it commits. Idempotent:
-    a second call for the same id finds no account and does nothing.
+    a second call for the same id finds no account and does nothing. Raises :class:`AccountHeld`, changing
+    nothing, while the account is under an evidence hold.
     """
     if not reason or len(reason) > REASON_MAX:
         raise ValueError(f"an erasure reason has 1 to {REASON_MAX} characters")
@@ -60,6 +74,9 @@ def purge_user(session: Session, storage: LocalStorage, user_id: uuid.UUID, *, r
                         .execution_options(populate_existing=True)).first()
     if user is None:
         return None
+    # Checked under the account's lock: a hold placed meanwhile (it locks the account too) is seen here.
+    if holds.is_held(session, user_id):
+        raise AccountHeld(HELD)
     entries = _user_entries()
     _check(entries)
 

@@ -15,6 +15,12 @@ Three rules no declaration can express are added here: uploads that no generatio
 data), and accounts: those past their deletion grace period and single-sign-on accounts whose 18+ confirmation never
 came are erased by :mod:`rupali.services.deletion`.
 
+**Evidence holds** (:mod:`rupali.services.holds`): every rule whose rows belong to an account holder (declarations
+about a :attr:`~rupali.privacy.inventory.Subject.USER`, the expired images among them, and the uploads) carries one
+more condition, that the row's account is not on hold, and the audit entries about a hold stay while it lasts. Rows
+tied to no account (visitors' rows, rows whose link to a person was cut, job runs) are unaffected. The condition is
+part of each batch's statement, so a released hold's rows go at the next run, like any other row that is due.
+
 **How it runs.** Rows are deleted by primary key in batches, each one statement in a transaction of its own
 (``DELETE … WHERE id IN (SELECT id … LIMIT n) RETURNING`` the file keys), sized so a batch takes about
 ``TARGET_BATCH_SECONDS``: no transaction holds the database for long, whatever the disk. A run killed between
@@ -43,6 +49,7 @@ from rupali.clock import now
 from rupali.config import Settings
 from rupali.db import get_engine, session_scope
 from rupali.models import (
+    AuditEntry,
     CreditAccount,
     CreditEntry,
     CreditPurchaseEntry,
@@ -55,7 +62,8 @@ from rupali.models import (
 )
 from rupali.policy import RetentionKey, RetentionRule, RetentionTrigger, retention_rules
 from rupali.privacy import inventory
-from rupali.privacy.inventory import InventoryEntry
+from rupali.privacy.inventory import InventoryEntry, Subject
+from rupali.services import holds
 from rupali.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -185,6 +193,8 @@ def apply(settings: Settings, storage: LocalStorage, *, dry_run: bool = False, b
 def _rules(settings: Settings, entries: Sequence[InventoryEntry], moment: datetime) -> list[_Rule]:
     """Every rule as a condition on its table, fixed at ``moment`` so every batch of a run agrees."""
     rules = retention_rules(settings)
+    with session_scope(settings) as session:
+        held = holds.active_hold_targets(session)  # holds placed during the run are hours younger than any period
     found = []
     for entry in entries:
         declaration, table = entry.declaration, entry.model.__table__  # type: ignore[attr-defined]
@@ -201,13 +211,20 @@ def _rules(settings: Settings, entries: Sequence[InventoryEntry], moment: dateti
             condition = or_(and_(ends.is_not(None), ends <= moment),
                             *([and_(ends.is_(None), aged)] if aged is not None else []))
             words = f"{declaration.expires_column} passed" + (f", or without one {words}" if words else "")
+        if condition is not None and words is not None and declaration.subject is Subject.USER:
+            condition = and_(condition, holds.not_held(table.c[declaration.subject_column]))
+            words += ", account not on hold"
+        if condition is not None and words is not None and entry.model is AuditEntry and held:
+            # The record of a hold (placed, evidence downloaded) names the hold, not the person: kept while it lasts.
+            condition = and_(condition, ~and_(table.c.target_kind == holds.TARGET_KIND, table.c.target_id.in_(held)))
         if condition is not None and words is not None:
             found.append(_Rule(entry.table, words, table, condition, declaration.file_columns,
                                carries_credits=entry.model is CreditPurchaseEntry))
     upload, generation = Upload.__table__, Generation.__table__  # type: ignore[attr-defined]
     found.append(_Rule(
-        "upload", f"used by no generation, older than {_hours(UPLOAD_GRACE)}", upload,
-        and_(upload.c.created_at < moment - UPLOAD_GRACE, ~exists().where(generation.c.upload_id == upload.c.id)),
+        "upload", f"used by no generation, older than {_hours(UPLOAD_GRACE)}, account not on hold", upload,
+        and_(upload.c.created_at < moment - UPLOAD_GRACE, ~exists().where(generation.c.upload_id == upload.c.id),
+             holds.not_held(upload.c.user_id)),
         Upload.__personal_data__.file_columns))
     # Job runs hold no personal data (so no declaration) but are technical logs all the same.
     log_rule = rules[RetentionKey.TECHNICAL_LOGS]

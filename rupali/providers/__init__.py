@@ -7,7 +7,14 @@ import logging
 from dataclasses import dataclass
 
 from rupali.config import Settings
-from rupali.providers.base import ModelInfo, Provider, ProviderError, ProviderUnavailable
+from rupali.providers.base import (
+    REACHABLE_TIMEOUT,
+    ModelInfo,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    Reachability,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +92,38 @@ class ImageProviders:
             if info.id == model_id:
                 return ModelChoice(provider.name, provider.label, info)
         raise ProviderUnavailable("This model is no longer offered. Please pick another one.")
+
+    @property
+    def names(self) -> list[str]:
+        """The enabled providers, in the order they were configured."""
+        return list(self._providers)
+
+    async def reachability(self, timeout: float = REACHABLE_TIMEOUT) -> dict[str, Reachability]:
+        """Every provider's own reachability check, side by side; none may take longer than ``timeout``."""
+        async def check(provider: Provider) -> Reachability:
+            try:
+                # The provider's own timeouts apply per connect and per read; this bounds the whole check.
+                return await asyncio.wait_for(provider.reachable(timeout), timeout)
+            except TimeoutError:
+                return False, f"no answer within {timeout:g} s"
+            except Exception as exc:  # a bug in a check must not take the others (or /healthz) down with it
+                log.error("checking %s failed", provider.name, exc_info=exc)
+                return False, f"the check itself failed ({type(exc).__name__})"
+
+        results = await asyncio.gather(*(check(provider) for provider in self._providers.values()))
+        return dict(zip(self._providers, results, strict=True))
+
+    def reachability_now(self, timeout: float = REACHABLE_TIMEOUT) -> dict[str, Reachability]:
+        """:meth:`reachability` for callers without an event loop (a worker thread, the command line).
+
+        It runs on a loop of its own, closed without waiting for its helper threads: ``asyncio.run`` would wait for
+        a DNS lookup that hangs long after the check gave up on it."""
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.reachability(timeout))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     async def aclose(self) -> None:
         for provider in self._providers.values():

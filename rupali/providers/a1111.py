@@ -32,6 +32,7 @@ import httpx
 
 from rupali.config import Settings
 from rupali.providers.base import (
+    REACHABLE_TIMEOUT,
     GeneratedImage,
     GenerationRequest,
     GenerationResult,
@@ -42,8 +43,11 @@ from rupali.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    Reachability,
     SizeRule,
     check_result_image,
+    connection_failure,
+    host_and_port,
 )
 
 log = logging.getLogger(__name__)
@@ -123,6 +127,38 @@ class A1111Provider:
         """Close the HTTP client when this provider made it."""
         if self._owns_client:
             await self._client.aclose()
+
+    async def reachable(self, timeout: float = REACHABLE_TIMEOUT) -> Reachability:
+        """List the checkpoints (``GET /sdapi/v1/sd-models``, with the configured credentials): it proves the server
+        answers, was started with ``--api`` and accepts our credentials, and that it has a model to offer. A1111
+        answers it from memory (unlike ``refresh-checkpoints``); ``/internal/ping`` would prove none of the rest.
+        Runs on a client of its own, so any event loop may call it, and leaves the cached model list alone."""
+        where = host_and_port(self._base)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.get(f"{self._base}{API}/sd-models",
+                                            auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT)
+        except httpx.TimeoutException:
+            return False, f"no answer from {where} within {timeout:g} s"
+        except httpx.HTTPError as exc:
+            return False, self._scrub(f"could not connect to {where}: {connection_failure(exc)}")
+        status = response.status_code
+        if status in (401, 403):
+            return False, f"{where} refused the credentials (RUPALI_A1111_USERNAME / RUPALI_A1111_PASSWORD)"
+        if status == 404:
+            return False, (f"{where} answered 404 for /sdapi/v1/sd-models: is it an A1111-compatible server "
+                           "started with --api?")
+        if not response.is_success:
+            return False, self._scrub(f"{where} answered HTTP {status}: {response.text[:120]}")
+        try:
+            entries = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return False, f"{where} answered /sd-models with something that is not JSON"
+        models = [entry for entry in entries if isinstance(entry, dict) and entry.get("title")] if isinstance(
+            entries, list) else []
+        if not models:
+            return False, f"{where} answers, but has no models installed"
+        return True, f"{where} answers with {len(models)} model{'s' if len(models) != 1 else ''}"
 
     # -- models ----------------------------------------------------------------------------------------------------
 

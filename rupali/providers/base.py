@@ -8,17 +8,22 @@ can, and raises a :class:`ProviderError` subclass whose ``user_message`` is a pl
 from __future__ import annotations
 
 import io
+import os
+import ssl
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 from PIL import Image
 
 ImageFormat = Literal["PNG", "JPEG", "WEBP"]
 ProgressCallback = Callable[[float], None]  # fraction done, 0.0 … 1.0
+Reachability = tuple[bool, str]  # (usable, one line for the operator: what answered, or what went wrong)
+REACHABLE_TIMEOUT = 5.0  # seconds a reachability check may take
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,11 @@ class Provider(Protocol):
         """Produce ``request.count`` images, calling ``progress`` with the fraction done when the backend says."""
         ...
 
+    async def reachable(self, timeout: float = REACHABLE_TIMEOUT) -> Reachability:
+        """Whether the backend answers and accepts our credentials, with one line for the operator; a cheap call
+        that generates (and costs) nothing, made on a connection of its own so it may run on any event loop."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -195,3 +205,25 @@ def check_result_image(data: bytes, user_message: str | None = None) -> CheckedI
             KeyError) as exc:
         raise ProviderUnavailable(user_message, detail=f"a result image does not decode ({type(exc).__name__})"
                                   ) from None
+
+
+def connection_failure(exc: BaseException) -> str:
+    """Why a connection failed, in the system's words ("Connection refused", "Name or service not known").
+
+    httpx wraps the operating system's error in two or three layers that say "All connection attempts failed";
+    the innermost error with an errno is the one an operator can act on."""
+    reason, seen, current = str(exc) or type(exc).__name__, set(), exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):  # its errno is OpenSSL's, not the system's
+            return "TLS failed: " + str(getattr(current, "verify_message", None) or current.reason or current)
+        if isinstance(current, OSError) and current.errno is not None:
+            reason = os.strerror(current.errno) if current.errno > 0 else (current.strerror or reason)
+        current = current.__cause__ or current.__context__
+    return reason
+
+
+def host_and_port(url: str) -> str:
+    """``host:port`` of an endpoint, for messages: never its path, nor credentials written into it."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"

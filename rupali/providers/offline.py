@@ -33,6 +33,7 @@ from rupali.providers.base import (
     InvalidRequest,
     ModelInfo,
     ProgressCallback,
+    Reachability,
     SizeRule,
 )
 
@@ -715,6 +716,10 @@ class OfflineGenerator:
             if progress is not None:
                 progress((index + 1) / request.count)
         return GenerationResult(images=images, model_version=MODEL_ID, cost=None)
+
+    async def reachable(self, timeout: float = 0.0) -> Reachability:
+        """Always usable: it draws on this server."""
+        return True, "built in: draws on this server, nothing to reach"
 
     async def aclose(self) -> None:
         """Nothing to release: no connections, no files."""

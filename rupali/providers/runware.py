@@ -24,6 +24,7 @@ import httpx
 
 from rupali.config import Settings
 from rupali.providers.base import (
+    REACHABLE_TIMEOUT,
     ContentBlocked,
     GeneratedImage,
     GenerationRequest,
@@ -36,8 +37,11 @@ from rupali.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    Reachability,
     SizeRule,
     check_result_image,
+    connection_failure,
+    host_and_port,
 )
 
 log = logging.getLogger(__name__)
@@ -140,6 +144,50 @@ class RunwareProvider:
         """Close the HTTP client when this provider made it."""
         if self._owns_client:
             await self._client.aclose()
+
+    async def reachable(self, timeout: float = REACHABLE_TIMEOUT) -> Reachability:
+        """Ask for the account's details (``accountManagement``, operation ``getDetails``): Runware's documented
+        call that generates and costs nothing, and answers only a key it accepts, with the account's balance.
+
+        A server that answers but does not know the task (a proxy or a stand-in, HTTP 400/404) still proved it is
+        there and did not refuse the key, so it counts as reachable; refused keys, an empty balance, server errors
+        and silence do not. Runs on a client of its own, so any event loop may call it."""
+        task_uuid = str(uuid.uuid4())
+        where = host_and_port(self._url)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.post(
+                    self._url, json=[{"taskType": "accountManagement", "taskUUID": task_uuid,
+                                      "operation": "getDetails"}],
+                    headers={"Authorization": f"Bearer {self._key}", "Accept": "application/json"})
+        except httpx.TimeoutException:
+            return False, f"no answer from {where} within {timeout:g} s"
+        except httpx.HTTPError as exc:
+            return False, self._scrub(f"could not connect to {where}: {connection_failure(exc)}")
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        status = response.status_code
+        problem = self._error(status, body).detail if _errors(body) or not response.is_success else ""
+        if response.is_success and not problem:
+            data = body.get("data") if isinstance(body, dict) else None
+            account = next((item for item in data if isinstance(item, dict) and item.get("taskUUID") == task_uuid),
+                           None) if isinstance(data, list) else None
+            balance = _decimal(account.get("balance")) if account is not None else None
+            if balance is not None and balance <= 0:
+                return False, f"{where} accepted the API key, but the account balance is {balance}: generations fail"
+            return True, f"{where} accepted the API key" + (f"; account balance {balance}" if balance is not None
+                                                               else "")
+        if status in (401, 403):
+            return False, f"{where} refused the API key ({problem})"
+        if status == 402:
+            return False, f"{where} says the account balance is too low ({problem})"
+        if status == 429:
+            return True, f"{where} is reachable but rate-limiting right now ({problem})"
+        if status in (400, 404) or response.is_success:
+            return True, f"{where} answered and did not refuse the API key, but not the account check ({problem})"
+        return False, f"{where} answered with a server error ({problem})"
 
     # -- generation ----------------------------------------------------------------------------------------------
 

@@ -42,6 +42,20 @@ class EmailNotVerified(AccountError):
         super().__init__("Please confirm your e-mail address first. We have sent you a new link.")
 
 
+class AccountSuspended(AccountError):
+    """The account was suspended by an administrator; the message gives their reason and whom to ask."""
+
+    def __init__(self, settings: Settings, user: User) -> None:
+        super().__init__(suspension_notice(settings, user))
+
+
+def suspension_notice(settings: Settings, user: User) -> str:
+    """What a suspended person reads when they try to sign in (by password or single sign-on)."""
+    reason = (user.suspension_reason or "").rstrip(". ") or "no reason was recorded"
+    return (f"This account is suspended: {reason}. Contact {settings.operator_email} if you think this is a "
+            "mistake.")
+
+
 @dataclass(frozen=True)
 class Consent:
     """What the sign-up form (or the welcome page after single sign-on) asks a person to confirm."""
@@ -124,6 +138,9 @@ def authenticate(session: Session, settings: Settings, *, email: str, password: 
         ratelimit.record(session, settings, "signin", email=email, ip=ip, succeeded=False)
         # The failure must count even though the caller's transaction is about to end in an error.
         session.commit()
+        # Only the right password learns why a suspended account is refused: the address alone reveals nothing.
+        if user is not None and valid and user.suspended_at is not None:
+            raise AccountSuspended(settings, user)
         raise AccountError("Wrong e-mail address or password.")
     ratelimit.record(session, settings, "signin", email=email, ip=ip, succeeded=True)
     if user.password_hash and passwords.needs_rehash(user.password_hash):

@@ -1,7 +1,9 @@
-"""What an administrator sees and does: accounts, the data-protection request queue, the mail outbox, the jobs.
+"""What an administrator sees and does: accounts (search, detail, suspension, role), the data-protection request
+queue, the mail outbox, the jobs.
 
 Every action here takes the acting administrator and checks the role again: the gate only guards the page, and an
-open page outlives a role change.
+open page outlives a role change. Every action also appends its entry to the audit log (:mod:`rupali.services.audit`)
+in the same transaction, so the change and its trace commit or roll back together.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, func, select
 
 from rupali import jobs, mail_templates
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.models import (
+    AuthSession,
+    CreditAccount,
     ErasureRecord,
+    Generation,
+    Image,
     JobRun,
     MailKind,
     MailStatus,
@@ -29,7 +36,7 @@ from rupali.models import (
     Role,
     User,
 )
-from rupali.services import deletion, mail, privacy_requests, users
+from rupali.services import api_keys, audit, billing, deletion, mail, privacy_requests, sessions, suspension, users
 from rupali.services.privacy_requests import LABELS, MAIL_KINDS, RequestError
 from rupali.storage import LocalStorage
 from rupali.text import InvalidText, clean
@@ -171,6 +178,9 @@ def log_mailed_request(session: Session, settings: Settings, actor: User, *, kin
         request.due_at = request.received_at + timedelta(days=settings.gdpr_response_days)
         session.add(request)
         session.flush()
+    # Who asked stays out of the entry (the request holds it): the log outlives the request.
+    audit.record(session, actor, "request.log", target_kind="request", target_id=request.id,
+                 target_user_id=request.user_id, detail=f"{LABELS.get(chosen, str(chosen))}, received {day:%Y-%m-%d}")
     return request
 
 
@@ -211,9 +221,13 @@ def close_request(session: Session, actor: User, request_id: uuid.UUID | str, *,
     if request.status != RequestStatus.OPEN:  # a loaded row holds the plain string
         raise AdminError(f"This request was already closed ({STATUS_LABELS[request.status].lower()}).")
     try:
-        return privacy_requests.close(session, request, status=chosen, outcome=text)
+        closed = privacy_requests.close(session, request, status=chosen, outcome=text)
     except RequestError as exc:
         raise AdminError(str(exc)) from None
+    audit.record(session, actor, "request.close", target_kind="request", target_id=closed.id,
+                 target_user_id=closed.user_id, reason=text,
+                 detail=f"{LABELS.get(closed.kind, str(closed.kind))}: {STATUS_LABELS[chosen].lower()}")
+    return closed
 
 
 def _row(request: PrivacyRequest, emails: dict[uuid.UUID, str], moment: datetime) -> RequestRow:
@@ -268,7 +282,230 @@ def erase_account_now(session: Session, settings: Settings, storage: LocalStorag
     typed = _text(typed_email, "email", "The e-mail address", _FIELD_LIMIT).lower()
     if typed != account.email:
         raise AdminError("The address you typed is not this account's e-mail address. Nothing was erased.")
-    return deletion.erase_now(session, settings, storage, account, reason=reason)
+    erased_id = account.id
+    try:
+        record = deletion.erase_now(session, settings, storage, account, reason=reason)
+    except deletion.DeletionError as exc:  # e.g. an evidence hold: the sentence says why nothing was erased
+        raise AdminError(str(exc)) from None
+    # Only the id stays in the entry: after the erasure it leads to no one (the address would still name them).
+    audit.record(session, actor, "account.erase", target_kind="user", target_id=erased_id, target_user_id=erased_id,
+                 reason=ERASE_REASONS[reason], detail=f"erasure record {record.id}")
+    return record
+
+
+# --- users: search, detail, suspension, role ---------------------------------------------------------------------
+
+REASON_MIN, REASON_MAX = 3, 500  # the suspension reason column holds 500 characters
+SEARCH_MAX = 254
+SEARCH_LIMIT = 50
+USAGE_DAYS = 30
+ROLE_LABELS = {Role.USER: "Member", Role.ADMIN: "Administrator"}
+# What the list of accounts can be narrowed to, beside the search text.
+USER_FILTERS = {"all": "Everyone", "admins": "Administrators", "suspended": "Suspended",
+                "pending-deletion": "Pending deletion"}
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """One account as the list shows it."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    role: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    rows: list[UserRow]
+    total: int  # how many accounts match (the list shows at most SEARCH_LIMIT of them)
+
+
+@dataclass(frozen=True)
+class UserDetail:
+    """What the person's page shows: the account, where it is signed in, what it used, what was done to it."""
+
+    user: User
+    status: str
+    sessions: list[AuthSession]
+    api_keys: int
+    generations: int
+    images: int
+    credits: int | None  # the recorded balance; None while billing is off or before the first use
+    credits_used: int | None  # spent on generations in the last USAGE_DAYS days; None while billing is off
+    history: list[audit.AuditRow]
+
+
+def status_of(user: User) -> str:
+    """The account's state in one word or two, the most important first."""
+    if user.suspended_at is not None:
+        return "Suspended"
+    if user.deletion_requested_at is not None:
+        return "Pending deletion"
+    if not user.is_active:
+        return "Inactive"
+    return "Active" if user.onboarded else "Setting up"
+
+
+def role_label(role: Role | str) -> str:
+    try:
+        return ROLE_LABELS[Role(role)]
+    except ValueError:
+        return str(role)
+
+
+def search_users(session: Session, query: str | None, *, show: str | None = "all",
+                 limit: int = SEARCH_LIMIT) -> UserSearch:
+    """Accounts whose e-mail address or name contains ``query`` (or whose id it is), newest first.
+
+    ``show`` narrows the list to administrators, suspended accounts or accounts pending deletion.
+    """
+    text = _text(query, "query", "The search", SEARCH_MAX)
+    if show not in USER_FILTERS:
+        raise AdminError("Choose which accounts to show.")
+    conditions = []
+    if text:
+        lowered = text.lower()
+        matches = [col(User.email).contains(lowered, autoescape=True),
+                   func.lower(User.full_name).contains(lowered, autoescape=True)]
+        found_id = parse_user_id(text)
+        if found_id is not None:
+            matches.append(col(User.id) == found_id)
+        conditions.append(or_(*matches))
+    if show == "admins":
+        conditions.append(col(User.role) == Role.ADMIN.value)
+    elif show == "suspended":
+        conditions.append(col(User.suspended_at).is_not(None))
+    elif show == "pending-deletion":
+        conditions.append(col(User.deletion_requested_at).is_not(None))
+    found = session.exec(select(User).where(*conditions)
+                         .order_by(col(User.created_at).desc(), col(User.id)).limit(limit)).all()
+    total = session.exec(select(func.count()).select_from(User).where(*conditions)).one()
+    rows = [UserRow(user.id, user.email, user.full_name, role_label(user.role), status_of(user), user.created_at)
+            for user in found]
+    return UserSearch(rows, int(total))
+
+
+def parse_user_id(value: object) -> uuid.UUID | None:
+    """An account id from an address or a form; None for anything that is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value)[:64])
+    except ValueError:
+        return None
+
+
+def user_detail(session: Session, settings: Settings, user_id: object) -> UserDetail | None:
+    """The person's page; None for an unknown or malformed id."""
+    found_id = parse_user_id(user_id)
+    user = session.get(User, found_id) if found_id is not None else None
+    if user is None:
+        return None
+
+    def counted(model: type[Generation | Image]) -> int:
+        return int(session.exec(select(func.count()).select_from(model).where(col(model.user_id) == user.id)).one())
+
+    credits = used = None
+    if settings.billing_enabled:
+        # Read, never opened: looking at an account must not give it its sign-up bonus.
+        account = session.get(CreditAccount, user.id)
+        credits = account.balance if account is not None else None
+        used = sum(spent for _, spent in billing.usage_per_day(session, user.id, USAGE_DAYS))
+    return UserDetail(
+        user=user, status=status_of(user), sessions=sessions.active_for(session, settings, user),
+        api_keys=len(api_keys.active(session, user.id)), generations=counted(Generation), images=counted(Image),
+        credits=credits, credits_used=used, history=audit.recent(session, target_user_id=user.id, limit=50))
+
+
+def suspend_user(session: Session, actor: User, user_id: object, *, reason: str | None) -> User:
+    """Suspend an account: it stops working at once (every session and API key is ended) and the person is told
+    ``reason`` when they try to sign in."""
+    text = _reason(reason, "The reason for the suspension")
+    current, admins, account = _act_on(session, actor, user_id)
+    if account.id == current.id:
+        raise AdminError("You cannot suspend your own account.")
+    if account.suspended_at is not None:
+        raise AdminError("This account is already suspended.")
+    if account.is_admin:
+        _keep_an_admin(admins, account)
+    # The same mechanics (and audit entry) as the automatic suspension of a repeat offender.
+    suspension.suspend_account(session, account, actor=current, reason=text)
+    return account
+
+
+def unsuspend_user(session: Session, actor: User, user_id: object, *, reason: str | None) -> User:
+    """Lift a suspension: the person can sign in again. Ended sessions and revoked API keys stay ended."""
+    text = _reason(reason, "The reason for lifting the suspension")
+    current, _admins, account = _act_on(session, actor, user_id)
+    if account.suspended_at is None:
+        raise AdminError("This account is not suspended.")
+    account.is_active = True
+    account.suspended_at = account.suspension_reason = None
+    account.updated_at = now()
+    session.add(account)
+    audit.record(session, current, "user.unsuspend", target_kind="user", target_id=account.id,
+                 target_user_id=account.id, reason=text)
+    session.flush()
+    return account
+
+
+def change_role(session: Session, actor: User, user_id: object, *, role: Role | str | None,
+                reason: str | None) -> User:
+    """Make an account an administrator or a member. Nobody demotes themselves, and the last active
+    administrator stays one."""
+    try:
+        chosen = Role(role or "")
+    except ValueError:
+        raise AdminError("Choose a role: member or administrator.") from None
+    text = _reason(reason, "The reason for the role change")
+    current, admins, account = _act_on(session, actor, user_id)
+    if account.id == current.id:
+        raise AdminError("You cannot change your own role. Another administrator can.")
+    if account.role == chosen:
+        raise AdminError("This account is already " + ("an administrator." if chosen == Role.ADMIN else "a member."))
+    if account.is_admin:
+        _keep_an_admin(admins, account)
+    before = Role(account.role)
+    account.role, account.updated_at = chosen, now()
+    session.add(account)
+    audit.record(session, current, "user.role", target_kind="user", target_id=account.id, target_user_id=account.id,
+                 reason=text, detail=f"{before.value} → {chosen.value}")
+    session.flush()
+    return account
+
+
+def _act_on(session: Session, actor: User, user_id: object) -> tuple[User, list[User], User]:
+    """The acting administrator and the account acted on, re-read under lock, and every administrator's row.
+
+    The administrators' rows are locked first, always in the same order: two administrators acting on each other at
+    the same moment then take turns, and the second sees the first one's change (no one is left without an admin).
+    """
+    admins = list(session.exec(select(User).where(col(User.role) == Role.ADMIN.value).order_by(col(User.id))
+                               .with_for_update().execution_options(populate_existing=True)).all())
+    current = next((admin for admin in admins if admin.id == actor.id), None)
+    if current is None or not current.is_active:
+        raise AdminError("Only administrators can do this.")
+    found_id = parse_user_id(user_id)
+    account = session.get(User, found_id, with_for_update=True, populate_existing=True) if found_id else None
+    if account is None:
+        raise AdminError("This account no longer exists.")
+    return current, admins, account
+
+
+def _keep_an_admin(admins: list[User], leaving: User) -> None:
+    if not any(admin.is_active and admin.id != leaving.id for admin in admins):
+        raise AdminError("This is the last active administrator. Make someone else an administrator first.")
+
+
+def _reason(value: str | None, label: str) -> str:
+    text = _text(value, "reason", label, REASON_MAX)
+    if len(text) < REASON_MIN:
+        raise AdminError(f"Give a reason of at least {REASON_MIN} characters: it is recorded in the audit log.")
+    return text
+
 
 
 # --- the daily reminder ------------------------------------------------------------------------------------------

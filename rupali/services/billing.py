@@ -27,7 +27,7 @@ from rupali.models import (
     User,
     WebhookDelivery,
 )
-from rupali.services import ledger, users
+from rupali.services import audit, ledger, users
 
 # The kinds a person can filter the ledger by, in the order the filter lists them, with their plain names.
 KIND_LABELS: dict[str, str] = {
@@ -181,9 +181,15 @@ def admin_grant(session: Session, settings: Settings, actor: User, email: str, a
     if not _whole(amount):
         raise BillingAdminError("Enter a whole number of credits: negative to revoke.")
     try:
-        return ledger.grant(session, settings, user, int(amount or 0), reason=reason, actor=actor, key=key)
+        entry = ledger.grant(session, settings, user, int(amount or 0), reason=reason, actor=actor, key=key)
     except ledger.LedgerError as exc:
         raise BillingAdminError(str(exc)) from None
+    action = "credits.grant" if entry.delta > 0 else "credits.revoke"
+    # A form sent twice gets the entry posted the first time back: it is in the log already.
+    if not audit.recorded(session, action, target_kind="credit-entry", target_id=entry.id):
+        audit.record(session, actor, action, target_kind="credit-entry", target_id=entry.id, target_user_id=user.id,
+                     reason=entry.reference, detail=f"{entry.delta:+,} credits; balance {entry.balance_after:,}")
+    return entry
 
 
 def admin_set_allowance(session: Session, settings: Settings, actor: User, email: str,
@@ -198,6 +204,9 @@ def admin_set_allowance(session: Session, settings: Settings, actor: User, email
         ledger.set_daily_allowance(session, settings, user.id, None if allowance is None else int(allowance))
     except ledger.LedgerError as exc:
         raise BillingAdminError(str(exc)) from None
+    shown = f"{int(allowance):,} credits a day" if allowance is not None else "the default"
+    audit.record(session, actor, "credits.allowance", target_kind="user", target_id=user.id, target_user_id=user.id,
+                 detail=f"daily allowance: {shown}")
     return user
 
 
@@ -223,5 +232,6 @@ def admin_resume_purchases(session: Session, actor: User, email: str) -> User:
     account.purchases_frozen_at = None
     account.updated_at = now()
     session.add(account)
+    audit.record(session, actor, "purchases.resume", target_kind="user", target_id=user.id, target_user_id=user.id)
     log.info("purchases resumed for account %s by administrator %s", user.id, actor.id)
     return user

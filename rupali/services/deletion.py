@@ -6,7 +6,8 @@ with a single-use link that cancels it. Signing in during the grace period leads
 "Cancel deletion" (the gate sees to that). When the grace period is over the retention job calls
 :func:`purge_due`, which carries out the inventory (:func:`rupali.privacy.erasure.purge_user`). An administrator's
 :func:`erase_now` skips the grace period; :func:`purge_never_confirmed` erases single-sign-on accounts whose 18+
-confirmation never came.
+confirmation never came. An account under an evidence hold (:mod:`rupali.services.holds`) is not erased: the purges
+pass it over (it stays pending) until the hold is released, and the next run after that erases it.
 
 Every function works in the caller's session and leaves the commit to it, except the two purges, which commit after
 each erased account (see :func:`purge_due`).
@@ -38,7 +39,7 @@ from rupali.models import (
     User,
 )
 from rupali.privacy import erasure
-from rupali.services import api_keys, ledger, mail, privacy_requests, sessions
+from rupali.services import api_keys, holds, ledger, mail, privacy_requests, sessions
 from rupali.services import generation as generations
 from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
@@ -166,10 +167,16 @@ def erase_now(session: Session, settings: Settings, storage: LocalStorage, user:
     """An administrator erases an account at once, without a grace period (e.g. a person under 18).
 
     Logged as an erasure request made by an administrator, closed as carried out, and kept without the person.
+    Refused (:class:`DeletionError`, nothing changed) while the account is on hold.
     """
     current = _account(session, user, lock=True)
+    if holds.is_held(session, current.id):  # before anything is logged; purge_user would refuse it too
+        raise DeletionError(erasure.HELD)
     privacy_requests.log(session, settings, kind=RequestKind.ERASURE, user_id=current.id, source=RequestSource.ADMIN)
-    record = erasure.purge_user(session, storage, current.id, reason=reason)
+    try:
+        record = erasure.purge_user(session, storage, current.id, reason=reason)
+    except erasure.AccountHeld as exc:
+        raise DeletionError(str(exc)) from None
     assert record is not None  # the account is locked by this transaction
     return record
 
@@ -180,8 +187,9 @@ def purge_due(session: Session, settings: Settings, storage: LocalStorage, *, li
 
     Commits the session after each erased account, so no transaction holds more than one person and an account
     that fails (logged) does not hold back the others: call it with a session that has nothing else pending.
+    Accounts on hold are left out of the query itself, so any number of them cannot fill every batch.
     """
-    due = session.exec(select(User.id).where(col(User.deletion_due_at) <= now())
+    due = session.exec(select(User.id).where(col(User.deletion_due_at) <= now(), holds.not_held(User.id))
                        .order_by(col(User.deletion_due_at), col(User.id)).limit(limit)).all()
     if dry_run:
         return len(due)
@@ -202,7 +210,7 @@ def purge_never_confirmed(session: Session, settings: Settings, storage: LocalSt
     linked = select(OidcIdentity.id).where(OidcIdentity.user_id == User.id).exists()
     found = session.exec(select(User.id).where(
         col(User.password_hash).is_(None), col(User.age_confirmed_at).is_(None), col(User.created_at) < cutoff,
-        linked).order_by(col(User.created_at), col(User.id)).limit(limit)).all()
+        linked, holds.not_held(User.id)).order_by(col(User.created_at), col(User.id)).limit(limit)).all()
     if dry_run:
         return len(found)
 
@@ -214,7 +222,7 @@ def purge_never_confirmed(session: Session, settings: Settings, storage: LocalSt
 
 def _erase_each(session: Session, storage: LocalStorage, user_ids: Sequence[uuid.UUID],
                 still: Callable[[User], bool], reason_for: Callable[[Session, User], str]) -> int:
-    """Erase each account that still qualifies under its row lock, committing after each one."""
+    """Erase each account that still qualifies under its row lock (and is not on hold), committing after each."""
     erased = 0
     for user_id in user_ids:
         done = False
@@ -222,7 +230,8 @@ def _erase_each(session: Session, storage: LocalStorage, user_ids: Sequence[uuid
             # A savepoint per account: one that fails is logged and rolled back alone.
             with session.begin_nested():
                 user = session.get(User, user_id, with_for_update=True, populate_existing=True)
-                if user is not None and still(user):
+                # A hold placed since the query: passed over quietly (purge_user would refuse it), kept pending.
+                if user is not None and still(user) and not holds.is_held(session, user_id):
                     done = erasure.purge_user(session, storage, user_id, reason=reason_for(session, user)) is not None
         except Exception:
             log.exception("could not erase an account; the next run tries again")

@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, delete, func, select
 
-from rupali import text
+from rupali import metrics, text
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.models import Generation, GenerationStatus, Image, Upload, User
 from rupali.nsfw import Verdict
 from rupali.providers import ModelChoice
 from rupali.providers.base import GeneratedImage, GenerationResult
-from rupali.services import ledger
+from rupali.services import ledger, moderation
 from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
 
@@ -157,10 +157,13 @@ def submit(session: Session, settings: Settings, user: User, choice: ModelChoice
         strength=form.strength, created_at=now())
     term = blocked_term(settings, form.prompt)
     if term is not None:
+        metrics.nsfw.labels("prompt_blocked").inc()
         generation.status, generation.finished_at = GenerationStatus.BLOCKED, now()
+        generation.blocked_by = "blocklist"
         generation.error = f"This prompt contains “{term}”, which this service does not allow. Nothing was charged."
         session.add(generation)
         session.flush()
+        moderation.record_strike(session, settings, user, term)  # may suspend a repeat offender
         return generation
     session.add(generation)
     session.flush()
@@ -203,7 +206,7 @@ def complete(session: Session, settings: Settings, generation_id: uuid.UUID, res
             generation.error = f"{withheld} of the images were withheld by the content filter."
         credits.settle(session, generation, delivered=len(stored))
     else:
-        generation.status = GenerationStatus.BLOCKED
+        generation.status, generation.blocked_by = GenerationStatus.BLOCKED, "nsfw"
         generation.error = "The content filter withheld every image. Nothing was charged."
         credits.release(session, generation)
     session.add(generation)
@@ -211,12 +214,17 @@ def complete(session: Session, settings: Settings, generation_id: uuid.UUID, res
 
 
 def fail(session: Session, generation_id: uuid.UUID, message: str, credits: CreditHook, *,
-         status: GenerationStatus = GenerationStatus.FAILED) -> Generation | None:
-    """End a generation without images (failed, blocked by the provider, or cancelled); credits go back."""
+         status: GenerationStatus = GenerationStatus.FAILED, blocked_by: str | None = None) -> Generation | None:
+    """End a generation without images (failed, blocked by the provider, or cancelled); credits go back.
+
+    ``blocked_by`` says what stopped a blocked one (``"provider"``): the moderation queue shows it.
+    """
     generation = session.get(Generation, generation_id)
     if generation is None or generation.finished:
         return generation
     generation.status, generation.error, generation.finished_at = status, message[:500], now()
+    if blocked_by is not None:
+        generation.blocked_by = blocked_by
     generation.duration_ms = _duration_ms(generation)
     credits.release(session, generation)
     session.add(generation)

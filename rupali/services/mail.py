@@ -92,8 +92,8 @@ def _deliver_one(message: OutboxMessage, settings: Settings) -> str:
         message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
         if message.attempts >= MAX_ATTEMPTS:
             message.status = MailStatus.FAILED
-            log.error("giving up on mail %s to %s after %s attempts: %s", message.id, message.recipient,
-                      message.attempts, message.last_error)
+            # The message id, not the address: the outbox row says to whom, and is purged on time; logs may not be.
+            log.error("giving up on mail %s after %s attempts: %s", message.id, message.attempts, message.last_error)
             return "failed"
         message.status = MailStatus.QUEUED
         message.next_attempt_at = now() + BACKOFF[message.attempts - 1]

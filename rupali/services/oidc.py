@@ -82,7 +82,7 @@ def account_for(session: Session, settings: Settings, identity: Identity) -> Use
     if linked is not None:
         user = session.get(User, linked.user_id)
         if user is None or not user.is_active:
-            raise OidcRefused("This account is disabled.")
+            raise OidcRefused(_refusal(settings, user))
         return user
     try:
         email = users.normalise_email(identity.email)
@@ -94,7 +94,7 @@ def account_for(session: Session, settings: Settings, identity: Identity) -> Use
             raise OidcRefused("Your sign-in provider has not verified this e-mail address, so it cannot be linked "
                               "to the existing account. Sign in with your password instead.")
         if not existing.is_active:
-            raise OidcRefused("This account is disabled.")
+            raise OidcRefused(_refusal(settings, existing))
         _link(session, existing, identity, email)
         existing.email_verified_at = existing.email_verified_at or now()
         session.add(existing)
@@ -109,6 +109,13 @@ def account_for(session: Session, settings: Settings, identity: Identity) -> Use
         accounts.send_verification(session, settings, user)
     _link(session, user, identity, email)
     return user
+
+
+def _refusal(settings: Settings, user: User | None) -> str:
+    """Why an inactive account cannot sign in: an administrator's suspension gives its reason."""
+    if user is not None and user.suspended_at is not None:
+        return accounts.suspension_notice(settings, user)
+    return "This account is disabled."
 
 
 def _link(session: Session, user: User, identity: Identity, email: str) -> None:

@@ -117,7 +117,11 @@ async def test_health_reports_database_scheduler_and_version(user: User):
     assert response.status_code == 200
     # The version declared for the package, read independently of the code that reports it.
     declared = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["version"]
-    assert response.json() == {"status": "ok", "database": True, "scheduler": True, "version": declared}
+    body = response.json()
+    providers = body.pop("providers")
+    assert list(providers) == ["offline"] and providers["offline"]["reachable"] is True
+    assert body == {"status": "ok", "database": True, "scheduler": True, "version": declared,
+                    "queue": {"waiting": 0, "running": 0, "concurrency": 2}}
 
 
 async def test_unknown_page_is_a_404_not_an_error(user: User):

@@ -29,10 +29,12 @@ from rupali.db import session_scope
 from rupali.mail_templates import Mail
 from rupali.models import (
     ApiKey,
+    AuditEntry,
     CreditOrder,
     DataExport,
     EntryKind,
     ExportStatus,
+    Feedback,
     Generation,
     GenerationStatus,
     Image,
@@ -41,8 +43,12 @@ from rupali.models import (
     OrderStatus,
     OutboxMessage,
     PrivacyRequest,
+    PromptStrike,
     RequestKind,
+    RequestLog,
     RequestStatus,
+    SupportMessage,
+    SupportTicket,
     User,
 )
 from rupali.privacy import export as archive
@@ -120,6 +126,16 @@ def _seed(email: str, text: str, colour: tuple[int, int, int]) -> dict[str, obje
                             amount=500, currency="EUR", status=OrderStatus.PAID, customer_email=email,
                             country="DE", paid_amount=500, paid_at=now())
         session.add(order)
+        session.add(RequestLog(kind="page", method="GET", route="/gallery", status=200, ip="203.0.113.9",
+                               browser="Firefox 130", os="Ubuntu", device="desktop", user_id=user.id))
+        session.add(AuditEntry(action="user.suspend", target_kind="user", target_id=str(user.id),
+                               target_user_id=user.id, reason=f"reason {text}"))
+        session.add(PromptStrike(user_id=user.id, term=f"term {text}"))
+        ticket = SupportTicket(user_id=user.id, email=email, name=f"Person {text}", subject=f"Help {text}")
+        session.add(ticket)
+        session.flush()
+        session.add(SupportMessage(ticket_id=ticket.id, user_id=user.id, body=f"Question {text}"))
+        session.add(Feedback(user_id=user.id, generation_id=generation.id, rating=1, comment=f"Lovely {text}"))
         password_hash = user.password_hash
         key_hash = session.get(ApiKey, key.id).key_hash
     return {"user": person, "generation": generation, "images": [*images, jpeg], "upload": upload, "order": order,

@@ -234,3 +234,12 @@ def test_the_billing_mode_changes_the_policy_version():
     versions = {legal.privacy_policy(settings).version
                 for settings in (Settings(), Settings(billing="credits"), Settings(**CREEM))}
     assert len(versions) == 3
+
+
+@pytest.mark.sqlite_only
+def test_the_policy_describes_the_technical_log_only_while_it_is_recorded():
+    recorded = _text(legal.privacy_policy(Settings()))
+    assert "for every page you open and every request" in recorded and "never what you typed" in recorded
+    assert "| Request log | Technical log: time, page or address pattern" in recorded  # the inventory table
+    unrecorded = _text(legal.privacy_policy(Settings(technical_log=False)))
+    assert "for every page you open" not in unrecorded and "sign-in times" in unrecorded

@@ -23,6 +23,7 @@ def test_default_retention_is_the_seed_policy():
         RetentionKey.COOKIE_CONSENT: "365 days",
         RetentionKey.EXPORTS: "7 days",
         RetentionKey.REQUESTS: "3 years",
+        RetentionKey.SUPPORT: "365 days after the last message",
     }
 
 

@@ -30,6 +30,7 @@ from rupali.config import get_settings, reset_settings
 from rupali.db import get_engine, session_scope
 from rupali.models import (
     AccountToken,
+    AuditEntry,
     AuthAttempt,
     AuthSession,
     CookieConsent,
@@ -50,7 +51,10 @@ from rupali.models import (
     OrderStatus,
     OutboxMessage,
     PrivacyRequest,
+    PromptStrike,
     RequestKind,
+    RequestLog,
+    SupportTicket,
     TokenPurpose,
     Upload,
     User,
@@ -151,11 +155,30 @@ def _credit_order(user: User) -> SQLModel:
                        currency="EUR", status=OrderStatus.PAID)
 
 
+def _request_log(user: User) -> SQLModel:
+    return RequestLog(at=clock.now(), kind="page", method="GET", route="/studio", status=200, user_id=user.id)
+
+
+def _audit_entry(user: User) -> SQLModel:
+    return AuditEntry(at=clock.now(), action="user.suspend", target_kind="user", target_user_id=user.id,
+                      reason="spam")
+
+
+def _prompt_strike(user: User) -> SQLModel:
+    return PromptStrike(user_id=user.id, term="gore", at=clock.now())
+
+
+def _support_ticket(user: User) -> SQLModel:
+    return SupportTicket(user_id=None, email="visitor@example.com", subject="Help", created_at=clock.now(),
+                         updated_at=clock.now())
+
+
 PERIOD_ROWS: dict[str, Callable[[User], SQLModel]] = {
     "auth_attempt": _auth_attempt, "auth_session": _auth_session, "account_token": _account_token,
     "outbox_message": _outbox_message, "cookie_consent": _cookie_consent, "data_export": _data_export,
     "privacy_request": _privacy_request, "credit_purchase_entry": _credit_purchase_entry,
-    "credit_order": _credit_order,
+    "credit_order": _credit_order, "request_log": _request_log, "audit_entry": _audit_entry,
+    "prompt_strike": _prompt_strike, "support_ticket": _support_ticket,
 }
 PERIOD_TABLES = sorted(entry.table for entry in inventory.entries() if entry.declaration.retained_from)
 

@@ -27,6 +27,7 @@ from rupali.db import session_scope
 from rupali.models import (
     AccountToken,
     ApiKey,
+    AuditEntry,
     AuthSession,
     ConsentEvent,
     ConsentKind,
@@ -34,7 +35,9 @@ from rupali.models import (
     CreditOrder,
     DataExport,
     EntryKind,
+    EvidenceHold,
     ExportStatus,
+    Feedback,
     Generation,
     GenerationStatus,
     Image,
@@ -44,9 +47,13 @@ from rupali.models import (
     OutboxMessage,
     PolicyAcceptance,
     PrivacyRequest,
+    PromptStrike,
     RequestKind,
+    RequestLog,
     RequestSource,
     RequestStatus,
+    SupportMessage,
+    SupportTicket,
     TokenPurpose,
     Upload,
     User,
@@ -263,6 +270,64 @@ def _credit_order(session: Session, storage: LocalStorage, person: Person) -> No
     person.remember("credit_order", order.id)
 
 
+def _request_log(session: Session, storage: LocalStorage, person: Person) -> None:
+    record = RequestLog(kind="page", method="GET", route="/gallery/{image_id}", status=200, duration_ms=12.5,
+                        bytes=2048, ip="203.0.113.7", browser="Firefox 130", os="Ubuntu", device="desktop",
+                        user_id=person.user_id, request_id=uuid.uuid4().hex[:16])
+    session.add(record)
+    session.flush()
+    person.remember("request_log", record.id)
+
+
+def _audit_entry(session: Session, storage: LocalStorage, person: Person) -> None:
+    record = AuditEntry(action="user.suspend", target_kind="user", target_id=str(person.user_id),
+                        target_user_id=person.user_id, reason="Repeated spam in shared prompts")
+    session.add(record)
+    session.flush()
+    person.remember("audit_entry", record.id)
+
+
+def _prompt_strike(session: Session, storage: LocalStorage, person: Person) -> None:
+    record = PromptStrike(user_id=person.user_id, term="forbidden")
+    session.add(record)
+    session.flush()
+    person.remember("prompt_strike", record.id)
+
+
+def _evidence_hold(session: Session, storage: LocalStorage, person: Person) -> None:
+    # Released: an account under a live hold is not erased at all (tests/services/test_holds.py).
+    record = EvidenceHold(user_id=person.user_id, reason=f"Report about {person.name}", released_at=now(),
+                          release_reason="case closed")
+    session.add(record)
+    session.flush()
+    person.remember("evidence_hold", record.id)
+
+
+def _support_ticket(session: Session, storage: LocalStorage, person: Person) -> None:
+    ticket = SupportTicket(user_id=person.user_id, email=person.email, name=person.name,
+                           subject=f"Help with {person.prompt}")
+    session.add(ticket)
+    session.flush()
+    person.remember("support_ticket", ticket.id)
+
+
+def _support_message(session: Session, storage: LocalStorage, person: Person) -> None:
+    ticket_id = person.ids["support_ticket"][0]
+    for from_staff, body in ((False, f"My prompt {person.prompt} failed"), (True, "We are looking into it")):
+        message = SupportMessage(ticket_id=ticket_id, user_id=person.user_id, from_staff=from_staff, body=body)
+        session.add(message)
+        session.flush()
+        person.remember("support_message", message.id)
+
+
+def _feedback(session: Session, storage: LocalStorage, person: Person) -> None:
+    record = Feedback(user_id=person.user_id, generation_id=person.ids["generation"][0], rating=-1,
+                      comment=f"Not what I meant by {person.prompt}")
+    session.add(record)
+    session.flush()
+    person.remember("feedback", record.id)
+
+
 # Filled in this order: parents before the rows that refer to them.
 FACTORIES: dict[str, Factory] = {
     "user": _user,
@@ -282,6 +347,13 @@ FACTORIES: dict[str, Factory] = {
     "credit_entry": _credit_entry,
     "credit_purchase_entry": _credit_purchase_entry,
     "credit_order": _credit_order,
+    "request_log": _request_log,
+    "audit_entry": _audit_entry,
+    "prompt_strike": _prompt_strike,
+    "evidence_hold": _evidence_hold,
+    "support_ticket": _support_ticket,
+    "support_message": _support_message,
+    "feedback": _feedback,
 }
 
 

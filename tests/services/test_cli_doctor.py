@@ -1,0 +1,67 @@
+"""``rupali doctor``: one line per check with its verdict, and an exit code that says whether anything failed."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from rupali import migrate
+from rupali.cli import main
+from rupali.db import get_engine
+
+LINE = re.compile(r"^(ok|warn|FAIL) +(\S+) +\S")
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _verdicts(output: str) -> dict[str, str]:
+    lines = output.strip().splitlines()
+    assert all(LINE.match(line) for line in lines), output
+    return {match[2]: match[1] for line in lines if (match := LINE.match(line))}
+
+
+def test_doctor_on_a_working_installation_exits_zero(capsys):
+    assert main(["doctor"]) == 0
+    output = capsys.readouterr().out
+    assert _verdicts(output) == {"config": "warn", "database": "ok", "data-dir": "ok", "media-dir": "ok",
+                                 "smtp": "warn", "offline": "ok"}
+    assert re.search(rf"^ok +database +\w+ at revision {migrate.head_revision(get_engine())} \(head\)$", output,
+                     re.MULTILINE)
+
+
+@pytest.mark.sqlite_only
+def test_doctor_exits_one_when_a_check_fails(monkeypatch, capsys):
+    port = _closed_port()
+    monkeypatch.setenv("RUPALI_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("RUPALI_SMTP_PORT", str(port))
+    assert main(["doctor", "--timeout", "5"]) == 1
+    output = capsys.readouterr().out
+    assert _verdicts(output)["smtp"] == "FAIL" and _verdicts(output)["database"] == "ok"
+    assert re.search(rf"^FAIL +smtp +could not connect to 127\.0\.0\.1:{port}: Connection refused$", output,
+                     re.MULTILINE)
+
+
+@pytest.mark.sqlite_only
+def test_doctor_reports_broken_settings_as_a_failed_check_without_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "rupali", "doctor"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "RUPALI_SMTP_PORT": "many"}, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stdout.strip() == "FAIL  config  invalid configuration: RUPALI_SMTP_PORT Input should be a valid " \
+                                    "integer, unable to parse string as an integer"
+
+
+@pytest.mark.sqlite_only
+def test_doctor_refuses_a_timeout_out_of_range_in_one_line(capsys):
+    assert main(["doctor", "--timeout", "0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        "rupali: --timeout 0 is out of range (more than 0, at most 300 seconds)\n")
