@@ -68,7 +68,7 @@ def page(session: Session, user_id: uuid.UUID, query: GalleryQuery, cursor: str 
         # A row-value comparison, so the database seeks straight to the cursor in ix_image_user_created_id
         # instead of walking every newer row: the ten-thousandth image costs what the first does.
         position = tuple_(col(Image.created_at), col(Image.id))
-        mark = tuple_(*_decode(cursor))
+        mark = tuple_(*decode_cursor(cursor))
         statement = statement.where(position < mark if newest_first else position > mark)
     order = (col(Image.created_at).desc(), col(Image.id).desc()) if newest_first else \
         (col(Image.created_at).asc(), col(Image.id).asc())
@@ -167,12 +167,13 @@ def history(session: Session, user_id: uuid.UUID, *, status: GenerationStatus | 
     if status is not None:
         statement = statement.where(Generation.status == status)
     if cursor:
-        statement = statement.where(tuple_(col(Generation.created_at), col(Generation.id)) < tuple_(*_decode(cursor)))
+        mark = tuple_(*decode_cursor(cursor))
+        statement = statement.where(tuple_(col(Generation.created_at), col(Generation.id)) < mark)
     rows = session.exec(statement.order_by(col(Generation.created_at).desc(), col(Generation.id).desc())
                         .limit(limit + 1)).all()
     items = [(generation, count) for generation, count in rows[:limit]]
     last = items[-1][0] if len(rows) > limit else None
-    return items, _encode_parts(last.created_at, last.id) if last else None
+    return items, encode_cursor(last.created_at, last.id) if last else None
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
@@ -230,15 +231,15 @@ def _expired(image: Image) -> bool:
 
 
 def _encode(image: Image) -> str:
-    return _encode_parts(image.created_at, image.id)
+    return encode_cursor(image.created_at, image.id)
 
 
-def _encode_parts(created: datetime, item_id: uuid.UUID) -> str:
+def encode_cursor(created: datetime, item_id: uuid.UUID) -> str:
     raw = f"{created.isoformat()}|{item_id.hex}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, item_id = raw.partition("|")

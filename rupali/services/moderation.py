@@ -9,8 +9,6 @@ cut with a keyset (``created_at`` and id, newest first), never OFFSET.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import uuid
 from dataclasses import dataclass
@@ -328,17 +326,11 @@ def _reason(value: str | None, label: str) -> str:
 
 
 def _encode(created: datetime, item_id: uuid.UUID) -> str:
-    raw = f"{created.isoformat()}|{item_id.hex}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return gallery.encode_cursor(created, item_id)  # the gallery's keyset cursor, one format everywhere
 
 
 def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, item_id = raw.partition("|")
-        created = datetime.fromisoformat(stamp)
-        if created.tzinfo is None:
-            raise ValueError("naive")
-        return created, uuid.UUID(hex=item_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ModerationError("This list position is not valid any more; start from the top.") from None
+        return gallery.decode_cursor(cursor)
+    except gallery.InvalidCursor as exc:
+        raise ModerationError(str(exc)) from None
