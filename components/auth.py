@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from nicegui import app, background_tasks, context, run, ui
+from nicegui import app, background_tasks, context, ui
 
+from components import blocking
 from rupali import jobs
 from rupali.config import get_settings
 from rupali.db import transact
@@ -51,7 +52,7 @@ def action(handler: Callable[..., Awaitable[Any] | Any]) -> Callable[..., Awaita
     async def call(args: tuple[Any, ...]) -> None:
         fresh = None
         if built_for is not None:
-            fresh = await run.io_bound(transact, sessions.by_id, get_settings(), built_for.session.id)
+            fresh = await blocking.io_bound(transact, sessions.by_id, get_settings(), built_for.session.id)
         if fresh is None:
             ui.navigate.to(f"/signin?next={quote(path, safe='')}")
             return
@@ -77,4 +78,4 @@ def _required_positional(handler: Callable[..., Any]) -> int:
 
 def deliver_mail_soon() -> None:
     """Deliver queued mail now rather than at the next scheduled run (the job stays the safety net)."""
-    background_tasks.create(run.io_bound(jobs.run, "deliver_mail", trigger="event"), name="deliver-mail")
+    background_tasks.create(blocking.io_bound(jobs.run, "deliver_mail", trigger="event"), name="deliver-mail")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nicegui import run, ui
+from nicegui import ui
 
+from components import blocking
 from components.text import heading
 from rupali import legal
 from rupali.config import get_settings
@@ -33,7 +34,8 @@ def create(visitor_id: str, policy_version: str, *, offer_analytics: bool) -> No
 
 async def _acknowledge(notice: ui.element | None, visitor_id: str, policy_version: str, analytics: bool) -> None:
     try:
-        await run.io_bound(transact, consent.record, get_settings(), visitor_id, policy_version, analytics=analytics)
+        await blocking.io_bound(transact, consent.record, get_settings(), visitor_id, policy_version,
+                                analytics=analytics)
     except consent.InvalidVisitor:
         ui.notify("Your browser did not keep our cookie, so the choice could not be saved.", type="warning")
         return

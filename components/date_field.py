@@ -26,31 +26,41 @@ class DateField:
         self.value: str | None = None
         self.input = ui.input(label).props("outlined dense readonly clearable stack-label").classes("r-filter-date")
         self.input.props["placeholder"] = "Any date"
-        with self.input, ui.menu().props("no-parent-event") as self.menu:
-            self.calendar = ui.date(on_change=lambda event: self._picked(event.value)).props("minimal")
-            # Babel counts weekdays from Monday (0), Quasar from Sunday (0).
-            self.calendar.props["first-day-of-week"] = (locale.first_week_day + 1) % 7
+        self.menu: ui.menu | None = None  # the calendar, built when first opened
+        self.calendar: ui.date | None = None
         with self.input.add_slot("append"):
             # Not a tab stop of its own: the field opens the calendar with Enter, the button serves the mouse.
-            set_attributes(ui.button(icon="event", on_click=self.menu.open).props('flat round dense tabindex="-1"'),
+            set_attributes(ui.button(icon="event", on_click=self.open).props('flat round dense tabindex="-1"'),
                            aria_label=f"Choose the {label.lower()} date")
-        self.input.on("click", self.menu.open)
-        self.input.on("keydown.enter", self.menu.open)
+        self.input.on("click", self.open)
+        self.input.on("keydown.enter", self.open)
         self.input.on("clear", lambda: self.set(None))
+
+    def open(self) -> None:
+        """Show the calendar (built on first use)."""
+        if self.menu is None:
+            with self.input, ui.menu().props("no-parent-event") as self.menu:
+                self.calendar = ui.date(value=self.value, on_change=lambda event: self._picked(event.value)).props(
+                    "minimal")
+                # Babel counts weekdays from Monday (0), Quasar from Sunday (0).
+                self.calendar.props["first-day-of-week"] = (self.locale.first_week_day + 1) % 7
+        self.menu.open()
 
     def set(self, value: str | None, *, notify: bool = True) -> None:
         """Show ``value`` (ISO) and, unless told otherwise, report the change."""
         parsed = _parse(value)
         self.value = parsed.isoformat() if parsed else None
         self.input.value = dates.medium(parsed, self.locale) if parsed else ""
-        self.calendar.set_value(self.value)
+        if self.calendar is not None:
+            self.calendar.set_value(self.value)
         if notify and inspect.isawaitable(result := self.on_change()):
             background_tasks.create(result, name="date filter changed")
 
     def _picked(self, value: str | None) -> None:
         if (value or None) == self.value:
             return
-        self.menu.close()
+        if self.menu is not None:
+            self.menu.close()
         self.set(value)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from nicegui import app, run, ui
+from nicegui import app, context, ui
+from nicegui.client import ClientConnectionTimeout
 
-from components import auth, cookie_notice
+from components import auth, blocking, cookie_notice
 from components.picture import Picture
 from rupali.config import get_settings
 from rupali.db import transact
@@ -16,6 +19,8 @@ from rupali.services import visitors
 from rupali.services.sessions import SignedIn
 
 NAVIGATION = (("Studio", "/studio"), ("Gallery", "/gallery"), ("Billing", "/billing"), ("Privacy", "/privacy"))
+log = logging.getLogger(__name__)
+
 FOOTER_LINKS = (
     ("Privacy Policy", "/legal/privacy"),
     ("Cookie Policy", "/legal/cookies"),
@@ -37,7 +42,7 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
     """Lay out one page: ``async with frame("Gallery", active="/gallery"):`` then add the content."""
     settings = get_settings()
     visitor_id = str(app.storage.browser["id"])
-    state = await run.io_bound(transact, visitors.state, settings, visitor_id)
+    state = await blocking.io_bound(transact, visitors.state, settings, visitor_id)
     ui.page_title(f"{title} · Rupali")
     viewer = auth.viewer()
     # Off for a visitor who said no in the cookie settings, and for an account that switched statistics off on
@@ -55,6 +60,15 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
         yield Frame(visitor_id, state)
     _footer(settings.operator_name, settings.operator_email, viewer is not None, visitor_id, state,
             settings.analytics_enabled)
+    # The HTML goes out now; the page stays in memory only if the browser opens its live connection. A GET that
+    # never connects (a crawler, a link preview) is let go after a few seconds instead of NiceGUI's minute.
+    client = context.client
+    try:
+        await client.connected(timeout=settings.page_connect_seconds)
+    except ClientConnectionTimeout:
+        log.debug("page %s was not connected within %s s: released", client.page.path, settings.page_connect_seconds)
+        client.delete()
+        raise asyncio.CancelledError from None  # nothing more to build for nobody; not an error
 
 
 def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
@@ -82,14 +96,19 @@ def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
 def _account_menu(viewer: SignedIn) -> None:
     user = viewer.user
     # Named by its content, so the name contains what is seen (the initials) and the name is text, never a prop.
-    with ui.button().props("flat round no-caps").classes("r-avatar-button"):
+    with ui.button().props("flat round no-caps").classes("r-avatar-button") as button:
         with ui.element("span").classes("r-avatar"):
             if user.avatar_key:
                 Picture(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}", lazy=False)
             else:
                 ui.label(initials(user.full_name)).classes("r-initials")
         ui.label(f"Account menu for {user.full_name}").classes("r-sr-only")
-        with ui.menu().props("anchor='bottom right' self='top right'"):
+
+    def open_menu() -> None:
+        # The menu is built on the first click, not on every page view; from then on Quasar opens and closes it.
+        if button.default_slot.children and isinstance(button.default_slot.children[-1], ui.menu):
+            return
+        with button, ui.menu().props("anchor='bottom right' self='top right'") as menu:
             with ui.column().classes("r-menu-head gap-0"):
                 ui.label(user.full_name).classes("r-menu-name")
                 ui.label(user.email).classes("r-muted text-sm")
@@ -98,6 +117,9 @@ def _account_menu(viewer: SignedIn) -> None:
             if user.is_admin:
                 ui.menu_item("Administration", on_click=lambda: ui.navigate.to("/admin"))
             ui.menu_item("Sign out", on_click=sign_out)
+        menu.open()
+
+    button.on_click(open_menu)
 
 
 def sign_out() -> None:

@@ -64,24 +64,31 @@ class SizePicker:
             ChoiceGroup(options, label="Aspect ratio", value=self.aspect,
                         on_change=lambda event: self._aspect_picked(event.value))
             self.sizes_row = ui.row().classes("w-full items-center gap-2")
-            self.custom_row = ui.row().classes("w-full gap-2 no-wrap items-start")
-            with self.custom_row:
-                rule = info.size_rule
+            # The custom fields are built the first time "Custom" is chosen: most people never do.
+            self.custom_area = ui.column().classes("w-full gap-2")
+        self.width_input: ui.number | None = None
+        self.height_input: ui.number | None = None
+        self._show()
+
+    def _custom_fields(self) -> None:
+        rule = self.info.size_rule
+        with self.custom_area:
+            with ui.row().classes("w-full gap-2 no-wrap items-start"):
                 self.width_input = self._side("Width", "width", rule.minimum, rule.maximum, rule.multiple)
                 self.height_input = self._side("Height", "height", rule.minimum, rule.maximum, rule.multiple)
-            self.rule_note = ui.label(f"Custom sizes: {rule.describe()}.").classes("r-muted text-sm")
-        self._show()
+            ui.label(f"Custom sizes: {rule.describe()}.").classes("r-muted text-sm")
 
     def show_error(self, message: str) -> bool:
         """Show a size problem under the custom fields; False when they are hidden (the caller shows it)."""
-        if self.aspect != CUSTOM:
+        if self.aspect != CUSTOM or self.width_input is None:
             return False
         self.width_input.error = message
         self.width_input.run_method("focus")
         return True
 
     def clear_error(self) -> None:
-        self.width_input.error = None
+        if self.width_input is not None:
+            self.width_input.error = None
 
     def _side(self, label: str, attribute: str, minimum: int, maximum: int, step: int) -> ui.number:
         def changed(event: Any) -> None:
@@ -110,9 +117,10 @@ class SizePicker:
 
     def _show(self) -> None:
         custom = self.aspect == CUSTOM
-        self.custom_row.set_visibility(custom)
-        self.rule_note.set_visibility(custom)
-        if custom:
+        if custom and self.width_input is None:
+            self._custom_fields()
+        self.custom_area.set_visibility(custom)
+        if custom and self.width_input is not None and self.height_input is not None:
             self.width_input.value, self.height_input.value = self.state.width, self.state.height
         self.sizes_row.clear()
         if custom:

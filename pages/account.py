@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
-from nicegui import context, events, run, ui
+from nicegui import context, events, ui
 
-from components import auth
+from components import auth, blocking
 from components.choice_group import ChoiceGroup
 from components.file_drop import FileDrop
 from components.forms import Banner, text_input
@@ -63,7 +63,7 @@ def _profile_section(user: User) -> None:
         async def save(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                await run.io_bound(transact, accounts.rename, signed_in.user, name.value or "")
+                await blocking.io_bound(transact, accounts.rename, signed_in.user, name.value or "")
             except users.InvalidAccount as exc:
                 banner.error(str(exc))
                 return
@@ -97,7 +97,7 @@ def _upload(avatar: Avatar, banner: Banner):
         data = await event.file.read()
         storage = LocalStorage.from_settings(get_settings())
         try:
-            user = await run.io_bound(transact, profile.set_avatar, storage, signed_in.user, data)
+            user = await blocking.io_bound(transact, profile.set_avatar, storage, signed_in.user, data)
         except InvalidImage as exc:
             banner.error(str(exc))
             return
@@ -109,7 +109,7 @@ def _upload(avatar: Avatar, banner: Banner):
 def _remove(avatar: Avatar, banner: Banner):
     async def handle(signed_in: SignedIn) -> None:
         storage = LocalStorage.from_settings(get_settings())
-        user = await run.io_bound(transact, profile.remove_avatar, storage, signed_in.user)
+        user = await blocking.io_bound(transact, profile.remove_avatar, storage, signed_in.user)
         avatar.paint(user)
         banner.success("Your picture was removed.")
     return handle
@@ -127,8 +127,8 @@ def _email_section(user: User) -> None:
         async def change(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                await run.io_bound(transact, accounts.request_email_change, get_settings(), signed_in.user,
-                                   new_email=new_email.value or "", password=password.value or "")
+                await blocking.io_bound(transact, accounts.request_email_change, get_settings(), signed_in.user,
+                                        new_email=new_email.value or "", password=password.value or "")
             except (accounts.AccountError, users.InvalidAccount) as exc:
                 banner.error(str(exc))
                 return
@@ -152,9 +152,9 @@ def _password_section(user: User) -> None:
         async def change(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                await run.io_bound(transact, accounts.change_password, get_settings(), signed_in.user,
-                                   current=current.value or "", new=new.value or "",
-                                   keep_session_id=signed_in.session.id)
+                await blocking.io_bound(transact, accounts.change_password, get_settings(), signed_in.user,
+                                        current=current.value or "", new=new.value or "",
+                                        keep_session_id=signed_in.session.id)
             except (accounts.AccountError, users.InvalidAccount) as exc:
                 banner.error(str(exc))
                 return
@@ -172,7 +172,7 @@ def _privacy_section(user: User) -> None:
                  ).classes("r-muted")
 
         async def toggle(signed_in: SignedIn, event: events.ValueChangeEventArguments) -> None:
-            await run.io_bound(transact, users.set_strip_metadata, signed_in.user, not event.value)
+            await blocking.io_bound(transact, users.set_strip_metadata, signed_in.user, not event.value)
             ui.notify("Downloads include the prompt." if event.value else "Downloads leave out the prompt.")
 
         ui.switch("Include prompt and settings in downloaded PNGs", value=not user.strip_metadata,
@@ -215,7 +215,7 @@ async def _api_keys_section(viewer: SignedIn) -> None:
 
         async def revoke(signed_in: SignedIn, key_id: uuid.UUID) -> None:
             try:
-                await run.io_bound(transact, api_keys.revoke, signed_in.user.id, key_id)
+                await blocking.io_bound(transact, api_keys.revoke, signed_in.user.id, key_id)
             except api_keys.InvalidApiKey as exc:
                 banner.error(str(exc))
             await refresh()
@@ -223,7 +223,7 @@ async def _api_keys_section(viewer: SignedIn) -> None:
         guarded_revoke = auth.action(revoke)
 
         async def refresh() -> None:
-            keys = await run.io_bound(transact, api_keys.active, viewer.user.id)
+            keys = await blocking.io_bound(transact, api_keys.active, viewer.user.id)
             listing.clear()
             with listing:
                 if not keys:
@@ -240,9 +240,9 @@ async def _api_keys_section(viewer: SignedIn) -> None:
             banner.clear()
             days = None if expiry.value == "never" else int(expiry.value or DEFAULT_EXPIRY)
             try:
-                key, secret = await run.io_bound(transact, api_keys.create, signed_in.user, name.value or "",
-                                                 scope=scope.value or ApiKeyScope.GENERATE.value,
-                                                 expires_in_days=days)
+                key, secret = await blocking.io_bound(transact, api_keys.create, signed_in.user, name.value or "",
+                                                      scope=scope.value or ApiKeyScope.GENERATE.value,
+                                                      expires_in_days=days)
             except api_keys.InvalidApiKey as exc:
                 banner.error(str(exc))
                 return
@@ -271,20 +271,20 @@ async def _sessions_section(viewer: SignedIn) -> None:
 
         async def end_one(signed_in: SignedIn, session_id: uuid.UUID) -> None:
             try:
-                await run.io_bound(transact, sessions.revoke, signed_in.user, session_id)
+                await blocking.io_bound(transact, sessions.revoke, signed_in.user, session_id)
             except sessions.SessionNotFound:
                 banner.error("That session no longer exists.")
             await refresh()
 
         async def end_others(signed_in: SignedIn) -> None:
-            count = await run.io_bound(transact, sessions.revoke_others, signed_in.user, signed_in.session.id)
+            count = await blocking.io_bound(transact, sessions.revoke_others, signed_in.user, signed_in.session.id)
             banner.success("Signed out everywhere else." if count else "You were not signed in anywhere else.")
             await refresh()
 
         guarded_end_one = auth.action(end_one)
 
         async def refresh() -> None:
-            active = await run.io_bound(transact, sessions.active_for, get_settings(), viewer.user)
+            active = await blocking.io_bound(transact, sessions.active_for, get_settings(), viewer.user)
             listing.clear()
             with listing:
                 for record in active:

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.admin_nav import admin_nav
 from components.choice_group import ChoiceGroup
 from components.forms import Banner, text_input
@@ -41,7 +41,7 @@ def create() -> None:
         viewer = auth.viewer()
         assert viewer is not None  # gated
         locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
-        data = await run.io_bound(transact, admin.overview)
+        data = await blocking.io_bound(transact, admin.overview)
         async with frame("Administration", active="/admin"):
             heading("Administration")
             admin_nav("/admin")
@@ -89,7 +89,7 @@ class AccountsSection:
         self.on_erased: Callable[[], Awaitable[None]] | None = None
 
     async def refresh(self, data: admin.Overview | None = None) -> None:
-        data = data or await run.io_bound(transact, admin.overview)
+        data = data or await blocking.io_bound(transact, admin.overview)
         self.content.clear()
         with self.content:
             heading(f"Accounts ({data.user_count})", 2)
@@ -149,8 +149,8 @@ class AccountsSection:
                 banner.clear()
                 storage = LocalStorage.from_settings(get_settings())
                 try:
-                    await run.io_bound(transact, admin.erase_account_now, get_settings(), storage, signed_in.user,
-                                       account.id, typed_email=typed.value or "", reason=reason.value)
+                    await blocking.io_bound(transact, admin.erase_account_now, get_settings(), storage, signed_in.user,
+                                            account.id, typed_email=typed.value or "", reason=reason.value)
                 except admin.AdminError as exc:
                     banner.error(str(exc))
                     return
@@ -186,7 +186,7 @@ class RequestsSection:
         self.open_close = auth.action(self._close_dialog)
 
     async def refresh(self) -> None:
-        queue = await run.io_bound(transact, admin.request_queue)
+        queue = await blocking.io_bound(transact, admin.request_queue)
         self.queue.clear()
         with self.queue:
             for title, marker, rows in (("Overdue", "requests-overdue", queue.overdue),
@@ -245,8 +245,8 @@ class RequestsSection:
             async def close(signed_in: SignedIn) -> None:
                 banner.clear()
                 try:
-                    await run.io_bound(transact, admin.close_request, signed_in.user, row.id, status=status.value,
-                                       outcome=outcome.value or "")
+                    await blocking.io_bound(transact, admin.close_request, signed_in.user, row.id, status=status.value,
+                                            outcome=outcome.value or "")
                 except admin.AdminError as exc:
                     banner.error(str(exc))
                     return
@@ -273,9 +273,9 @@ class RequestsSection:
         async def log(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                request = await run.io_bound(transact, admin.log_mailed_request, get_settings(), signed_in.user,
-                                             kind=kind.value, contact=contact.value or "",
-                                             received_on=received.value or "", note=note.value or "")
+                request = await blocking.io_bound(transact, admin.log_mailed_request, get_settings(), signed_in.user,
+                                                  kind=kind.value, contact=contact.value or "",
+                                                  received_on=received.value or "", note=note.value or "")
             except admin.AdminError as exc:
                 banner.error(str(exc))  # the form keeps what was typed
                 return

@@ -4,8 +4,9 @@ change or remove an entry. The gate answers 404 here to anyone who is not an adm
 from __future__ import annotations
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
+from components import blocking
 from components.admin_nav import admin_nav
 from components.frame import frame
 from components.tables import table
@@ -24,7 +25,7 @@ def create() -> None:
     @ui.page("/admin/audit")
     async def audit_page(action: str = ALL) -> None:
         locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
-        known = await run.io_bound(transact, audit.actions)
+        known = await blocking.io_bound(transact, audit.actions)
         async with frame("Audit log · Administration", active="/admin"):
             heading("Audit log")
             admin_nav("/admin/audit")
@@ -51,7 +52,7 @@ class AuditLog:
 
     async def refresh(self) -> None:
         chosen = self.action.value or None
-        rows, total = await run.io_bound(transact, _load, chosen)
+        rows, total = await blocking.io_bound(transact, _load, chosen)
         self.entries.clear()
         with self.entries:
             if not rows:

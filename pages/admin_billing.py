@@ -6,9 +6,9 @@ Part of ``/admin`` (shown when billing is on). Every action re-checks the sessio
 from __future__ import annotations
 
 from babel import Locale
-from nicegui import run, ui
+from nicegui import ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, text_input
 from components.tables import table
 from components.text import Text, heading, set_attributes
@@ -47,7 +47,7 @@ class BillingSection:
     async def refresh(self) -> None:
         if not self.creem:
             return
-        attention, recent, deliveries = await run.io_bound(transact, _load)
+        attention, recent, deliveries = await blocking.io_bound(transact, _load)
         self.orders.clear()
         with self.orders:
             heading(f"Needs attention ({len(attention)})", 3).classes("text-base font-bold m-0")
@@ -101,9 +101,9 @@ class BillingSection:
         async def grant(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                entry = await run.io_bound(transact, billing.admin_grant, get_settings(), signed_in.user,
-                                           email.value or "", amount.value, reason=reason.value or "",
-                                           key=key["value"])
+                entry = await blocking.io_bound(transact, billing.admin_grant, get_settings(), signed_in.user,
+                                                email.value or "", amount.value, reason=reason.value or "",
+                                                key=key["value"])
             except billing.BillingAdminError as exc:
                 banner.error(str(exc))
                 return
@@ -128,8 +128,8 @@ class BillingSection:
         async def save(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                user = await run.io_bound(transact, billing.admin_set_allowance, get_settings(), signed_in.user,
-                                          email.value or "", allowance.value)
+                user = await blocking.io_bound(transact, billing.admin_set_allowance, get_settings(), signed_in.user,
+                                               email.value or "", allowance.value)
             except billing.BillingAdminError as exc:
                 banner.error(str(exc))
                 return
@@ -150,7 +150,8 @@ class BillingSection:
         async def resume(signed_in: SignedIn) -> None:
             banner.clear()
             try:
-                user = await run.io_bound(transact, billing.admin_resume_purchases, signed_in.user, email.value or "")
+                user = await blocking.io_bound(transact, billing.admin_resume_purchases, signed_in.user,
+                                               email.value or "")
             except billing.BillingAdminError as exc:
                 banner.error(str(exc))
                 return

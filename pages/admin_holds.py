@@ -13,10 +13,10 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from nicegui import app, context, run, ui
+from nicegui import app, context, ui
 from starlette.concurrency import run_in_threadpool
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner
 from components.tables import table
 from components.text import Text, heading, set_attributes
@@ -94,7 +94,7 @@ class HoldSection:
 
     async def refresh(self) -> None:
         try:
-            found = await run.io_bound(transact, holds.holds_of, self.viewer.user, self.user_id)
+            found = await blocking.io_bound(transact, holds.holds_of, self.viewer.user, self.user_id)
         except holds.HoldError as exc:
             self.body.clear()
             self.banner.error(str(exc))
@@ -155,7 +155,7 @@ class HoldSection:
                    reason: str | None) -> None:
         self.banner.clear()
         try:
-            await run.io_bound(transact, action, signed_in.user, target, reason)
+            await blocking.io_bound(transact, action, signed_in.user, target, reason)
         except holds.HoldError as exc:
             self.banner.error(str(exc))  # the form keeps what was typed
             return

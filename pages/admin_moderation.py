@@ -16,9 +16,9 @@ from typing import Any
 from babel import Locale
 from fastapi import Request
 from fastapi.responses import Response
-from nicegui import app, context, run, ui
+from nicegui import app, context, ui
 
-from components import auth
+from components import auth, blocking
 from components.admin_nav import admin_nav
 from components.forms import Banner, text_input
 from components.frame import frame
@@ -87,7 +87,7 @@ class ModerationView:
 
     async def refresh(self) -> None:
         """Both queues from the top."""
-        found = await run.io_bound(transact, moderation.queue, get_settings())
+        found = await blocking.io_bound(transact, moderation.queue, get_settings())
         self.image_page, self.images = found.images, list(found.images.items)
         self.generation_page, self.generations = found.generations, list(found.generations.items)
         self._render_images()
@@ -133,8 +133,8 @@ class ModerationView:
     async def _more_images(self, _signed_in: SignedIn) -> None:
         assert self.image_page is not None
         try:
-            page = await run.io_bound(transact, moderation.flagged_images, get_settings(),
-                                      cursor=self.image_page.next_cursor)
+            page = await blocking.io_bound(transact, moderation.flagged_images, get_settings(),
+                                           cursor=self.image_page.next_cursor)
         except moderation.ModerationError as exc:
             self.done.error(str(exc))
             return
@@ -209,8 +209,8 @@ class ModerationView:
     async def _more_generations(self, _signed_in: SignedIn) -> None:
         assert self.generation_page is not None
         try:
-            page = await run.io_bound(transact, moderation.blocked_generations,
-                                      cursor=self.generation_page.next_cursor)
+            page = await blocking.io_bound(transact, moderation.blocked_generations,
+                                           cursor=self.generation_page.next_cursor)
         except moderation.ModerationError as exc:
             self.done.error(str(exc))
             return
@@ -261,7 +261,7 @@ class ModerationView:
         shown.clear()
         self.done.clear()
         try:
-            await run.io_bound(transact, action, *args, **values)
+            await blocking.io_bound(transact, action, *args, **values)
         except moderation.ModerationError as exc:
             shown.error(str(exc))
             return False

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import theme
+from components import blocking, theme
 from components.admin_nav import admin_nav
 from components.forms import Banner, text_input
 from components.frame import frame
@@ -31,7 +31,7 @@ ALL = ""
 def create() -> None:
     @ui.page("/admin/generations")
     async def generations_page() -> None:
-        providers = await run.io_bound(transact, operations.providers_used)
+        providers = await blocking.io_bound(transact, operations.providers_used)
         async with frame("Generations · Administration", active="/admin"):
             heading("Generations")
             admin_nav("/admin/generations")
@@ -65,7 +65,7 @@ def create() -> None:
 
 async def dashboard_section() -> None:
     """The activity charts: generations, active people, errors and p95 latency per day, and the queue right now."""
-    data = await run.io_bound(transact, operations.dashboard)
+    data = await blocking.io_bound(transact, operations.dashboard)
     current = runtime.current()
     waiting, running = current.queue.waiting_count, current.queue.running_count
     labels = [day.strftime("%d %b") for day in data.days]
@@ -109,8 +109,8 @@ class GenerationsView:
         await self.refresh()
 
     async def refresh(self) -> None:
-        rows, failures = await run.io_bound(transact, _generations, self.status.value or None,
-                                            self.provider.value or None)
+        rows, failures = await blocking.io_bound(transact, _generations, self.status.value or None,
+                                                 self.provider.value or None)
         self.rows.clear()
         with self.rows:
             if not rows:
@@ -160,7 +160,7 @@ class JobsView:
         await self.refresh()
 
     async def refresh(self) -> None:
-        runs = await run.io_bound(transact, operations.job_runs, job=self.job.value or None)
+        runs = await blocking.io_bound(transact, operations.job_runs, job=self.job.value or None)
         self.rows.clear()
         with self.rows:
             if not runs:
@@ -204,7 +204,7 @@ class OutboxView:
 
     async def _act(self, work: Callable[..., Any], signed_in: SignedIn, message_id: int, done: str) -> None:
         try:
-            await run.io_bound(transact, work, signed_in.user, message_id)
+            await blocking.io_bound(transact, work, signed_in.user, message_id)
         except OperationsError as exc:
             self.banner.error(str(exc))
         else:
@@ -212,7 +212,7 @@ class OutboxView:
         await self.refresh()
 
     async def refresh(self) -> None:
-        messages = await run.io_bound(transact, operations.outbox, status=self.status.value or None)
+        messages = await blocking.io_bound(transact, operations.outbox, status=self.status.value or None)
         self.rows.clear()
         with self.rows:
             if not messages:
@@ -268,7 +268,7 @@ class LogView:
                             route=(self.route.value or "").strip() or None,
                             email=(self.email.value or "").strip() or None,
                             ip=(self.ip.value or "").strip() or None, errors_only=bool(self.errors.value))
-        rows = await run.io_bound(transact, operations.technical_log, filters)
+        rows = await blocking.io_bound(transact, operations.technical_log, filters)
         self.rows.clear()
         with self.rows:
             if not rows:

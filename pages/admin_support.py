@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.admin_nav import admin_nav
 from components.forms import Banner
 from components.frame import frame
@@ -68,7 +68,7 @@ class SupportInbox:
 
     async def refresh(self) -> None:
         status = support.parse_status(self.status.value)
-        found = await run.io_bound(transact, support.inbox, status=status)
+        found = await blocking.io_bound(transact, support.inbox, status=status)
         self.rows.clear()
         with self.rows:
             ui.label(" · ".join(f"{support.STATUS_LABELS[choice]}: {found.counts[choice]}"
@@ -99,7 +99,7 @@ class TicketDetail:
         self.body = ui.column().classes("w-full gap-4").mark("support-ticket")
 
     async def refresh(self) -> None:
-        view = await run.io_bound(transact, support.ticket_for_admin, self.ticket_id)
+        view = await blocking.io_bound(transact, support.ticket_for_admin, self.ticket_id)
         self.body.clear()
         with self.body:
             if view is None:
@@ -143,8 +143,8 @@ class TicketDetail:
         self.banner.clear()
         self.reply.error = None
         try:
-            ticket = await run.io_bound(transact, support.reply, get_settings(), signed_in.user, self.ticket_id,
-                                        self.reply.value)
+            ticket = await blocking.io_bound(transact, support.reply, get_settings(), signed_in.user, self.ticket_id,
+                                             self.reply.value)
         except support.SupportError as exc:
             self.banner.error(exc.message)  # the reply box keeps what was typed
             if exc.field == "reply":
@@ -163,7 +163,7 @@ class TicketDetail:
     async def _status(self, signed_in: SignedIn, change: Callable[..., Any], done: str) -> None:
         self.banner.clear()
         try:
-            await run.io_bound(transact, change, signed_in.user, self.ticket_id)
+            await blocking.io_bound(transact, change, signed_in.user, self.ticket_id)
         except support.SupportError as exc:
             self.banner.error(exc.message)
             return

@@ -12,9 +12,9 @@ from typing import Any
 
 from babel import Locale
 from fastapi.responses import Response
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.admin_nav import admin_nav
 from components.choice_group import ChoiceGroup
 from components.forms import Banner, text_input
@@ -51,7 +51,7 @@ def create() -> None:
     async def user_page(user_id: str) -> Response | None:
         viewer = auth.viewer()
         assert viewer is not None  # gated: only administrators get here
-        detail = await run.io_bound(transact, admin.user_detail, get_settings(), user_id)
+        detail = await blocking.io_bound(transact, admin.user_detail, get_settings(), user_id)
         if detail is None:
             return not_found_page(context.client.request)  # unknown and malformed ids alike
         async with frame("Account · Administration", active="/admin"):
@@ -101,7 +101,7 @@ class UserList:
     async def refresh(self) -> None:
         self.banner.clear()
         try:
-            found = await run.io_bound(transact, admin.search_users, self.query.value or "", show=self.show.value)
+            found = await blocking.io_bound(transact, admin.search_users, self.query.value or "", show=self.show.value)
         except admin.AdminError as exc:
             self.banner.error(str(exc))  # the search keeps what was typed
             return
@@ -139,7 +139,7 @@ class UserPage:
         self.content = ui.column().classes("w-full gap-4")
 
     async def reload(self) -> None:
-        detail = await run.io_bound(transact, admin.user_detail, get_settings(), self.user_id)
+        detail = await blocking.io_bound(transact, admin.user_detail, get_settings(), self.user_id)
         if detail is None:  # erased meanwhile
             self.content.clear()
             with self.content:
@@ -262,7 +262,7 @@ class UserPage:
         banner.clear()
         self.done.clear()
         try:
-            await run.io_bound(transact, action, signed_in.user, self.user_id, **values)
+            await blocking.io_bound(transact, action, signed_in.user, self.user_id, **values)
         except admin.AdminError as exc:
             banner.error(str(exc))  # the form keeps what was typed
             return

@@ -9,8 +9,9 @@ import uuid
 
 from fastapi import Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from nicegui import app, run
+from nicegui import app
 
+from components import blocking
 from rupali import cookies
 from rupali.config import Settings, get_settings
 from rupali.cookies import AUTH_COOKIE
@@ -30,7 +31,7 @@ def create() -> None:
     @app.get("/auth/complete", include_in_schema=False)
     async def complete_signin(request: Request, code: str = "", next: str = "") -> Response:
         try:
-            token = await run.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
+            token = await blocking.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
         except sessions.InvalidHandoff:
             return RedirectResponse("/signin?error=handoff", status_code=303)
         return _signed_in(request, RedirectResponse(safe_next(next), status_code=303), token, get_settings())
@@ -44,7 +45,7 @@ def create() -> None:
             return Response("Signing out is only possible from this site.", status_code=403)
         auth = getattr(request.state, "auth", None)
         if auth is not None:
-            await run.io_bound(transact, sessions.revoke, auth.user, auth.session.id)
+            await blocking.io_bound(transact, sessions.revoke, auth.user, auth.session.id)
         response = RedirectResponse("/", status_code=303)
         cookie = cookies.by_name(get_settings(), AUTH_COOKIE)
         response.delete_cookie(cookie.name, path="/", httponly=cookie.http_only, samesite=cookie.same_site,  # type: ignore[arg-type]
@@ -68,13 +69,13 @@ def create() -> None:
         try:
             identity = await client.identity(request)
             current = get_settings()
-            user = await run.io_bound(transact, oidc.account_for, current, identity)
+            user = await blocking.io_bound(transact, oidc.account_for, current, identity)
         except oidc.OidcRefused as exc:
             return _refused(request, str(exc))
         ip = request.client.host if request.client else ""
-        code = await run.io_bound(transact, sessions.start, current, user, method="oidc", ip=ip,
-                                  user_agent=request.headers.get("user-agent", ""), visitor_id=_visitor(request))
-        token = await run.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
+        code = await blocking.io_bound(transact, sessions.start, current, user, method="oidc", ip=ip,
+                                       user_agent=request.headers.get("user-agent", ""), visitor_id=_visitor(request))
+        token = await blocking.io_bound(transact, sessions.complete_handoff, code, _visitor(request))
         target = safe_next(request.session.pop("oidc_next", None))
         return _signed_in(request, RedirectResponse(target, status_code=303), token, current)
 
@@ -88,7 +89,7 @@ def create() -> None:
             return not_found
         if owner_id != auth.user.id and not auth.user.is_admin:
             return not_found
-        key = await run.io_bound(transact, users.avatar_key, owner_id)
+        key = await blocking.io_bound(transact, users.avatar_key, owner_id)
         storage = LocalStorage.from_settings(get_settings())
         try:
             path = storage.path(key) if key else None

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import date
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.choice_group import ChoiceGroup
 from components.date_field import DateField
 from components.forms import Banner, text_input
@@ -47,7 +47,7 @@ def create() -> None:
                          "to watch.").classes("r-lead")
                 return
             per_image = await _per_image()
-            data = await run.io_bound(transact, _load, settings, viewer.user.id)
+            data = await blocking.io_bound(transact, _load, settings, viewer.user.id)
             with ui.element("div").classes("r-settings r-billing"):
                 _balance_section(data.overview, per_image, settings)
                 if settings.creem_enabled:
@@ -159,7 +159,7 @@ def _buy(pack_key: str, banner: Banner) -> Callable[[SignedIn], object]:
         banner.clear()
         current = runtime.current()
         try:
-            url = await run.io_bound(orders.buy, get_settings(), current.creem, signed_in.user.id, pack_key)
+            url = await blocking.io_bound(orders.buy, get_settings(), current.creem, signed_in.user.id, pack_key)
         except orders.CheckoutError as exc:
             banner.error(str(exc))
             return
@@ -184,8 +184,8 @@ class VatSection:
     async def _save(self, signed_in: SignedIn) -> None:
         self.banner.clear()
         try:
-            saved = await run.io_bound(transact, tax.set_vat_number, get_settings(), signed_in.user.id,
-                                       self.field.value or "")
+            saved = await blocking.io_bound(transact, tax.set_vat_number, get_settings(), signed_in.user.id,
+                                            self.field.value or "")
         except tax.VatNumberError as exc:
             self.banner.error(str(exc))
             return
@@ -231,7 +231,7 @@ class UsageChart:
 
     async def _period(self, event: object) -> None:
         days = int(getattr(event, "value", 30) or 30)
-        usage = await run.io_bound(transact, billing.usage_per_day, self.user_id, days)
+        usage = await blocking.io_bound(transact, billing.usage_per_day, self.user_id, days)
         self.chart.options.clear()
         self.chart.options.update(self._options(usage))
         self.chart.update()
@@ -291,8 +291,8 @@ class LedgerSection:
         since, until = _day(self.since.value), _day(self.until.value)
         if since and until and since > until:
             since, until = until, since  # a reversed range means the same days
-        rows = await run.io_bound(transact, billing.entries, self.user_id, kind=self.kind.value or None,
-                                  since=since, until=until, limit=self.limit)
+        rows = await blocking.io_bound(transact, billing.entries, self.user_id, kind=self.kind.value or None,
+                                       since=since, until=until, limit=self.limit)
         self._show(rows)
 
     def _show(self, rows: list[billing.Row]) -> None:
@@ -337,7 +337,7 @@ class SuccessPanel:
     async def _poll(self) -> None:
         order = None
         if self.order_id is not None:
-            order = await run.io_bound(transact, billing.order, self.user_id, self.order_id)
+            order = await blocking.io_bound(transact, billing.order, self.user_id, self.order_id)
         self.polls += 1
         if order is None:
             self.status.text = "We could not find that order. Your orders are listed on the billing page."

@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 
 from fastapi.responses import RedirectResponse
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, card
 from components.frame import frame, sign_out
 from rupali import dates, runtime
@@ -42,7 +42,7 @@ def create() -> None:
 
     @ui.page(CANCEL_PATH)
     async def cancel_link_page(token: str = "") -> None:
-        usable = await run.io_bound(transact, deletion.cancel_link_usable, token)
+        usable = await blocking.io_bound(transact, deletion.cancel_link_usable, token)
         async with frame("Cancel account deletion"):
             with card("Keep your account"):
                 if not usable:
@@ -62,7 +62,7 @@ def _pending(when: str) -> None:
     async def cancel(signed_in: SignedIn) -> None:
         banner.clear()
         try:
-            await run.io_bound(transact, deletion.cancel_deletion, get_settings(), signed_in.user)
+            await blocking.io_bound(transact, deletion.cancel_deletion, get_settings(), signed_in.user)
         except DeletionError as exc:
             banner.error(str(exc))
             return
@@ -83,7 +83,7 @@ def _cancel_by_link(token: str) -> None:
     async def confirm() -> None:
         banner.clear()
         try:
-            await run.io_bound(transact, deletion.cancel_by_token, get_settings(), token)
+            await blocking.io_bound(transact, deletion.cancel_by_token, get_settings(), token)
         except DeletionError as exc:
             banner.error(str(exc))
             return
@@ -105,9 +105,9 @@ async def request(signed_in: SignedIn, *, password: str | None = None, typed_ema
     stops the account's jobs. The page's own session is revoked too: send the person somewhere public afterwards.
     """
     current = runtime.current()
-    unfinished = await run.io_bound(transact, deletion.unfinished_generations, signed_in.user.id)
-    user = await run.io_bound(transact, deletion.request_deletion, get_settings(), signed_in.user,
-                              password=password, typed_email=typed_email, credits=current.credits)
+    unfinished = await blocking.io_bound(transact, deletion.unfinished_generations, signed_in.user.id)
+    user = await blocking.io_bound(transact, deletion.request_deletion, get_settings(), signed_in.user,
+                                   password=password, typed_email=typed_email, credits=current.credits)
     await _stop_jobs(signed_in.user.id, unfinished)
     auth.deliver_mail_soon()
     return user
@@ -116,9 +116,9 @@ async def request(signed_in: SignedIn, *, password: str | None = None, typed_ema
 async def erase(user: User, *, reason: str = deletion.ADMINISTRATOR) -> ErasureRecord:
     """An administrator erases ``user`` at once (raises :class:`DeletionError` when it no longer exists)."""
     current = runtime.current()
-    unfinished = await run.io_bound(transact, deletion.unfinished_generations, user.id)
+    unfinished = await blocking.io_bound(transact, deletion.unfinished_generations, user.id)
     await _stop_jobs(user.id, unfinished)
-    return await run.io_bound(transact, deletion.erase_now, get_settings(), current.storage, user, reason=reason)
+    return await blocking.io_bound(transact, deletion.erase_now, get_settings(), current.storage, user, reason=reason)
 
 
 async def _stop_jobs(user_id: uuid.UUID, generation_ids: list[uuid.UUID]) -> None:

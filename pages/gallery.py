@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import date
 
-from nicegui import context, run, ui
+from nicegui import binding, context, ui
 
-from components import auth
+from components import auth, blocking
 from components.announcer import Announcer
 from components.date_field import DateField
 from components.forms import Banner
 from components.frame import frame
 from components.gallery_tabs import gallery_tabs
-from components.picture import Picture
-from components.text import Text, heading, set_attributes, set_style
+from components.text import Text, heading, set_attributes
+from components.tile_grid import Tile, TileGrid, tile
 from rupali import dates, image_files, runtime
 from rupali.clock import now
 from rupali.db import transact
@@ -25,9 +24,12 @@ from rupali.services import generation as generations
 from rupali.services.sessions import SignedIn
 
 
-@dataclass
+@binding.bindable_dataclass
 class Filters:
-    """The toolbar's values. Every field accepts being cleared: inputs report ``None`` then."""
+    """The toolbar's values, bound to its controls (bindable: a change reaches them at once, nothing is polled).
+
+    Every field accepts being cleared: inputs report ``None`` then.
+    """
 
     search: str | None = ""
     favourites: bool = False
@@ -38,7 +40,6 @@ class Filters:
     expiring_soon: bool = False
     order: str | None = "newest"
     selecting: bool = False
-    selected: set[uuid.UUID] = field(default_factory=set)
 
     def query(self) -> gallery.GalleryQuery:
         return gallery.GalleryQuery(
@@ -52,7 +53,7 @@ def create() -> None:
     async def gallery_page(image: str = "") -> None:
         viewer = auth.viewer()
         assert viewer is not None  # gated
-        models = await run.io_bound(transact, gallery.models_used, viewer.user.id)
+        models = await blocking.io_bound(transact, gallery.models_used, viewer.user.id)
         async with frame("Gallery", active="/gallery"):
             view = GalleryView(viewer, models)
             await view.build()
@@ -70,7 +71,7 @@ class GalleryView:
         self.cursor: str | None = None
         self.loading = False
         self.version = 0  # bumped by every reload, so a slower earlier answer cannot overwrite a newer one
-        self.tiles: dict[uuid.UUID, ui.element] = {}
+        self.selected: set[uuid.UUID] = set()
         self.generation_of: dict[uuid.UUID, uuid.UUID] = {}  # image -> its generation, for every tile shown
         self.current_dialog: ui.dialog | None = None
         self.locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
@@ -82,20 +83,11 @@ class GalleryView:
         self.announcer = Announcer()  # how many images a change of filters left, for screen readers
         self._toolbar()
         self._bulk_bar()
-        self.grid = ui.element("div").classes("r-grid r-gallery-grid").props('role="list" aria-label="Your images"')
+        self.grid = TileGrid(label="Your images", grid_class="r-grid r-gallery-grid").classes("w-full")
+        self.grid.on_open(self._tile_opened).on_select(self._selected).on_more(self.load_more)
         self.empty = ui.column().classes("r-empty w-full")
         self.empty.set_visibility(False)
-        self.more = ui.button("Load more", on_click=self.load_more).props("flat no-caps").classes("self-center")
-        self.sentinel = ui.element("div").classes("r-sentinel")
         self.dialog_host = ui.element("div")
-        # Loading more as the person scrolls: an IntersectionObserver on the sentinel asks the server for more.
-        ui.on("gallery_more", self.load_more)
-        ui.run_javascript(f"""
-            const target = getHtmlElement({self.sentinel.id});
-            new IntersectionObserver(entries => {{
-              if (entries.some(entry => entry.isIntersecting)) emitEvent('gallery_more');
-            }}, {{rootMargin: '800px'}}).observe(target);
-        """)
         await self.reload()
 
     # --- toolbar -----------------------------------------------------------------------------------------------------
@@ -122,7 +114,7 @@ class GalleryView:
                     "Include images the content filter flagged (they stay blurred until you open them)")
                 ui.switch("Expiring soon", value=f.expiring_soon, on_change=self._filters_changed).bind_value(
                     f, "expiring_soon")
-                ui.switch("Select", value=f.selecting, on_change=lambda _: self._selection_changed()).bind_value(
+                ui.switch("Select", value=f.selecting, on_change=lambda _: self._selecting_changed()).bind_value(
                     f, "selecting")
 
     async def _date_changed(self, name: str) -> None:
@@ -131,11 +123,11 @@ class GalleryView:
 
     async def clear_filters(self) -> None:
         """Back to everything, newest first (the controls follow through their bindings)."""
-        selecting, selected = self.filters.selecting, self.filters.selected
+        selecting = self.filters.selecting
         self.filters.search, self.filters.model, self.filters.order = "", "", "newest"
         self.filters.favourites, self.filters.show_nsfw, self.filters.expiring_soon = False, True, False
         self.filters.since = self.filters.until = ""
-        self.filters.selecting, self.filters.selected = selecting, selected
+        self.filters.selecting = selecting
         self.since.set(None, notify=False)
         self.until.set(None, notify=False)
         await self.reload()
@@ -163,15 +155,15 @@ class GalleryView:
         page = await self._fetch(query, None)
         if page is None or version != self.version:
             return
-        self.grid.clear()
-        self.tiles.clear()
         self.generation_of.clear()
-        self._show(page)
+        self.grid.replace(self._tiles(page), more=page.next_cursor is not None)
+        self.cursor = page.next_cursor
         self._empty_state(query if not page.items else None)
         if version > 1:  # a change of filters, not the first view
             self.announcer.say(_count_message(query, page))
 
-    async def load_more(self, *_: object) -> None:
+    async def load_more(self) -> None:
+        """The next page, asked for by the grid as the person scrolls near its end (or by its button)."""
         if self.cursor is None or self.loading:
             return
         version = self.version
@@ -181,21 +173,30 @@ class GalleryView:
         finally:
             self.loading = False
         if page is not None and version == self.version:
-            self._show(page)
+            self.grid.append(self._tiles(page), more=page.next_cursor is not None)
+            self.cursor = page.next_cursor
 
     async def _fetch(self, query: gallery.GalleryQuery, cursor: str | None) -> gallery.GalleryPage | None:
         try:
-            return await run.io_bound(transact, gallery.page, self.viewer.user.id, query, cursor)
+            return await blocking.io_bound(transact, gallery.page, self.viewer.user.id, query, cursor)
         except gallery.InvalidCursor as exc:
             self.banner.error(str(exc))
             return None
 
-    def _show(self, page: gallery.GalleryPage) -> None:
-        with self.grid:
-            for item in page.items:
-                self._tile(item)
-        self.cursor = page.next_cursor
-        self.more.set_visibility(page.next_cursor is not None)
+    def _tiles(self, page: gallery.GalleryPage) -> list[Tile]:
+        moment = now()
+        tiles = []
+        for item in page.items:
+            image = item.image
+            self.generation_of[image.id] = image.generation_id
+            expiry = ""
+            if image.expires_at is not None:
+                days = max(0, (image.expires_at - moment).days)
+                expiry = f"expires in {days} day{'s' if days != 1 else ''}"
+            # The prompt names the tile's button (the picture itself is decorative): as text, never markup.
+            tiles.append(tile(image.id, image.width, image.height, label=item.prompt[:120], favourite=image.favourite,
+                              sensitive=image.nsfw, expiry=expiry))
+        return tiles
 
     def _empty_state(self, query: gallery.GalleryQuery | None) -> None:
         """Explain an empty grid: a new gallery, or filters that match nothing (naming the search)."""
@@ -217,63 +218,33 @@ class GalleryView:
                 ui.label("Everything you create in the studio lands here, private to you.").classes("r-muted")
                 ui.button("Open the studio", on_click=lambda: ui.navigate.to("/studio")).props("unelevated no-caps")
 
-    def _tile(self, item: gallery.GalleryItem) -> None:
-        image = item.image
-        with ui.element("figure").classes("r-tile").props('role="listitem"') as tile:
-            set_style(tile, aspect_ratio=f"{image.width} / {image.height}")
-            Picture(f"/media/thumbnails/{image.id}").classes("r-tile-img")  # decorative: the button names it
-            if image.nsfw:
-                tile.classes("r-tile--hidden")
-            # A real button over the picture: Enter and Space open it, as anyone expects of a button.
-            opener = ui.element("button").classes("r-tile-open").props('type="button"')
-            set_attributes(opener, aria_label=item.prompt[:120])
-            opener.on("click", lambda image_id=image.id: self._tile_clicked(image_id))
-            with ui.element("div").classes("r-tile-badges"):
-                if image.favourite:
-                    ui.icon("favorite").props('aria-label="Favourite"')
-                if image.expires_at is not None:
-                    days = max(0, (image.expires_at - now()).days)
-                    ui.label(f"expires in {days} day{'s' if days != 1 else ''}").classes("r-expiry")
-            check = ui.checkbox(value=image.id in self.filters.selected,
-                                on_change=lambda e, image_id=image.id: self._toggle(image_id, e.value)).props(
-                'aria-label="Select"').classes("r-tile-check")
-            check.bind_visibility_from(self.filters, "selecting")
-        self.tiles[image.id] = tile
-        self.generation_of[image.id] = image.generation_id
-
-    async def _tile_clicked(self, image_id: uuid.UUID) -> None:
-        if self.filters.selecting:
-            self._toggle(image_id, image_id not in self.filters.selected)
-            return
+    async def _tile_opened(self, image_id: uuid.UUID) -> None:
         await self.open_detail(str(image_id))
 
     # --- selection ---------------------------------------------------------------------------------------------------
 
-    def _toggle(self, image_id: uuid.UUID, selected: bool) -> None:
-        if selected:
-            self.filters.selected.add(image_id)
-        else:
-            self.filters.selected.discard(image_id)
-        if (tile := self.tiles.get(image_id)) is not None:
-            tile.classes(add="r-tile--selected") if selected else tile.classes(remove="r-tile--selected")
-            for child in tile.descendants():
-                if isinstance(child, ui.checkbox) and child.value != selected:
-                    child.value = selected
+    def _selecting_changed(self) -> None:
+        self.grid.set_selecting(self.filters.selecting, self.selected)
+        self._selection_changed()
+
+    def _selected(self, selected: set[uuid.UUID]) -> None:
+        self.selected = selected
         self._selection_changed()
 
     def _selection_changed(self) -> None:
-        count = len(self.filters.selected)
+        count = len(self.selected)
         self.bulk.set_visibility(self.filters.selecting and count > 0)
         self.bulk_label.text = f"{count} selected"
 
     def _clear_selection(self) -> None:
-        for image_id in list(self.filters.selected):
-            self._toggle(image_id, False)
+        self.selected = set()
+        self.grid.clear_selection()
+        self._selection_changed()
 
     async def _bulk_favourite(self, favourite: bool) -> None:
         async def work(signed_in: SignedIn) -> None:
-            count = await run.io_bound(transact, gallery.set_favourites, signed_in.user.id,
-                                       list(self.filters.selected), favourite)
+            count = await blocking.io_bound(transact, gallery.set_favourites, signed_in.user.id,
+                                            list(self.selected), favourite)
             ui.notify(f"{count} image{'s' if count != 1 else ''} {'added to' if favourite else 'removed from'} "
                       "favourites")
             await self.reload()
@@ -281,22 +252,21 @@ class GalleryView:
 
     async def _bulk_download(self) -> None:
         async def work(signed_in: SignedIn) -> None:
-            ticket = runtime.current().downloads.issue(signed_in.user.id, list(self.filters.selected))
+            ticket = runtime.current().downloads.issue(signed_in.user.id, list(self.selected))
             ui.download(f"/media/zip/{ticket}")
         await auth.action(work)()
 
     async def _bulk_delete(self) -> None:
-        count = len(self.filters.selected)
+        count = len(self.selected)
         if not await confirm(self.dialog_host, f"Delete {count} image{'s' if count != 1 else ''}? This cannot be "
                              "undone.", f"Delete {count}"):
             return
 
         async def work(signed_in: SignedIn) -> None:
-            chosen = list(self.filters.selected)
+            chosen = list(self.selected)
             emptied_maybe = {self.generation_of[i] for i in chosen if i in self.generation_of}
             deleted = await image_files.delete_images(runtime.current().storage, signed_in.user.id, chosen)
-            self.filters.selected.clear()
-            self._selection_changed()
+            self._clear_selection()
             ui.notify(f"Deleted {deleted} image{'s' if deleted != 1 else ''}")
             await self.reload()
             await self.offer_prompt_deletion(emptied_maybe)
@@ -308,7 +278,8 @@ class GalleryView:
         Deleting images keeps the prompt, which stays in the history; a person who deleted every image of a
         generation may well want the prompt gone too, and should not have to find it there.
         """
-        emptied = await run.io_bound(transact, gallery.emptied_generations, self.viewer.user.id, list(generation_ids))
+        emptied = await blocking.io_bound(transact, gallery.emptied_generations, self.viewer.user.id,
+                                          list(generation_ids))
         if not emptied:
             return
         if len(emptied) == 1:
@@ -323,8 +294,8 @@ class GalleryView:
         async def work(signed_in: SignedIn) -> None:
             deleted = 0
             for generation_id in emptied:
-                deleted += await run.io_bound(transact, generations.delete_generation, runtime.current().storage,
-                                              signed_in.user, generation_id)
+                deleted += await blocking.io_bound(transact, generations.delete_generation, runtime.current().storage,
+                                                   signed_in.user, generation_id)
             ui.notify("Prompt deleted" if deleted == 1 else f"{deleted} prompts deleted")
         await auth.action(work)()
 
@@ -335,14 +306,14 @@ class GalleryView:
             parsed = uuid.UUID(image_id)
         except ValueError:
             parsed = None
-        found = await run.io_bound(transact, gallery.detail, self.viewer.user.id, parsed) if parsed else None
+        found = await blocking.io_bound(transact, gallery.detail, self.viewer.user.id, parsed) if parsed else None
         if found is None:
             self.banner.error("That image does not exist or has expired.")
             ui.navigate.history.replace("/gallery")
             return
         image, generation = found
-        previous, following = await run.io_bound(transact, gallery.neighbours, self.viewer.user.id, image,
-                                                 self.filters.query())
+        previous, following = await blocking.io_bound(transact, gallery.neighbours, self.viewer.user.id, image,
+                                                      self.filters.query())
         ui.navigate.history.replace(f"/gallery?image={image.id}")
         # Dialogs live in a host of the page's own: opened from another dialog's key or button, they would
         # otherwise become its children and vanish with it.
@@ -362,18 +333,7 @@ class GalleryView:
 
     def mark_favourite(self, image_id: uuid.UUID, favourite: bool) -> None:
         """Show a favourite change made in the detail dialog on the tile behind it."""
-        tile = self.tiles.get(image_id)
-        if tile is None:
-            return
-        badges = next((child for child in tile.default_slot.children if "r-tile-badges" in child.classes), None)
-        if badges is None:
-            return
-        hearts = [child for child in badges.default_slot.children if isinstance(child, ui.icon)]
-        for heart in hearts:
-            heart.delete()
-        if favourite:
-            with badges:
-                ui.icon("favorite").props('aria-label="Favourite"').move(badges, target_index=0)
+        self.grid.patch(image_id, favourite=favourite)
 
 
 class Detail:
@@ -470,8 +430,8 @@ class Detail:
     async def _toggle_favourite(self) -> None:
         async def work(signed_in: SignedIn) -> None:
             self.image.favourite = not self.image.favourite
-            await run.io_bound(transact, gallery.set_favourites, signed_in.user.id, [self.image.id],
-                               self.image.favourite)
+            await blocking.io_bound(transact, gallery.set_favourites, signed_in.user.id, [self.image.id],
+                                    self.image.favourite)
             self.favourite.props["icon"] = "favorite" if self.image.favourite else "favorite_border"
             self.favourite.text = "Unfavourite" if self.image.favourite else "Favourite"
             self.view.mark_favourite(self.image.id, self.image.favourite)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.choice_group import ChoiceGroup
 from components.frame import frame
 from components.gallery_tabs import gallery_tabs
@@ -41,9 +41,9 @@ def create() -> None:
             cursor: list[str | None] = [None]
 
             async def load() -> None:
-                items, cursor[0] = await run.io_bound(transact, gallery.history, viewer.user.id, status=chosen,
-                                                      cursor=cursor[0])
-                images = await run.io_bound(transact, generations.images_of, [g.id for g, _ in items])
+                items, cursor[0] = await blocking.io_bound(transact, gallery.history, viewer.user.id, status=chosen,
+                                                           cursor=cursor[0])
+                images = await blocking.io_bound(transact, generations.images_of, [g.id for g, _ in items])
                 with listing:
                     if not items and not listing.default_slot.children:
                         ui.label("No generations yet." if chosen is None else "No generations with this status."
@@ -103,8 +103,8 @@ async def _delete(row: ui.element, generation: Generation, count: int, dialog_ho
         try:
             if current.queue.state(generation.id) is not None:  # running, or cancelled and not stopped yet
                 raise generations.GenerationBusy(generations.BUSY_MESSAGE)
-            deleted = await run.io_bound(transact, generations.delete_generation, current.storage, signed_in.user,
-                                         generation.id)
+            deleted = await blocking.io_bound(transact, generations.delete_generation, current.storage, signed_in.user,
+                                              generation.id)
         except generations.GenerationBusy as exc:
             ui.notify(str(exc), type="warning")
             return

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nicegui import run, ui
+from nicegui import ui
 
+from components import blocking
 from components.frame import frame
 from components.text import heading
 from rupali import legal as legal_documents
@@ -20,7 +21,7 @@ def create() -> None:
 def _register(slug: str) -> None:
     @ui.page(f"/legal/{slug}")
     async def legal_page() -> None:
-        published = await run.io_bound(transact, legal.current, slug, get_settings())
+        published = await blocking.io_bound(transact, legal.current, slug, get_settings())
         document = published.document
         async with frame(document.title):
             with ui.element("article").classes("r-prose"):

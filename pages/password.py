@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nicegui import run, ui
+from nicegui import ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, card, text_input
 from components.frame import frame
 from rupali.config import get_settings
@@ -22,7 +22,7 @@ def create() -> None:
 
     @ui.page("/reset")
     async def reset_page(token: str = "") -> None:
-        usable = await run.io_bound(transact, accounts.token_is_usable, token, TokenPurpose.RESET_PASSWORD)
+        usable = await blocking.io_bound(transact, accounts.token_is_usable, token, TokenPurpose.RESET_PASSWORD)
         async with frame("Choose a new password"):
             with card("Choose a new password"):
                 if usable:
@@ -38,8 +38,8 @@ def _request_form() -> None:
     async def submit() -> None:
         banner.clear()
         try:
-            await run.io_bound(transact, accounts.request_password_reset, get_settings(), email=email.value or "",
-                               ip=auth.client_ip())
+            await blocking.io_bound(transact, accounts.request_password_reset, get_settings(), email=email.value or "",
+                                    ip=auth.client_ip())
         except (users.InvalidAccount, ratelimit.RateLimited) as exc:
             banner.error(str(exc))
             return
@@ -64,8 +64,8 @@ def _reset_form(token: str) -> None:
             banner.error("The two passwords do not match.")
             return
         try:
-            await run.io_bound(transact, accounts.reset_password, get_settings(), token=token,
-                               new_password=password.value or "")
+            await blocking.io_bound(transact, accounts.reset_password, get_settings(), token=token,
+                                    new_password=password.value or "")
         except (accounts.AccountError, users.InvalidAccount) as exc:
             banner.error(str(exc))
             return

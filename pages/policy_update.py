@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi.responses import RedirectResponse
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, card
 from components.frame import frame
 from rupali import dates
@@ -23,7 +23,7 @@ def create() -> None:
         assert viewer is not None  # gated
         target = safe_next(next)
         settings = get_settings()
-        pending = await run.io_bound(transact, policy_updates.pending, settings, viewer.user.id)
+        pending = await blocking.io_bound(transact, policy_updates.pending, settings, viewer.user.id)
         if not pending:
             return RedirectResponse(target, status_code=303)
         locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
@@ -41,7 +41,7 @@ def create() -> None:
 
                 async def accept(signed_in: SignedIn) -> None:
                     banner.clear()
-                    await run.io_bound(transact, policy_updates.accept, get_settings(), signed_in.user)
+                    await blocking.io_bound(transact, policy_updates.accept, get_settings(), signed_in.user)
                     ui.navigate.to(target)
 
                 ui.button("Accept and continue", on_click=auth.action(accept)).props(

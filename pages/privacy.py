@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from babel import Locale
-from nicegui import context, events, run, ui
+from nicegui import context, events, ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, text_input
 from components.frame import frame, sign_out
 from components.tables import table
@@ -35,7 +35,7 @@ def create() -> None:
         assert viewer is not None  # gated
         settings = get_settings()
         locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
-        data = await run.io_bound(transact, _load, settings, viewer.user)
+        data = await blocking.io_bound(transact, _load, settings, viewer.user)
         async with frame("Privacy center", active="/privacy"):
             heading("Privacy center")
             ui.label("Everything Rupali holds about you, when each kind of it is deleted, and every control the "
@@ -180,7 +180,7 @@ class ExportPanel:
     async def _request(self, signed_in: SignedIn) -> None:
         self.banner.clear()
         try:
-            export = await run.io_bound(transact, exports.request_export, get_settings(), signed_in.user)
+            export = await blocking.io_bound(transact, exports.request_export, get_settings(), signed_in.user)
         except exports.ExportError as error:
             self.banner.error(str(error))
             return
@@ -188,7 +188,7 @@ class ExportPanel:
         self.show(export)
 
     async def _poll(self) -> None:
-        export = await run.io_bound(transact, exports.latest, self.user)
+        export = await blocking.io_bound(transact, exports.latest, self.user)
         self.show(export)  # the status line is a live region: "Your download is ready" is announced from there
 
 
@@ -220,8 +220,8 @@ def _choices_section(user: User, analytics_configured: bool) -> None:
 
 def _toggle(kind: ConsentKind) -> Callable[[SignedIn, events.ValueChangeEventArguments], object]:
     async def toggle(signed_in: SignedIn, event: events.ValueChangeEventArguments) -> None:
-        await run.io_bound(transact, preferences.set_preference, get_settings(), signed_in.user, kind,
-                           bool(event.value), source="privacy-center")
+        await blocking.io_bound(transact, preferences.set_preference, get_settings(), signed_in.user, kind,
+                                bool(event.value), source="privacy-center")
         label = preferences.PREFERENCES[kind].label
         ui.notify(f"{label}: {'on' if event.value else 'off'}. Saved.")
         if kind is ConsentKind.ANALYTICS:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi.responses import RedirectResponse
-from nicegui import app, run, ui
+from nicegui import app, ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, card, text_input
 from components.frame import frame
 from pages.auth_routes import FLASH_KEY
@@ -50,8 +50,8 @@ def _password_form(banner: Banner, target: str) -> None:
         banner.clear()
         settings = get_settings()
         try:
-            user = await run.io_bound(transact, accounts.authenticate, settings, email=email.value or "",
-                                      password=password.value or "", ip=auth.client_ip())
+            user = await blocking.io_bound(transact, accounts.authenticate, settings, email=email.value or "",
+                                           password=password.value or "", ip=auth.client_ip())
         except accounts.EmailNotVerified as exc:
             auth.deliver_mail_soon()
             banner.error(str(exc))
@@ -59,8 +59,8 @@ def _password_form(banner: Banner, target: str) -> None:
         except (accounts.AccountError, users.InvalidAccount, ratelimit.RateLimited) as exc:
             banner.error(str(exc))
             return
-        code = await run.io_bound(transact, sessions.start, settings, user, method="password", ip=auth.client_ip(),
-                                  user_agent=auth.user_agent(), visitor_id=auth.visitor_id())
+        code = await blocking.io_bound(transact, sessions.start, settings, user, method="password", ip=auth.client_ip(),
+                                       user_agent=auth.user_agent(), visitor_id=auth.visitor_id())
         auth.deliver_mail_soon()
         ui.navigate.to(f"/auth/complete?code={code}&next={quote(target, safe='')}")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi.responses import RedirectResponse
-from nicegui import run, ui
+from nicegui import ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, ConsentChoices, card, text_input
 from components.frame import frame
 from rupali.config import get_settings
@@ -46,9 +46,9 @@ def _form(minimum_age: int, mail_to_log: bool) -> None:
         age_confirmed, accepted = choices.value
         consent = accounts.Consent(age_confirmed=age_confirmed, accepted_policies=accepted)
         try:
-            await run.io_bound(transact, accounts.sign_up, get_settings(), email=email.value or "",
-                               full_name=name.value or "", password=password.value or "", consent=consent,
-                               ip=auth.client_ip())
+            await blocking.io_bound(transact, accounts.sign_up, get_settings(), email=email.value or "",
+                                    full_name=name.value or "", password=password.value or "", consent=consent,
+                                    ip=auth.client_ip())
         except (accounts.AccountError, users.InvalidAccount, ratelimit.RateLimited) as exc:
             banner.error(str(exc))
             return

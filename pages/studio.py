@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from nicegui import events, run, ui
+from nicegui import binding, events, ui
 
-from components import auth
+from components import auth, blocking, lazy
 from components.announcer import Announcer
 from components.choice_group import ChoiceGroup
 from components.file_drop import FileDrop
 from components.forms import Banner
 from components.frame import frame
-from components.image_grid import image_grid
 from components.picture import Picture
 from components.size_picker import SizePicker
 from components.text import heading, set_attributes
+from components.tile_grid import TileGrid, tile
 from rupali import runtime
 from rupali.db import transact
 from rupali.generation_queue import JobState
@@ -40,9 +40,9 @@ EXAMPLE_PROMPTS = (
 )
 
 
-@dataclass
+@binding.bindable_dataclass
 class StudioState:
-    """Everything the form holds; bound to the inputs."""
+    """Everything the form holds, bound to the inputs (bindable: a change reaches them at once, nothing is polled)."""
 
     prompt: str | None = ""
     negative_prompt: str | None = ""
@@ -67,26 +67,24 @@ def create() -> None:
         assert viewer is not None  # gated
         current = runtime.current()
         catalogue = await current.providers.catalogue()
-        recent = await run.io_bound(transact, generations.recent, viewer.user.id, RECENT)
-        images = await run.io_bound(transact, generations.images_of, [g.id for g in recent])
-        given = await run.io_bound(transact, feedback.given, viewer.user.id, [g.id for g in recent])
-        balance = await run.io_bound(transact, current.credits.balance, viewer.user)  # None: billing is off
-        state = StudioState()
+        balance = await blocking.io_bound(transact, current.credits.balance, viewer.user)  # None: billing is off
+        # Only the latest seed now, for the seed field's hint; the recent results follow once the page is shown.
+        latest = await blocking.io_bound(transact, generations.recent, viewer.user.id, 1)
+        state = StudioState(last_seed=latest[0].seed if latest else None)
         if catalogue:
             _apply_model(state, catalogue[0])
-        if recent:
-            state.last_seed = recent[0].seed
-        if use:
-            source = next((g for g in recent if str(g.id) == use), None) or await _load(viewer, use)
-            if source is not None:
-                _apply_generation(state, source, keep_seed=not remix)
+        if use and (source := await _load(viewer, use)) is not None:
+            _apply_generation(state, source, keep_seed=not remix)
         async with frame("Studio", active="/studio"):
-            Studio(viewer, catalogue, state, balance, given).build(recent, images)
+            studio = Studio(viewer, catalogue, state, balance)
+            studio.build()
+        # The form goes out at once; the recent results follow over the live connection once it is open.
+        await studio.show_recent()
 
 
 async def _load(viewer: SignedIn, generation_id: str) -> Generation | None:
     try:
-        return await run.io_bound(transact, generations.for_user, viewer.user.id, uuid.UUID(generation_id))
+        return await blocking.io_bound(transact, generations.for_user, viewer.user.id, uuid.UUID(generation_id))
     except (ValueError, generations.GenerationNotFound):
         return None
 
@@ -115,19 +113,20 @@ class Studio:
     """The studio of one page view."""
 
     def __init__(self, viewer: SignedIn, catalogue: list[ModelChoice], state: StudioState,
-                 balance: int | None = None, given: dict[uuid.UUID, feedback.Given] | None = None) -> None:
+                 balance: int | None = None) -> None:
         self.viewer = viewer
         self.ip = auth.client_ip()  # of the page's own request: the address the limits count submissions from
         self.balance = balance  # the person's credits; None when generating is free (billing off)
-        self.given = given if given is not None else {}  # the person's thumbs on the results shown
+        self.given: dict[uuid.UUID, feedback.Given] = {}  # the person's thumbs on the results shown
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
         self.jobs: dict[uuid.UUID, ui.element] = {}
         self.heard: dict[uuid.UUID, str] = {}  # the last thing announced about each running job
         self.fields: dict[str, ui.element] = {}
         self.size_picker: SizePicker | None = None
+        self.timer: ui.timer | None = None  # watches running jobs; there is none while nothing runs
 
-    def build(self, recent: list[Generation], images: dict[uuid.UUID, list[Image]]) -> None:
+    def build(self) -> None:
         self.announcer = Announcer()  # progress and results, for screen readers
         with ui.element("div").classes("r-studio"):
             with ui.element("section").classes("r-studio-form").props('aria-label="Describe your image"'):
@@ -136,14 +135,22 @@ class Studio:
                 # One list, newest first: new jobs join the recent generations under the same heading.
                 self.results_heading = heading("Recent", 2)
                 self.results = ui.column().classes("w-full gap-4 r-results")
-                with self.results:
-                    for generation in recent:
-                        self._generation_card(generation, images.get(generation.id, []))
                 self.empty = ui.column().classes("r-empty w-full r-studio-empty")
-                with self.empty:
-                    self._examples()
-                self._show_empty(not recent)
-        ui.timer(0.5, self._refresh_jobs)
+                self.results_heading.set_visibility(False)
+                self.empty.set_visibility(False)
+
+    async def show_recent(self) -> None:
+        """The latest results under the form, read and built once the page is shown."""
+        user_id = self.viewer.user.id
+        recent = await blocking.io_bound(transact, generations.recent, user_id, RECENT)
+        ids = [generation.id for generation in recent]
+        images = await blocking.io_bound(transact, generations.images_of, ids)
+        self.given.update(await blocking.io_bound(transact, feedback.given, user_id, ids))
+        with self.results:
+            for generation in recent:
+                if generation.id not in self.jobs:  # one submitted meanwhile already has its card
+                    self._generation_card(generation, images.get(generation.id, []))
+        self._show_empty(not recent and not self.jobs)
 
     # --- the form --------------------------------------------------------------------------------------------------
 
@@ -161,14 +168,9 @@ class Studio:
             prompt.on("keydown.meta.enter", self._generate)
             prompt.on_value_change(lambda: setattr(prompt, "error", None))
             self.fields["prompt"] = prompt
-            self.negative_expansion = ui.expansion("Negative prompt").classes("w-full r-expansion").bind_value_from(
-                state, "negative_prompt", backward=bool)
-            with self.negative_expansion:
-                negative = ui.textarea("Things to avoid", placeholder="blurry, text, watermark").props(
-                    "outlined autogrow counter").classes("w-full").bind_value(state, "negative_prompt")
-                set_attributes(negative, maxlength=PROMPT_MAX)
-                negative.on_value_change(lambda: setattr(negative, "error", None))
-                self.fields["negative_prompt"] = negative
+            # Built when opened; a negative prompt (typed, or loaded from an earlier generation) keeps it open.
+            self.negative_expansion = lazy.expansion("Negative prompt", self._negative_field).classes(
+                "w-full r-expansion").bind_value_from(state, "negative_prompt", backward=bool)
 
             options = {key: self._model_label(choice) for key, choice in self.catalogue.items()}
             if state.model not in options:
@@ -196,6 +198,13 @@ class Studio:
                 "unelevated no-caps size=lg").classes("w-full")
         self._model_changed(initial=True)  # fills the model-dependent areas above and the cost line
         model_select.on_value_change(lambda _: self._model_changed())
+
+    def _negative_field(self) -> None:
+        negative = ui.textarea("Things to avoid", placeholder="blurry, text, watermark").props(
+            "outlined autogrow counter").classes("w-full").bind_value(self.state, "negative_prompt")
+        set_attributes(negative, maxlength=PROMPT_MAX)
+        negative.on_value_change(lambda: setattr(negative, "error", None))
+        self.fields["negative_prompt"] = negative
 
     def _model_label(self, choice: ModelChoice) -> str:
         return choice.info.label if not choice.info.is_ai else f"{choice.info.label} · {choice.provider_label}"
@@ -245,9 +254,10 @@ class Studio:
                     "outlined dense clearable").classes("grow").bind_value(state, "seed", forward=_whole_or_none)
                 self.fields["seed"] = self.seed_input
                 ui.button(icon="casino", on_click=self._new_seed).props(
-                    'flat round aria-label="New random seed"').tooltip("New random seed")
-                ui.checkbox("Lock", on_change=self._lock_changed).props('aria-label="Keep this seed"').bind_value(
-                    state, "lock_seed").tooltip("Keep this seed for the next generations")
+                    'flat round aria-label="New random seed" title="New random seed"')
+                ui.checkbox("Lock", on_change=self._lock_changed).props(
+                    'aria-label="Keep this seed" title="Keep this seed for the next generations"').bind_value(
+                    state, "lock_seed")
             self._seed_hint()
 
     def _source_controls(self) -> None:
@@ -256,42 +266,48 @@ class Studio:
         if not info.img2img:
             state.upload_id = None
             return
-        with self.source_area, ui.expansion("Start from an image (optional)").classes("w-full r-expansion"):
-            preview = ui.row().classes("items-center gap-3")
+        with self.source_area:
+            # Built when opened; a source image already chosen (the model changed meanwhile) opens it.
+            lazy.expansion("Start from an image (optional)", self._source_fields).classes(
+                "w-full r-expansion").set_value(state.upload_id is not None)
 
-            def show() -> None:
-                preview.clear()
-                if state.upload_id is None:
-                    return
-                with preview:
-                    Picture(f"/media/uploads/{state.upload_id}", alt="Source image", lazy=False).classes(
-                        "r-source-preview")
-                    ui.button("Remove", on_click=lambda: (setattr(state, "upload_id", None), show(),
-                                                          self._update_cost())).props(
-                        'flat no-caps aria-label="Remove the source image"')
+    def _source_fields(self) -> None:
+        state = self.state
+        preview = ui.row().classes("items-center gap-3")
 
-            async def uploaded(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
-                data = await event.file.read()
-                current = runtime.current()
-                try:
-                    upload = await run.io_bound(transact, uploads.store, current.storage, current.settings,
-                                                signed_in.user, data)
-                except InvalidImage as exc:
-                    self.banner.error(str(exc))
-                    return
-                self.banner.clear()
-                state.upload_id = upload.id
-                show()
-                self._update_cost()  # image-to-image may be priced differently
+        def show() -> None:
+            preview.clear()
+            if state.upload_id is None:
+                return
+            with preview:
+                Picture(f"/media/uploads/{state.upload_id}", alt="Source image", lazy=False).classes(
+                    "r-source-preview")
+                ui.button("Remove", on_click=lambda: (setattr(state, "upload_id", None), show(),
+                                                      self._update_cost())).props(
+                    'flat no-caps aria-label="Remove the source image"')
 
-            limit = runtime.current().settings.upload_max_mb
-            FileDrop("Choose a source image", max_bytes=limit * 1024 * 1024, on_upload=auth.action(uploaded),
-                     on_refused=self.banner.error).classes("w-full")
-            with ui.row().classes("w-full items-center gap-3 no-wrap"):
-                ui.label("Strength").classes("r-field-label")
-                ui.slider(min=0, max=1, step=0.05).props('label aria-label="Strength"').classes(
-                    "grow").bind_value(state, "strength")
+        async def uploaded(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
+            data = await event.file.read()
+            current = runtime.current()
+            try:
+                upload = await blocking.io_bound(transact, uploads.store, current.storage, current.settings,
+                                                 signed_in.user, data)
+            except InvalidImage as exc:
+                self.banner.error(str(exc))
+                return
+            self.banner.clear()
+            state.upload_id = upload.id
             show()
+            self._update_cost()  # image-to-image may be priced differently
+
+        limit = runtime.current().settings.upload_max_mb
+        FileDrop("Choose a source image", max_bytes=limit * 1024 * 1024, on_upload=auth.action(uploaded),
+                 on_refused=self.banner.error).classes("w-full")
+        with ui.row().classes("w-full items-center gap-3 no-wrap"):
+            ui.label("Strength").classes("r-field-label")
+            ui.slider(min=0, max=1, step=0.05).props('label aria-label="Strength"').classes(
+                "grow").bind_value(state, "strength")
+        show()
 
     # --- seed ------------------------------------------------------------------------------------------------------
 
@@ -340,7 +356,7 @@ class Studio:
         if self.balance is None:
             return
         current = runtime.current()
-        self.balance = await run.io_bound(transact, current.credits.balance, self.viewer.user)
+        self.balance = await blocking.io_bound(transact, current.credits.balance, self.viewer.user)
         self._update_cost()
 
     def _show_short(self, message: str) -> None:
@@ -375,8 +391,8 @@ class Studio:
             # Input to correct is not a generation: only a valid request counts against the limits.
             generations.validate(current.settings, choice, form)
             abuse.check_generation(current.settings, signed_in.user.id, self.ip)
-            generation = await run.io_bound(transact, abuse.submit, current.settings, signed_in.user, choice,
-                                            form, current.credits)
+            generation = await blocking.io_bound(transact, abuse.submit, current.settings, signed_in.user, choice,
+                                                 form, current.credits)
         except generations.InvalidGeneration as exc:
             self._show_error(str(exc), exc.field)
             return
@@ -402,6 +418,8 @@ class Studio:
         if live is not None:
             self.jobs[generation.id] = card
             self._paint_live(card, generation.id, live)  # at once, not at the next refresh tick
+            if self.timer is None:
+                self.timer = ui.timer(0.5, self._refresh_jobs)
         else:
             self._paint_job(card, generation, [])  # blocked before it was queued
             self.announcer.say(_outcome(generation, 0))
@@ -432,15 +450,19 @@ class Studio:
 
     async def _refresh_jobs(self) -> None:
         queue = runtime.current().queue
+        if not self.jobs and self.timer is not None:  # nothing left to watch: no ticking for an idle page
+            self.timer.cancel()
+            self.timer = None
+            return
         for generation_id, card in list(self.jobs.items()):
             live = queue.state(generation_id)
             if live is not None:
                 self._paint_live(card, generation_id, live)
                 continue
-            generation = await run.io_bound(transact, generations.for_user, self.viewer.user.id, generation_id)
+            generation = await blocking.io_bound(transact, generations.for_user, self.viewer.user.id, generation_id)
             if not generation.finished:
                 continue  # between the queue and the database: look again next tick
-            images = await run.io_bound(transact, generations.images_of, [generation_id])
+            images = await blocking.io_bound(transact, generations.images_of, [generation_id])
             del self.jobs[generation_id]
             self.heard.pop(generation_id, None)
             self._paint_job(card, generation, images[generation_id])
@@ -495,6 +517,9 @@ class Studio:
     # --- results -----------------------------------------------------------------------------------------------------
 
     def _show_empty(self, empty: bool) -> None:
+        if empty and not self.empty.default_slot.children:
+            with self.empty:
+                self._examples()
         self.empty.set_visibility(empty)
         self.results_heading.set_visibility(not empty)
 
@@ -527,19 +552,41 @@ class Studio:
                     meta += f" · {generation.duration_ms / 1000:.1f} s"
                 ui.label(meta).classes("r-muted text-sm")
             with ui.row().classes("gap-1 no-wrap"):
+                # A native title for the mouse: a tooltip element per button on every card would cost the server.
                 ui.button(icon="tune", on_click=lambda: self._use(generation, keep_seed=True)).props(
-                    'flat round dense aria-label="Use these parameters"').tooltip("Use these parameters")
+                    'flat round dense aria-label="Use these parameters" title="Use these parameters"')
                 ui.button(icon="shuffle", on_click=lambda: self._use(generation, keep_seed=False)).props(
-                    'flat round dense aria-label="Remix: same parameters, new seed"').tooltip("Remix (new seed)")
+                    'flat round dense aria-label="Remix: same parameters, new seed" title="Remix (new seed)"')
         if generation.status in {GenerationStatus.FAILED, GenerationStatus.BLOCKED, GenerationStatus.CANCELLED}:
             ui.label(generation.error or "This generation did not finish.").classes(
                 "r-banner r-banner--error" if generation.status != GenerationStatus.CANCELLED else "r-muted")
         if images:
-            image_grid(images, on_use=lambda image: self._use(generation, keep_seed=True, seed=image.seed))
+            self._result_grid(generation, images)
             if generation.status == GenerationStatus.SUCCEEDED:
                 ResultFeedback(generation.id, self.given)
         elif generation.error and generation.status == GenerationStatus.SUCCEEDED:
             ui.label(generation.error).classes("r-muted")
+
+    def _result_grid(self, generation: Generation, images: list[Image]) -> None:
+        seeds = {image.id: image.seed for image in images}
+        TileGrid([tile(image.id, image.width, image.height, alt=f"Generated image, seed {image.seed}",
+                       favourite=image.favourite, sensitive=image.nsfw) for image in images],
+                 variant="results", usable=True).classes("w-full").on_use(
+            lambda image_id: self._use(generation, keep_seed=True, seed=seeds[image_id])).on_favourite(
+            self._favourite)
+
+    async def _favourite(self, image_id: uuid.UUID, wanted: bool) -> None:
+        grid = next((element for element in self.results.descendants()
+                     if isinstance(element, TileGrid) and image_id in element.ids()), None)
+
+        async def save(signed_in: SignedIn) -> None:
+            try:
+                updated = await blocking.io_bound(transact, generations.set_favourite, signed_in.user, image_id, wanted)
+            except generations.GenerationNotFound:  # deleted in another tab meanwhile
+                updated = None
+            if grid is not None:
+                grid.patch(image_id, favourite=updated.favourite if updated is not None else not wanted)
+        await auth.action(save)()
 
     def _use(self, generation: Generation, *, keep_seed: bool, seed: int | None = None) -> None:
         _apply_generation(self.state, generation, keep_seed=keep_seed, seed=seed)
@@ -567,13 +614,17 @@ class ResultFeedback:
                 self.down = ui.button(on_click=auth.action(self._rate_down)).props("flat round dense")
                 set_attributes(self.down, aria_label="Bad result")
             self.status = ui.label("").classes("r-muted text-sm").props('role="status"')
-            self.comment_area = ui.column().classes("w-full gap-2")
-            with self.comment_area:
-                self.comment = ui.textarea("Comment (optional)", value=current.comment if current else "").props(
-                    "outlined dense autogrow counter").classes("w-full")
-                set_attributes(self.comment, maxlength=feedback.COMMENT_MAX)
-                ui.button("Save comment", on_click=auth.action(self._save_comment)).props("outline no-caps dense")
+            self.comment_area = ui.column().classes("w-full gap-2")  # filled once a thumb is chosen
+        self.comment: ui.textarea | None = None
         self._show(current.rating if current else None)
+
+    def _comment_field(self) -> None:
+        current = self.given.get(self.generation_id)
+        with self.comment_area:
+            self.comment = ui.textarea("Comment (optional)", value=current.comment if current else "").props(
+                "outlined dense autogrow counter").classes("w-full")
+            set_attributes(self.comment, maxlength=feedback.COMMENT_MAX)
+            ui.button("Save comment", on_click=auth.action(self._save_comment)).props("outline no-caps dense")
 
     def _show(self, rating: int | None) -> None:
         """Pressed state as the icon, the colour and ``aria-pressed``; the comment only once a thumb is chosen."""
@@ -587,6 +638,8 @@ class ResultFeedback:
                 button.props(remove="color")
             set_attributes(button, aria_pressed="true" if pressed else "false")
             button.update()
+        if rating is not None and self.comment is None:
+            self._comment_field()
         self.comment_area.set_visibility(rating is not None)
 
     async def _rate_up(self, signed_in: SignedIn) -> None:
@@ -597,17 +650,18 @@ class ResultFeedback:
 
     async def _save_comment(self, signed_in: SignedIn) -> None:
         current = self.given.get(self.generation_id)
-        if current is not None:
+        if current is not None and self.comment is not None:
             await self._save(signed_in, current.rating, self.comment.value or "")
 
     async def _save(self, signed_in: SignedIn, rating: int, comment: str | None) -> None:
-        self.comment.error = None
+        if self.comment is not None:
+            self.comment.error = None
         try:
-            given = await run.io_bound(transact, feedback.give_feedback, signed_in.user, self.generation_id, rating,
-                                       comment)
+            given = await blocking.io_bound(transact, feedback.give_feedback, signed_in.user, self.generation_id,
+                                            rating, comment)
         except feedback.FeedbackError as exc:
             self.status.text = str(exc)
-            if comment is not None:
+            if comment is not None and self.comment is not None:
                 self.comment.error = str(exc)  # the field keeps what was typed
             return
         except feedback.GenerationNotFound:  # deleted in another tab meanwhile

@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 
 from babel import Locale
-from nicegui import context, run, ui
+from nicegui import context, ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, text_input
 from components.frame import frame
 from components.text import Text, heading, set_attributes, set_style
@@ -97,7 +97,7 @@ class VisitorForm:
         form = support.ContactForm(subject=self.subject.value, message=self.message.value, email=self.email.value,
                                    name=self.name.value)
         try:
-            ticket = await run.io_bound(transact, support.open_ticket, get_settings(), form, user=None, ip=self.ip)
+            ticket = await blocking.io_bound(transact, support.open_ticket, get_settings(), form, user=None, ip=self.ip)
         except support.SupportError as exc:
             _field_errors(self.fields, self.banner, exc)
             return
@@ -132,7 +132,7 @@ class PersonSupport:
             ui.button("Send message", on_click=auth.action(self._send)).props("unelevated no-caps")
 
     async def load(self, *, asked: bool = False) -> None:
-        views = await run.io_bound(transact, support.tickets_of, get_settings(), self.viewer.user.id)
+        views = await blocking.io_bound(transact, support.tickets_of, get_settings(), self.viewer.user.id)
         if asked and not any(view.id == self.selected for view in views):
             self.notice.error("That support request does not exist.")  # another person's id included
             self.selected = None
@@ -152,8 +152,8 @@ class PersonSupport:
         self.notice.clear()
         form = support.ContactForm(subject=self.subject.value, message=self.message.value)
         try:
-            ticket = await run.io_bound(transact, support.open_ticket, get_settings(), form, user=signed_in.user,
-                                        ip=auth.client_ip())
+            ticket = await blocking.io_bound(transact, support.open_ticket, get_settings(), form, user=signed_in.user,
+                                             ip=auth.client_ip())
         except support.SupportError as exc:
             _field_errors(self.fields, self.banner, exc)
             return
@@ -194,8 +194,8 @@ class TicketCard:
     async def _send(self, signed_in: SignedIn) -> None:
         _clear({"message": self.reply}, self.banner)
         try:
-            await run.io_bound(transact, support.reply_as_person, get_settings(), signed_in.user, self.view.id,
-                               self.reply.value)
+            await blocking.io_bound(transact, support.reply_as_person, get_settings(), signed_in.user, self.view.id,
+                                    self.reply.value)
         except support.SupportError as exc:
             _field_errors({"message": self.reply}, self.banner, exc)
             return

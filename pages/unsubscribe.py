@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.responses import PlainTextResponse
-from nicegui import app, run, ui
+from nicegui import app, ui
 
+from components import blocking
 from components.forms import Banner, card
 from components.frame import frame
 from rupali.config import get_settings
@@ -25,7 +26,7 @@ def create() -> None:
         settings = get_settings()
         async with frame("Unsubscribe"):
             try:
-                found = await run.io_bound(transact, preferences.read_token, settings, t)
+                found = await blocking.io_bound(transact, preferences.read_token, settings, t)
             except preferences.InvalidLink as error:
                 with card("This link does not work"):
                     ui.label(str(error))
@@ -37,8 +38,8 @@ def create() -> None:
 
                 async def confirm() -> None:
                     try:
-                        done = await run.io_bound(transact, preferences.unsubscribe, settings, t,
-                                                  source="unsubscribe-page")
+                        done = await blocking.io_bound(transact, preferences.unsubscribe, settings, t,
+                                                       source="unsubscribe-page")
                     except preferences.InvalidLink as error:
                         banner.error(str(error))
                         return
@@ -56,7 +57,7 @@ def create() -> None:
         if b"List-Unsubscribe=One-Click" not in body:
             return PlainTextResponse("Expected List-Unsubscribe=One-Click.", status_code=400)
         try:
-            await run.io_bound(transact, preferences.unsubscribe, get_settings(), t, source="one-click")
+            await blocking.io_bound(transact, preferences.unsubscribe, get_settings(), t, source="one-click")
         except preferences.InvalidLink as error:
             return PlainTextResponse(str(error), status_code=400)
         return PlainTextResponse("Unsubscribed.")

@@ -6,8 +6,9 @@ open links in advance cannot use it up.
 
 from __future__ import annotations
 
-from nicegui import run, ui
+from nicegui import ui
 
+from components import blocking
 from components.forms import Banner, card
 from components.frame import frame
 from rupali.db import transact
@@ -18,7 +19,7 @@ from rupali.services import accounts
 def create() -> None:
     @ui.page("/verify")
     async def verify_page(token: str = "") -> None:
-        purpose = await run.io_bound(transact, accounts.link_purpose, token)
+        purpose = await blocking.io_bound(transact, accounts.link_purpose, token)
         async with frame("Confirm your e-mail address"):
             with card("Confirm your e-mail address"):
                 if purpose is None:
@@ -39,7 +40,7 @@ def _confirm(token: str, purpose: TokenPurpose) -> None:
         banner.clear()
         work = accounts.confirm_email_change if is_change else accounts.verify_email
         try:
-            await run.io_bound(transact, work, token)
+            await blocking.io_bound(transact, work, token)
         except accounts.AccountError as exc:
             banner.error(str(exc))
             return

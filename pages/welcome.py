@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi.responses import RedirectResponse
-from nicegui import run, ui
+from nicegui import ui
 
-from components import auth
+from components import auth, blocking
 from components.forms import Banner, ConsentChoices, card
 from components.frame import frame
 from rupali.config import get_settings
@@ -39,7 +39,7 @@ def _consent_form(banner: Banner, minimum_age: int) -> None:
         age_confirmed, accepted = choices.value
         consent = accounts.Consent(age_confirmed=age_confirmed, accepted_policies=accepted)
         try:
-            await run.io_bound(transact, accounts.record_consent, get_settings(), signed_in.user, consent)
+            await blocking.io_bound(transact, accounts.record_consent, get_settings(), signed_in.user, consent)
         except accounts.AccountError as exc:
             banner.error(str(exc))
             return
@@ -53,8 +53,8 @@ def _check_inbox(banner: Banner, email: str) -> None:
 
     async def resend(_: auth.SignedIn) -> None:
         try:
-            await run.io_bound(transact, accounts.resend_verification, get_settings(), email=email,
-                               ip=auth.client_ip())
+            await blocking.io_bound(transact, accounts.resend_verification, get_settings(), email=email,
+                                    ip=auth.client_ip())
         except ratelimit.RateLimited as exc:
             banner.error(str(exc))
             return

@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     technical_log: bool = Field(
         True, description="Record one row per request and page view (route, status, timing, IP, browser) for "
                           "security and debugging; kept for the technical-log retention period")
+    page_connect_seconds: float = Field(
+        10, ge=1, le=120, description="How long a page whose browser never opens its live connection (a crawler, a "
+        "link preview) is kept in memory, in seconds")
     metrics_enabled: bool = Field(False, description="Serve Prometheus metrics at `/metrics` (needs a token)")
     metrics_token: SecretStr | None = Field(
         None, description="Bearer token a scraper sends to `/metrics` (`Authorization: Bearer …`), 24+ characters")

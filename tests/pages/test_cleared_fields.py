@@ -14,13 +14,13 @@ from nicegui.testing import User
 from sqlmodel import select
 
 from components.choice_group import ChoiceGroup
-from components.picture import Picture
 from rupali.clock import now
 from rupali.db import session_scope
 from rupali.models import Generation, GenerationStatus
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
 from tests.utils.signin import sign_in
+from tests.utils.tiles import wait_for_tiles
 
 
 @pytest.fixture
@@ -32,16 +32,8 @@ def errors(user: User) -> Iterator[list[Exception]]:
     assert caught == [], caught
 
 
-async def _thumbnails(user: User) -> int:
-    return sum("/media/thumbnails/" in element.source for element in user.find(Picture).elements)
-
-
 async def _wait_for_thumbnails(user: User, count: int) -> None:
-    for _ in range(100):
-        if await _thumbnails(user) == count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"expected {count} thumbnails, saw {await _thumbnails(user)}")
+    await wait_for_tiles(user, count, timeout=5)
 
 
 def _field(user: User, kind: type, label: str) -> ui.element:
@@ -91,9 +83,8 @@ async def test_a_date_filter_that_matches_nothing_offers_to_clear_the_filters(us
     await _wait_for_thumbnails(user, 1)
 
     tomorrow = (now() + timedelta(days=1)).date()
-    calendar = user.find(kind=ui.date).elements
-    assert len(calendar) == 2  # From and To
-    from_calendar = sorted(calendar, key=lambda element: element.id)[0]
+    user.find(kind=ui.input, content="From").click()  # the calendar is built when first opened
+    [from_calendar] = user.find(kind=ui.date).elements
     with user.client:
         from_calendar.set_value(tomorrow.isoformat())  # a day picked in the From calendar
     await user.should_see("No images match these filters.", retries=50)
@@ -142,6 +133,9 @@ async def test_cleared_steps_guidance_and_seed_mean_the_models_defaults(user: Us
     await sign_in(user, make_user().email)
     await user.open("/studio")
     user.find(kind=ui.textarea, content="Prompt").type("a quiet harbour at dawn")
+    [negative] = user.find(kind=ui.expansion, content="Negative prompt").elements
+    with user.client:
+        negative.open()  # its field is built when the person opens it
     for label in ("Steps", "Guidance", "Seed", "Things to avoid"):
         user.find(content=label).clear()
     user.find(kind=ui.button, content="Generate").click()

@@ -7,10 +7,10 @@ import asyncio
 from nicegui import ui
 from nicegui.testing import User
 
-from components.picture import Picture
 from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
 from tests.utils.signin import sign_in
+from tests.utils.tiles import grids, send, wait_for_tiles
 
 
 async def test_an_empty_gallery_points_to_the_studio(user: User):
@@ -25,12 +25,7 @@ async def test_one_image_and_a_search_that_finds_nothing(user: User):
     add_generation(owner, "a violet castle at dawn")
     await sign_in(user, owner.email)
     await user.open("/gallery")
-    for _ in range(100):
-        if any("/media/thumbnails/" in element.source for element in user.find(Picture).elements):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("no thumbnail in the grid")
+    await wait_for_tiles(user, 1)
     user.find(kind=ui.input, content="Search prompts").type("zebra")
     await user.should_see("No images match “zebra”.", retries=50)
     await user.should_see("Clear filters")
@@ -70,3 +65,38 @@ async def test_filtering_is_announced_to_screen_readers(user: User):
             break
         await asyncio.sleep(0.05)
     assert region.text == "3 images shown."
+
+
+async def test_scrolling_to_the_end_appends_the_next_page(user: User):
+    owner = make_user()
+    for index in range(13):
+        add_generation(owner, f"a lantern {index}", images=5)  # 65 images: one page of 60, then 5 more
+    await sign_in(user, owner.email)
+    await user.open("/gallery")
+    first = await wait_for_tiles(user, 60)
+    [grid] = grids(user)
+    assert grid.props["more"] is True
+    send(user, grid, "more")  # what the grid emits when its end comes into view
+    every = await wait_for_tiles(user, 65)
+    assert every[:60] == first and len(set(every)) == 65
+    assert grid.props["more"] is False
+
+
+async def test_a_tile_opens_its_image_and_another_persons_id_opens_nothing(user: User):
+    owner, other = make_user(), make_user()
+    _, [own] = add_generation(owner, "a violet castle at dawn")
+    _, [foreign] = add_generation(other, "someone else's secret")
+    await sign_in(user, owner.email)
+    await user.open("/gallery")
+    await wait_for_tiles(user, 1)
+    [grid] = grids(user)
+    for hostile in ({"id": str(foreign.id)}, {"id": "not-a-uuid\x00'\""}, {"id": 5}, {}):
+        send(user, grid, "open", hostile)
+        send(user, grid, "select", {"ids": [str(foreign.id), "\ud800", None]})
+    await asyncio.sleep(0.2)
+    await user.should_not_see("Image details")
+    await user.should_not_see("someone else's secret")
+    await user.should_not_see("selected")
+    send(user, grid, "open", {"id": str(own.id)})
+    await user.should_see("Image details", retries=50)
+    await user.should_see("a violet castle at dawn")

@@ -19,6 +19,7 @@ from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
 from tests.utils.running import running_generation
 from tests.utils.signin import sign_in
+from tests.utils.tiles import grid_of, send, wait_for_tiles
 
 
 def _open_dialog(element: ui.element) -> ui.dialog | None:
@@ -175,14 +176,11 @@ async def test_a_bulk_delete_that_empties_generations_offers_to_delete_their_pro
     await user.should_see("Select", retries=50)
     user.find(kind=ui.switch, content="Select").click()
     chosen = [*first_images, *second_images, third_images[0]]
-    for _ in range(100):
-        boxes = [box for box in user.find(kind=ui.checkbox).elements if box.props.get("aria-label") == "Select"]
-        if len(boxes) == 5:
-            break
-        await asyncio.sleep(0.05)
-    view_boxes = {_tile_image(box): box for box in boxes}
-    for image in chosen:
-        UserInteraction(user, {view_boxes[image.id]}, None).click()
+    await wait_for_tiles(user, 5)
+    grid = grid_of(user, chosen[0].id)
+    for count in range(1, len(chosen) + 1):  # the grid reports the whole selection at every tick
+        send(user, grid, "select", {"ids": [str(image.id) for image in chosen[:count]]})
+    await user.should_see("4 selected", retries=50)
     await _click(user, "Delete", in_dialog=False)
     await _dialog_text(user, "Delete 4 images?")
     await _click(user, "Delete 4", in_dialog=True)
@@ -191,13 +189,3 @@ async def test_a_bulk_delete_that_empties_generations_offers_to_delete_their_pro
     await user.should_see("2 prompts deleted", retries=50)
     await _eventually(lambda: not _generation_exists(first.id))
     assert not _generation_exists(second.id) and _generation_exists(third.id)
-
-
-def _tile_image(box: ui.checkbox) -> uuid.UUID:
-    """The image a tile's checkbox selects (the tile's thumbnail names it)."""
-    tile = box.parent_slot.parent
-    for child in tile.descendants():
-        source = getattr(child, "source", None) or child.props.get("src", "")
-        if isinstance(source, str) and "/media/thumbnails/" in source:
-            return uuid.UUID(source.rsplit("/", 1)[1])
-    raise AssertionError("a tile without a thumbnail")

@@ -10,13 +10,14 @@ from nicegui.testing import User
 from PIL import Image as PILImage
 from sqlmodel import select
 
-from components.picture import Picture
 from rupali import runtime
 from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus, Image
 from rupali.services import uploads
+from tests.services.test_gallery import add_generation
 from tests.utils.factories import make_user
 from tests.utils.signin import sign_in
+from tests.utils.tiles import grid_of, send, shown, wait_for_tiles
 
 
 async def _generate(user: User, prompt: str) -> None:
@@ -42,13 +43,7 @@ async def test_generate_in_the_studio_and_see_the_images(user: User):
     generation = await _wait_for_generation()
     with session_scope() as session:
         image = session.exec(select(Image)).one()
-    for _ in range(100):
-        sources = [element.source for element in user.find(Picture).elements]
-        if f"/media/thumbnails/{image.id}" in sources:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"thumbnail never shown: {sources}")
+    await wait_for_tiles(user, lambda _: image.id in shown(user))
     await user.should_see(f"seed {generation.seed}", retries=50)
     assert (await user.http_client.get(f"/media/images/{image.id}")).status_code == 200
 
@@ -89,3 +84,29 @@ async def test_another_persons_images_and_parameters_stay_theirs(user: User):
         assert (await user.http_client.get(path)).status_code == 404, path
     await user.open(f"/studio?use={generation.id}")
     await user.should_not_see("my secret prompt about a violet castle")
+
+
+async def test_a_result_is_favourited_and_its_seed_reused_from_its_tile(user: User):
+    owner = make_user()
+    _, [first, second] = add_generation(owner, "a copper kettle", images=2)
+    await sign_in(user, owner.email)
+    await user.open("/studio")
+    await wait_for_tiles(user, 2)
+    grid = grid_of(user, second.id)
+    send(user, grid, "favourite", {"id": str(second.id), "value": True})  # the heart on the second tile
+
+    def favourite() -> bool:
+        with session_scope() as session:
+            return session.get(Image, second.id).favourite
+
+    for _ in range(100):
+        if favourite() and next(t for t in grid.tiles if t["id"] == str(second.id))["favourite"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the favourite was not saved")
+
+    send(user, grid, "use", {"id": str(second.id)})  # "use these parameters with this seed"
+    await user.should_see("Parameters loaded into the form", retries=50)
+    [seed] = user.find(kind=ui.number, content="Seed").elements
+    assert seed.value == second.seed != first.seed

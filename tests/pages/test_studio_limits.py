@@ -46,7 +46,9 @@ def _type_second_request(user: User) -> None:
     prompt = user.find(kind=ui.textarea, content="Prompt")
     prompt.clear()
     prompt.type(SECOND_PROMPT)
+    [negative] = user.find(kind=ui.expansion, content="Negative prompt").elements
     with user.client:
+        negative.open()  # its field is built when the person opens it
         _textarea(user, "Things to avoid").set_value(SECOND_NEGATIVE)
 
 
