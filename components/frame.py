@@ -12,7 +12,9 @@ from nicegui import app, context, ui
 from nicegui.client import ClientConnectionTimeout
 
 from components import auth, blocking, cookie_notice
+from components.link_list import LinkList, action, link
 from components.picture import Picture
+from rupali import cookies
 from rupali.config import get_settings
 from rupali.db import transact
 from rupali.services import visitors
@@ -41,8 +43,11 @@ class Frame:
 async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame]:
     """Lay out one page: ``async with frame("Gallery", active="/gallery"):`` then add the content."""
     settings = get_settings()
+    # Read the cookie before the browser storage (which gives a newcomer an id): without one, nothing is on record.
+    newcomer = cookies.by_name(settings, cookies.SESSION_COOKIE).name not in context.client.request.cookies
     visitor_id = str(app.storage.browser["id"])
-    state = await blocking.io_bound(transact, visitors.state, settings, visitor_id)
+    state = visitors.newcomer(settings) if newcomer else \
+        await blocking.io_bound(transact, visitors.state, settings, visitor_id)
     ui.page_title(f"{title} · Rupali")
     viewer = auth.viewer()
     # Off for a visitor who said no in the cookie settings, and for an account that switched statistics off on
@@ -77,13 +82,10 @@ def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
         with ui.link(target="/").classes("r-brand").props('aria-label="Rupali home"'):
             Picture("/assets/logo.svg", lazy=False).classes("r-logo")
             ui.label("Rupali").classes("r-brand-name")
-        with ui.element("nav").classes("r-nav").props('aria-label="Main"'):
-            for label, path in NAVIGATION:
-                if path == "/billing" and not billing:
-                    continue  # with billing off nothing about money is shown
-                link = ui.link(label, path).classes("r-nav-link")
-                if path == active:
-                    link.classes("r-nav-link--active").props('aria-current="page"')
+        # with billing off nothing about money is shown
+        LinkList([link(label, path, classes="r-nav-link r-nav-link--active" if path == active else "r-nav-link",
+                       current=path == active)
+                  for label, path in NAVIGATION if billing or path != "/billing"], label="Main").classes("r-nav")
         with ui.element("div").classes("r-account"):
             if viewer is None:
                 ui.link("Sign in", "/signin").classes("r-nav-link")
@@ -135,17 +137,14 @@ def initials(name: str) -> str:
 def _footer(operator: str, email: str, signed_in: bool, visitor_id: str, state: visitors.VisitorState,
             analytics_enabled: bool) -> None:
     with ui.element("footer").classes("r-footer"):
-        with ui.element("nav").classes("r-footer-links").props('aria-label="Legal"'):
-            for label, path in FOOTER_LINKS:
-                ui.link(label, path)
-            if signed_in:
-                ui.link("Cookie settings", "/privacy#choices")
-            else:
-                ui.button("Cookie settings", on_click=lambda: cookie_notice.settings_dialog(
-                    visitor_id, state.cookie_policy_version, analytics_enabled=analytics_enabled,
-                    analytics=state.analytics_allowed)).props("flat dense no-caps").classes("r-footer-button")
-            ui.link("Support", "/support")
-            ui.link(email, f"mailto:{email}")
+        # A signed-in person's cookie choices live on /privacy; a visitor gets the settings dialog.
+        choices = link("Cookie settings", "/privacy#choices") if signed_in else \
+            action("Cookie settings", "cookie-settings", classes="r-footer-button")
+        LinkList([*(link(label, path) for label, path in FOOTER_LINKS), choices, link("Support", "/support"),
+                  link(email, f"mailto:{email}")], label="Legal",
+                 on_action=lambda _: cookie_notice.settings_dialog(
+                     visitor_id, state.cookie_policy_version, analytics_enabled=analytics_enabled,
+                     analytics=state.analytics_allowed)).classes("r-footer-links")
         ui.label(f"© {operator}").classes("r-footer-note")
 
 

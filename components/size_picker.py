@@ -57,22 +57,22 @@ class SizePicker:
         self.groups = grouped(info.sizes)
         preset = (state.width, state.height) in info.sizes
         self.aspect = aspect_key(state.width, state.height) if preset else CUSTOM
-        with ui.column().classes("w-full gap-2 r-size-picker"):
+        with ui.column().classes("w-full gap-2 r-size-picker") as self.column:
             ui.label("Aspect ratio").classes("r-field-label").props('aria-hidden="true"')
             options = {key: aspect_label(key) for key in self.groups}
             options[CUSTOM] = "Custom"
             ChoiceGroup(options, label="Aspect ratio", value=self.aspect,
                         on_change=lambda event: self._aspect_picked(event.value))
             self.sizes_row = ui.row().classes("w-full items-center gap-2")
-            # The custom fields are built the first time "Custom" is chosen: most people never do.
-            self.custom_area = ui.column().classes("w-full gap-2")
+        # The custom fields are built the first time "Custom" is chosen: most people never do.
+        self.custom_area: ui.column | None = None
         self.width_input: ui.number | None = None
         self.height_input: ui.number | None = None
         self._show()
 
     def _custom_fields(self) -> None:
         rule = self.info.size_rule
-        with self.custom_area:
+        with self.column, ui.column().classes("w-full gap-2") as self.custom_area:
             with ui.row().classes("w-full gap-2 no-wrap items-start"):
                 self.width_input = self._side("Width", "width", rule.minimum, rule.maximum, rule.multiple)
                 self.height_input = self._side("Height", "height", rule.minimum, rule.maximum, rule.multiple)
@@ -119,7 +119,8 @@ class SizePicker:
         custom = self.aspect == CUSTOM
         if custom and self.width_input is None:
             self._custom_fields()
-        self.custom_area.set_visibility(custom)
+        if self.custom_area is not None:
+            self.custom_area.set_visibility(custom)
         if custom and self.width_input is not None and self.height_input is not None:
             self.width_input.value, self.height_input.value = self.state.width, self.state.height
         self.sizes_row.clear()

@@ -67,10 +67,8 @@ def create() -> None:
         assert viewer is not None  # gated
         current = runtime.current()
         catalogue = await current.providers.catalogue()
-        balance = await blocking.io_bound(transact, current.credits.balance, viewer.user)  # None: billing is off
-        # Only the latest seed now, for the seed field's hint; the recent results follow once the page is shown.
-        latest = await blocking.io_bound(transact, generations.recent, viewer.user.id, 1)
-        state = StudioState(last_seed=latest[0].seed if latest else None)
+        balance, last_seed = await blocking.io_bound(transact, generations.studio_opening, current.credits, viewer.user)
+        state = StudioState(last_seed=last_seed)
         if catalogue:
             _apply_model(state, catalogue[0])
         if use and (source := await _load(viewer, use)) is not None:
@@ -135,9 +133,8 @@ class Studio:
                 # One list, newest first: new jobs join the recent generations under the same heading.
                 self.results_heading = heading("Recent", 2)
                 self.results = ui.column().classes("w-full gap-4 r-results")
-                self.empty = ui.column().classes("r-empty w-full r-studio-empty")
+                self.empty: ui.column | None = None  # the examples, built if there is nothing to show
                 self.results_heading.set_visibility(False)
-                self.empty.set_visibility(False)
 
     async def show_recent(self) -> None:
         """The latest results under the form, read and built once the page is shown."""
@@ -178,9 +175,9 @@ class Studio:
             model_select = ui.select(options, label="Model").props("outlined").classes("w-full").bind_value(
                 state, "model")
             self.model_note = ui.label().classes("r-muted text-sm")
-            self.size_area = ui.column().classes("w-full gap-2")
-            self.tuning_area = ui.column().classes("w-full gap-2")
-            self.source_area = ui.column().classes("w-full gap-2")
+            # Size, tuning and source image: rebuilt when the model changes. One wrapper that lays its children out
+            # as the form's own (display: contents), so it costs one element and changes no spacing.
+            self.model_area = ui.element("div").classes("r-contents")
 
         # The action row sticks to the bottom of the form, so Generate stays in reach on a laptop screen.
         with ui.element("div").classes("r-studio-actions"):
@@ -222,54 +219,50 @@ class Studio:
         self.model_note.text = ("Draws procedural sketches on this server. It is not AI and sends nothing anywhere."
                                 if not info.is_ai else f"AI model by {self.choice.provider_label}, version "
                                 f"{info.version or 'unknown'}.")
-        self.size_area.clear()
-        with self.size_area:
+        self.model_area.clear()
+        with self.model_area:
             self.size_picker = SizePicker(self.state, info, self._update_cost)
-        self._tuning_controls()
-        self._source_controls()
+            self._tuning_controls()
+            self._source_controls()
         self._update_cost()
 
     def _tuning_controls(self) -> None:
         info, state = self.choice.info, self.state
-        self.tuning_area.clear()
-        with self.tuning_area:
-            with ui.row().classes("w-full gap-3 no-wrap items-start"):
-                steps = ui.number("Steps", min=1, max=info.max_steps, step=1, precision=0,
-                                  placeholder=str(info.default_steps), on_change=self._update_cost).props(
-                    "outlined dense").classes("grow").bind_value(state, "steps", forward=_whole_or_none)
-                guidance = ui.number("Guidance", min=0, max=info.max_guidance, step=0.5, precision=1,
-                                     placeholder=f"{info.default_guidance:g}").props("outlined dense").classes(
-                    "grow").bind_value(state, "guidance", forward=lambda v: None if v is None else float(v))
-            for name, element in (("steps", steps), ("guidance", guidance)):
-                element.on_value_change(lambda _, element=element: setattr(element, "error", None))
-                self.fields[name] = element
-            most = min(info.max_images, runtime.current().settings.max_images_per_request)
-            with ui.row().classes("w-full items-center gap-3"):
-                ui.label("Images").classes("r-field-label").props('aria-hidden="true"')
-                ChoiceGroup(list(range(1, most + 1)), label="Number of images",
-                            on_change=self._update_cost).bind_value(state, "count")
-            with ui.row().classes("w-full gap-2 items-start no-wrap"):
-                self.seed_input = ui.number("Seed", min=0, max=generations.SEED_MAX, step=1, precision=0,
-                                            placeholder="random", on_change=self._seed_typed).props(
-                    "outlined dense clearable").classes("grow").bind_value(state, "seed", forward=_whole_or_none)
-                self.fields["seed"] = self.seed_input
-                ui.button(icon="casino", on_click=self._new_seed).props(
-                    'flat round aria-label="New random seed" title="New random seed"')
-                ui.checkbox("Lock", on_change=self._lock_changed).props(
-                    'aria-label="Keep this seed" title="Keep this seed for the next generations"').bind_value(
-                    state, "lock_seed")
-            self._seed_hint()
+        with ui.row().classes("w-full gap-3 no-wrap items-start"):
+            steps = ui.number("Steps", min=1, max=info.max_steps, step=1, precision=0,
+                              placeholder=str(info.default_steps), on_change=self._update_cost).props(
+                "outlined dense").classes("grow").bind_value(state, "steps", forward=_whole_or_none)
+            guidance = ui.number("Guidance", min=0, max=info.max_guidance, step=0.5, precision=1,
+                                 placeholder=f"{info.default_guidance:g}").props("outlined dense").classes(
+                "grow").bind_value(state, "guidance", forward=lambda v: None if v is None else float(v))
+        for name, element in (("steps", steps), ("guidance", guidance)):
+            element.on_value_change(lambda _, element=element: setattr(element, "error", None))
+            self.fields[name] = element
+        most = min(info.max_images, runtime.current().settings.max_images_per_request)
+        with ui.row().classes("w-full items-center gap-3"):
+            ui.label("Images").classes("r-field-label").props('aria-hidden="true"')
+            ChoiceGroup(list(range(1, most + 1)), label="Number of images",
+                        on_change=self._update_cost).bind_value(state, "count")
+        with ui.row().classes("w-full gap-2 items-start no-wrap"):
+            self.seed_input = ui.number("Seed", min=0, max=generations.SEED_MAX, step=1, precision=0,
+                                        placeholder="random", on_change=self._seed_typed).props(
+                "outlined dense clearable").classes("grow").bind_value(state, "seed", forward=_whole_or_none)
+            self.fields["seed"] = self.seed_input
+            ui.button(icon="casino", on_click=self._new_seed).props(
+                'flat round aria-label="New random seed" title="New random seed"')
+            ui.checkbox("Lock", on_change=self._lock_changed).props(
+                'aria-label="Keep this seed" title="Keep this seed for the next generations"').bind_value(
+                state, "lock_seed")
+        self._seed_hint()
 
     def _source_controls(self) -> None:
         info, state = self.choice.info, self.state
-        self.source_area.clear()
         if not info.img2img:
             state.upload_id = None
             return
-        with self.source_area:
-            # Built when opened; a source image already chosen (the model changed meanwhile) opens it.
-            lazy.expansion("Start from an image (optional)", self._source_fields).classes(
-                "w-full r-expansion").set_value(state.upload_id is not None)
+        # Built when opened; a source image already chosen (the model changed meanwhile) opens it.
+        lazy.expansion("Start from an image (optional)", self._source_fields).classes(
+            "w-full r-expansion").set_value(state.upload_id is not None)
 
     def _source_fields(self) -> None:
         state = self.state
@@ -517,10 +510,13 @@ class Studio:
     # --- results -----------------------------------------------------------------------------------------------------
 
     def _show_empty(self, empty: bool) -> None:
-        if empty and not self.empty.default_slot.children:
-            with self.empty:
-                self._examples()
-        self.empty.set_visibility(empty)
+        if empty and self.empty is None:
+            with self.results.parent_slot or self.results:
+                self.empty = ui.column().classes("r-empty w-full r-studio-empty")
+                with self.empty:
+                    self._examples()
+        if self.empty is not None:
+            self.empty.set_visibility(empty)
         self.results_heading.set_visibility(not empty)
 
     def _examples(self) -> None:

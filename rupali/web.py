@@ -15,7 +15,7 @@ from nicegui import app, run, ui
 
 import components
 import pages
-from components import theme
+from components import signatures, theme
 from rupali import api, cookies, jobs, metrics, migrate, runtime, techlog, webhooks
 from rupali.body_limit import BodyLimit
 from rupali.client_address import ClientAddress
@@ -44,6 +44,7 @@ def prepare(settings: Settings) -> None:
 def build(settings: Settings) -> JobScheduler:
     """Register assets, pages, health route and the scheduler on NiceGUI's app."""
     theme.apply()
+    signatures.install()
     # Quasar's loading bar flashes during NiceGUI's own background requests, tells the person nothing, and is an
     # unnamed progressbar to screen readers: leave Ajax requests alone.
     app.config.quasar_config["loadingBar"]["skipHijack"] = True

@@ -306,6 +306,13 @@ def recent(session: Session, user_id: uuid.UUID, limit: int = 20) -> list[Genera
                              .order_by(col(Generation.created_at).desc()).limit(limit)).all())
 
 
+def studio_opening(session: Session, credits: CreditHook, user: User) -> tuple[int | None, int | None]:
+    """What the studio's form needs, in one transaction: the balance (None: billing is off) and the last seed used
+    (for the seed field's hint). The recent results are read once the page is shown."""
+    latest = recent(session, user.id, 1)
+    return credits.balance(session, user), latest[0].seed if latest else None
+
+
 def images_of(session: Session, generation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Image]]:
     """Each generation's images in their order (one query for all of them)."""
     found: dict[uuid.UUID, list[Image]] = {generation_id: [] for generation_id in generation_ids}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
+from rupali import legal as documents
 from rupali.config import Settings
 from rupali.services import consent, legal
 
@@ -25,3 +26,12 @@ def state(session: Session, settings: Settings, visitor_id: str) -> VisitorState
         needs_cookie_notice=consent.active(session, visitor_id, version) is None,
         analytics_allowed=consent.analytics_allowed(session, visitor_id),
     )
+
+
+def newcomer(settings: Settings) -> VisitorState:
+    """The state of a visitor whose browser brought no visitor cookie: a new id, so nothing recorded can be theirs.
+
+    Known without the database: first visits (and crawlers) are most anonymous page views.
+    """
+    return VisitorState(cookie_policy_version=documents.document("cookies", settings).version,
+                        needs_cookie_notice=True, analytics_allowed=True)

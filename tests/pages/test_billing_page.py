@@ -21,6 +21,7 @@ from rupali.privacy import inventory
 from rupali.services import ledger
 from tests.pages.test_hostile_text import HOSTILE
 from tests.utils.factories import make_user
+from tests.utils.links import links
 from tests.utils.signin import sign_in
 
 PACKS = [{"key": "starter", "product_id": "prod_starter", "credits": 500, "price_cents": 500, "currency": "EUR",
@@ -71,7 +72,8 @@ async def test_credits_mode_shows_the_balance_what_it_buys_and_the_history(credi
     person = make_user()
     await sign_in(user, person.email)
     await user.open("/studio")
-    await user.should_see("Billing")  # in the navigation now
+    await user.should_see("Generate")
+    assert links(user)["Billing"] == "/billing"  # in the navigation now
     await user.open("/billing")
     await user.should_see("Balance: 50 credits")
     await user.should_see("Enough for about")

@@ -17,6 +17,7 @@ from rupali.privacy import inventory
 from rupali.privacy.inventory import Subject
 from rupali.services import preferences, privacy_requests
 from tests.utils.factories import make_user
+from tests.utils.links import press
 from tests.utils.signin import sign_in, wait_for_page
 
 
@@ -156,7 +157,7 @@ async def test_visitors_change_statistics_any_time_from_the_footer(user: User, m
     await user.should_not_see("Essential cookies only")
     await user.open("/legal/terms")
     assert "data-website-id" in user.client._head_html
-    user.find(kind=ui.button, content="Cookie settings").click()
+    press(user, "Cookie settings")  # the footer's button
     user.find(kind=ui.switch, content="Cookie-less usage statistics (Umami)").click()
     user.find(kind=ui.button, content="Save").click()
     await user.should_see("Your cookie settings were saved.", retries=50)
