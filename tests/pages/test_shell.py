@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 from nicegui import ui
-from nicegui.testing import User
+from nicegui.testing import User, UserInteraction
 from sqlmodel import select
 
 from rupali import clock
 from rupali.db import session_scope
 from rupali.models import CookieConsent
 from tests.utils.factories import make_user
-from tests.utils.links import links
+from tests.utils.links import link_lists, links, press
 from tests.utils.signin import sign_in
 
 NAVIGATION = ["Studio", "Gallery", "Privacy"]  # Billing only when billing is on (tests/pages/test_billing_page.py)
@@ -136,3 +136,14 @@ async def test_unknown_page_is_a_404_not_an_error(user: User):
 def _head_html(user: User) -> str:
     # What the page adds to <head>, as the browser receives it.
     return user.client._head_html
+
+
+async def test_the_footer_runs_only_the_actions_it_offers(user: User):
+    await user.open("/legal/terms")
+    [footer] = [lst for lst in link_lists(user) if lst.props["label"] == "Legal"]
+    for hostile in ({"action": "delete-everything"}, {"action": None}, {}, {"action": "cookie-settings\x00"}):
+        UserInteraction(user, {footer}, None).trigger("action", hostile)
+    await user.should_not_see("Cookie-less usage statistics")
+    await user.should_not_see("There is nothing to switch off there", retries=3)
+    press(user, "Cookie settings")
+    await user.should_see("There is nothing to switch off there", retries=50)
