@@ -22,6 +22,7 @@ from rupali.services.sessions import SignedIn
 
 NAVIGATION = (("Studio", "/studio"), ("Gallery", "/gallery"), ("Billing", "/billing"), ("Privacy", "/privacy"))
 log = logging.getLogger(__name__)
+PREFETCH_PATIENCE = 6  # a prefetched page is kept this many times as long as one nobody connects to
 
 FOOTER_LINKS = (
     ("Privacy Policy", "/legal/privacy"),
@@ -69,9 +70,12 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
     # never connects (a crawler, a link preview) is let go after a few seconds instead of NiceGUI's minute.
     client = context.client
     try:
-        await client.connected(timeout=settings.page_connect_seconds)
-    except ClientConnectionTimeout:
-        log.debug("page %s was not connected within %s s: released", client.page.path, settings.page_connect_seconds)
+        # NiceGUI waits without a limit for a page the browser only prefetched (it may be shown later); the outer
+        # limit still ends that wait, so no builder waits for ever.
+        await asyncio.wait_for(client.connected(timeout=settings.page_connect_seconds),
+                               timeout=settings.page_connect_seconds * PREFETCH_PATIENCE)
+    except (ClientConnectionTimeout, TimeoutError):
+        log.debug("page %s was not connected in time: released", client.page.path)
         client.delete()
         raise asyncio.CancelledError from None  # nothing more to build for nobody; not an error
 

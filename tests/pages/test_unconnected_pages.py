@@ -50,6 +50,23 @@ async def test_a_page_whose_socket_never_connects_is_released(connect_within_a_s
     assert errors == []
 
 
+async def test_a_prefetched_page_is_kept_longer_but_not_for_ever(connect_within_a_second, user: User,
+                                                                  errors: list[Exception]):
+    before = set(Client.instances)
+    response = await user.http_client.get("/legal/terms", headers={"Sec-Purpose": "prefetch"})
+    assert response.status_code == 200
+    [waiting] = set(Client.instances) - before
+    await asyncio.sleep(2)
+    assert waiting in Client.instances  # a browser may still show it
+    for _ in range(120):
+        if waiting not in Client.instances:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the prefetched page was kept past its limit")
+    assert errors == []
+
+
 async def test_a_cancelled_call_raises_cancelled_instead_of_answering_none():
     started, loop = asyncio.Event(), asyncio.get_running_loop()
 
