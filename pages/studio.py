@@ -565,23 +565,19 @@ class Studio:
 
     def _result_grid(self, generation: Generation, images: list[Image]) -> None:
         seeds = {image.id: image.seed for image in images}
-        TileGrid([tile(image.id, image.width, image.height, alt=f"Generated image, seed {image.seed}",
-                       favourite=image.favourite, sensitive=image.nsfw) for image in images],
-                 variant="results", usable=True).classes("w-full").on_use(
-            lambda image_id: self._use(generation, keep_seed=True, seed=seeds[image_id])).on_favourite(
-            self._favourite)
+        grid = TileGrid([tile(image.id, image.width, image.height, alt=f"Generated image, seed {image.seed}",
+                              favourite=image.favourite, sensitive=image.nsfw) for image in images],
+                        variant="results", usable=True).classes("w-full")
+        grid.on_use(lambda image_id: self._use(generation, keep_seed=True, seed=seeds[image_id]))
+        grid.on_favourite(lambda image_id, wanted: self._favourite(grid, image_id, wanted))
 
-    async def _favourite(self, image_id: uuid.UUID, wanted: bool) -> None:
-        grid = next((element for element in self.results.descendants()
-                     if isinstance(element, TileGrid) and image_id in element.ids()), None)
-
+    async def _favourite(self, grid: TileGrid, image_id: uuid.UUID, wanted: bool) -> None:
         async def save(signed_in: SignedIn) -> None:
             try:
                 updated = await blocking.io_bound(transact, generations.set_favourite, signed_in.user, image_id, wanted)
             except generations.GenerationNotFound:  # deleted in another tab meanwhile
                 updated = None
-            if grid is not None:
-                grid.patch(image_id, favourite=updated.favourite if updated is not None else not wanted)
+            grid.patch(image_id, favourite=updated.favourite if updated is not None else not wanted)
         await auth.action(save)()
 
     def _use(self, generation: Generation, *, keep_seed: bool, seed: int | None = None) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from nicegui.testing import User, UserInteraction
 
 from components.link_list import LinkList
+from tests.utils.tiles import of_kind
 
 
 def link_lists(user: User) -> list[LinkList]:
-    assert user.client is not None
-    return [element for element in list(user.client.elements.values()) if isinstance(element, LinkList)]
+    return of_kind(user, LinkList)
 
 
 def links(user: User) -> dict[str, str]:

@@ -9,19 +9,25 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from nicegui.testing import User, UserInteraction
 
 from components.tile_grid import TileGrid
 
+E = TypeVar("E")
 
-def grids(user: User) -> list[TileGrid]:
-    """The page's grids in the order they were made (none before the page is open)."""
+
+def of_kind(user: User, kind: type[E]) -> list[E]:
+    """The page's elements of ``kind`` in the order they were made (none before the page is open)."""
     if user.client is None:
         return []
-    return sorted((element for element in list(user.client.elements.values()) if isinstance(element, TileGrid)
-                   and not element.is_deleted), key=lambda grid: grid.id)
+    return sorted((element for element in list(user.client.elements.values()) if isinstance(element, kind)
+                   and not element.is_deleted), key=lambda element: element.id)
+
+
+def grids(user: User) -> list[TileGrid]:
+    return of_kind(user, TileGrid)
 
 
 def shown(user: User) -> list[uuid.UUID]:
