@@ -13,9 +13,14 @@ class ChoiceGroup(ValueElement, DisableableElement, component="choice_group.js")
     """``options`` maps values to labels (a list uses each value as its own label); ``label`` names the group."""
 
     def __init__(self, options: Mapping[Any, str] | Sequence[Any], *, label: str, value: Any = None,
-                 on_change: Callable[..., Any] | None = None) -> None:
+                 on_change: Callable[..., Any] | None = None, caption: str = "", inline: bool = False) -> None:
+        """``caption``: a visible heading over the buttons (beside them if ``inline``), part of this one element;
+        screen readers hear ``label``, the group's name, instead."""
         super().__init__(value=value, on_value_change=on_change)
         self._props["label"] = label
+        if caption:
+            self._props["caption"] = caption
+            self._props["inline"] = inline
         self.set_options(options)
 
     def set_options(self, options: Mapping[Any, str] | Sequence[Any]) -> None:
@@ -23,3 +28,6 @@ class ChoiceGroup(ValueElement, DisableableElement, component="choice_group.js")
         self.options = {value: text for value, text in pairs}
         self._props["options"] = [{"value": value, "label": text} for value, text in self.options.items()]
         self.update()
+
+    def _displayed_contents(self, *, only_visible: bool) -> list[Any]:
+        return [*super()._displayed_contents(only_visible=only_visible), self._props.get("caption")]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from nicegui import ui
+from nicegui.events import GenericEventArguments
 
 from components import blocking
 from components.text import heading
@@ -11,25 +15,41 @@ from rupali.config import get_settings
 from rupali.db import transact
 from rupali.services import consent
 
+TITLE = "Essential cookies only"
+OK = "OK, got it"
+ANALYTICS = "Cookie-less usage statistics (Umami)"
+
+
+class CookieNotice(ui.element, component="cookie_notice.js"):
+    """The notice as one element (see cookie_notice.js); ``on_acknowledge(analytics)`` runs when it is accepted."""
+
+    def __init__(self, text: str, *, offer_analytics: bool, on_acknowledge: Callable[[bool], Any]) -> None:
+        super().__init__()
+        self._props.update(title=TITLE, text=text, policyHref="/legal/cookies", offerAnalytics=offer_analytics,
+                           analyticsLabel=ANALYTICS, okLabel=OK)
+
+        def acknowledged(event: GenericEventArguments) -> Any:
+            analytics = event.args.get("analytics") if isinstance(event.args, dict) else None
+            if not isinstance(analytics, bool):
+                return None  # not what the notice sends: nothing is recorded
+            return on_acknowledge(analytics if offer_analytics else True)
+        self.on("acknowledge", acknowledged)
+
+    def _displayed_contents(self, *, only_visible: bool) -> list[Any]:
+        """What the notice shows as text, for NiceGUI's element filter (``user.should_see``)."""
+        props = self._props
+        return [props["title"], props["text"], "Cookie Policy", props["analyticsLabel"] if props["offerAnalytics"]
+                else None, props["okLabel"]]
+
 
 def create(visitor_id: str, policy_version: str, *, offer_analytics: bool) -> None:
     """Show the notice as a non-blocking banner; acknowledging it records the choice and hides it."""
-    with ui.element("section").classes("r-cookie-notice").props(
-        'role="region" aria-label="Cookie notice"'
-    ) as notice:
-        with ui.column().classes("gap-2"):
-            ui.label("Essential cookies only").classes("r-cookie-title")
-            with ui.row().classes("items-baseline gap-1"):
-                ui.label(f"Rupali uses {legal.cookie_count(get_settings())}: they keep you signed in and "
-                         "remember this choice. No advertising or tracking cookies.")
-                ui.link("Cookie Policy", "/legal/cookies")
-            analytics = None
-            if offer_analytics:
-                analytics = ui.switch("Cookie-less usage statistics (Umami)", value=True).props(
-                    'aria-label="Allow cookie-less usage statistics"')
-        ui.button("OK, got it", on_click=lambda: _acknowledge(
-            notice, visitor_id, policy_version, analytics.value if analytics else True)
-        ).props("unelevated no-caps").classes("r-cookie-ok")
+    text = (f"Rupali uses {legal.cookie_count(get_settings())}: they keep you signed in and remember this choice. "
+            "No advertising or tracking cookies.")
+
+    def acknowledge(analytics: bool) -> Any:
+        return _acknowledge(notice, visitor_id, policy_version, analytics)
+    notice = CookieNotice(text, offer_analytics=offer_analytics, on_acknowledge=acknowledge)
 
 
 async def _acknowledge(notice: ui.element | None, visitor_id: str, policy_version: str, analytics: bool) -> None:

@@ -12,8 +12,8 @@ from nicegui import app, context, ui
 from nicegui.client import ClientConnectionTimeout
 
 from components import auth, blocking, cookie_notice
+from components.account_face import AccountFace
 from components.link_list import LinkList, action, link
-from components.picture import Picture
 from rupali import cookies
 from rupali.config import get_settings
 from rupali.db import transact
@@ -23,6 +23,10 @@ from rupali.services.sessions import SignedIn
 NAVIGATION = (("Studio", "/studio"), ("Gallery", "/gallery"), ("Billing", "/billing"), ("Privacy", "/privacy"))
 log = logging.getLogger(__name__)
 PREFETCH_PATIENCE = 6  # a prefetched page is kept this many times as long as one nobody connects to
+
+BRAND_HTML = ('<a class="nicegui-link r-skip" href="#main">Skip to content</a>'
+              '<a class="nicegui-link r-brand" href="/" aria-label="Rupali home">'
+              '<img class="r-logo" src="/assets/logo.svg" alt=""><div class="r-brand-name">Rupali</div></a>')
 
 FOOTER_LINKS = (
     ("Privacy Policy", "/legal/privacy"),
@@ -82,10 +86,9 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
 
 def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
     with ui.element("header").classes("r-header"):
-        ui.link("Skip to content", "#main").classes("r-skip")
-        with ui.link(target="/").classes("r-brand").props('aria-label="Rupali home"'):
-            Picture("/assets/logo.svg", lazy=False).classes("r-logo")
-            ui.label("Rupali").classes("r-brand-name")
+        # Fixed markup, no visitor's text in it: one element instead of four on every page view. Its wrapper lays
+        # the two links out as the header's own children (display: contents).
+        ui.html(BRAND_HTML, sanitize=False).classes("r-contents")
         # with billing off nothing about money is shown
         LinkList([link(label, path, classes="r-nav-link r-nav-link--active" if path == active else "r-nav-link",
                        current=path == active)
@@ -101,14 +104,11 @@ def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
 
 def _account_menu(viewer: SignedIn) -> None:
     user = viewer.user
-    # Named by its content, so the name contains what is seen (the initials) and the name is text, never a prop.
+    # Named by its content, so the name contains what is seen (the initials); the name is element data that the
+    # browser shows as text (account_face.js), never part of a props string.
     with ui.button().props("flat round no-caps").classes("r-avatar-button") as button:
-        with ui.element("span").classes("r-avatar"):
-            if user.avatar_key:
-                Picture(f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}", lazy=False)
-            else:
-                ui.label(initials(user.full_name)).classes("r-initials")
-        ui.label(f"Account menu for {user.full_name}").classes("r-sr-only")
+        AccountFace(initials=initials(user.full_name), name=f"Account menu for {user.full_name}",
+                    src=f"/media/avatar/{user.id}?v={user.avatar_key.rsplit('/', 1)[-1]}" if user.avatar_key else None)
 
     def open_menu() -> None:
         # The menu is built on the first click, not on every page view; from then on Quasar opens and closes it.

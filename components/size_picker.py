@@ -58,10 +58,9 @@ class SizePicker:
         preset = (state.width, state.height) in info.sizes
         self.aspect = aspect_key(state.width, state.height) if preset else CUSTOM
         with ui.column().classes("w-full gap-2 r-size-picker") as self.column:
-            ui.label("Aspect ratio").classes("r-field-label").props('aria-hidden="true"')
             options = {key: aspect_label(key) for key in self.groups}
             options[CUSTOM] = "Custom"
-            ChoiceGroup(options, label="Aspect ratio", value=self.aspect,
+            ChoiceGroup(options, label="Aspect ratio", caption="Aspect ratio", value=self.aspect,
                         on_change=lambda event: self._aspect_picked(event.value))
             self.sizes_row = ui.row().classes("w-full items-center gap-2")
         # The custom fields are built the first time "Custom" is chosen: most people never do.

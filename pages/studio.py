@@ -67,17 +67,17 @@ def create() -> None:
         assert viewer is not None  # gated
         current = runtime.current()
         catalogue = await current.providers.catalogue()
-        balance, last_seed = await blocking.io_bound(transact, generations.studio_opening, current.credits, viewer.user)
-        state = StudioState(last_seed=last_seed)
+        state = StudioState()
         if catalogue:
             _apply_model(state, catalogue[0])
         if use and (source := await _load(viewer, use)) is not None:
             _apply_generation(state, source, keep_seed=not remix)
         async with frame("Studio", active="/studio"):
-            studio = Studio(viewer, catalogue, state, balance)
+            studio = Studio(viewer, catalogue, state)
             studio.build()
-        # The form goes out at once; the recent results follow over the live connection once it is open.
-        await studio.show_recent()
+        # The form goes out at once, without a database trip; the balance, the last seed and the recent results
+        # follow over the live connection once it is open.
+        await studio.show_opening()
 
 
 async def _load(viewer: SignedIn, generation_id: str) -> Generation | None:
@@ -110,11 +110,11 @@ def _apply_generation(state: StudioState, generation: Generation, *, keep_seed: 
 class Studio:
     """The studio of one page view."""
 
-    def __init__(self, viewer: SignedIn, catalogue: list[ModelChoice], state: StudioState,
-                 balance: int | None = None) -> None:
+    def __init__(self, viewer: SignedIn, catalogue: list[ModelChoice], state: StudioState) -> None:
         self.viewer = viewer
         self.ip = auth.client_ip()  # of the page's own request: the address the limits count submissions from
-        self.balance = balance  # the person's credits; None when generating is free (billing off)
+        self.charges = runtime.current().credits.charges  # False: generating is free (billing off)
+        self.balance: int | None = None  # the person's credits, once read (never with billing off)
         self.given: dict[uuid.UUID, feedback.Given] = {}  # the person's thumbs on the results shown
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
@@ -136,18 +136,22 @@ class Studio:
                 self.empty: ui.column | None = None  # the examples, built if there is nothing to show
                 self.results_heading.set_visibility(False)
 
-    async def show_recent(self) -> None:
-        """The latest results under the form, read and built once the page is shown."""
-        user_id = self.viewer.user.id
-        recent = await blocking.io_bound(transact, generations.recent, user_id, RECENT)
-        ids = [generation.id for generation in recent]
-        images = await blocking.io_bound(transact, generations.images_of, ids)
-        self.given.update(await blocking.io_bound(transact, feedback.given, user_id, ids))
+    async def show_opening(self) -> None:
+        """The balance, the last seed's hint and the latest results, read in one trip once the page is shown."""
+        opening = await blocking.io_bound(transact, generations.studio_opening, runtime.current().credits,
+                                          self.viewer.user, RECENT)
+        if self.balance is None:  # else a submission meanwhile has read a newer one
+            self.balance = opening.balance
+            self._update_cost()
+        if self.state.last_seed is None:  # else a submission meanwhile has used a newer one
+            self.state.last_seed = opening.last_seed
+            self._seed_hint()
+        self.given.update(opening.given)
         with self.results:
-            for generation in recent:
+            for generation in opening.recent:
                 if generation.id not in self.jobs:  # one submitted meanwhile already has its card
-                    self._generation_card(generation, images.get(generation.id, []))
-        self._show_empty(not recent and not self.jobs)
+                    self._generation_card(generation, opening.images.get(generation.id, []))
+        self._show_empty(not opening.recent and not self.jobs)
 
     # --- the form --------------------------------------------------------------------------------------------------
 
@@ -181,12 +185,11 @@ class Studio:
 
         # The action row sticks to the bottom of the form, so Generate stays in reach on a laptop screen.
         with ui.element("div").classes("r-studio-actions"):
-            with ui.row().classes("w-full items-center justify-between r-cost"):
-                self.cost_label = ui.label().classes("r-muted")
-                ui.label("Ctrl+Enter").classes("r-kbd").props('aria-hidden="true"')
+            # The Ctrl+Enter hint is drawn by the stylesheet after the cost (.r-cost::after), silent to screen readers.
+            self.cost_label = ui.label().classes("r-muted r-cost")
             # Next to Generate as well: "too many at once" and "today's cap" answer the click itself.
             self.limit_banner = Banner()
-            if self.balance is not None:
+            if self.charges:
                 # Next to Generate, where the refusal is seen: a balance too low for the request, and where to go.
                 self.credits_banner = Banner()
                 self.credits_link = ui.link("See your credits", "/billing").classes("r-muted text-sm")
@@ -239,14 +242,12 @@ class Studio:
             element.on_value_change(lambda _, element=element: setattr(element, "error", None))
             self.fields[name] = element
         most = min(info.max_images, runtime.current().settings.max_images_per_request)
-        with ui.row().classes("w-full items-center gap-3"):
-            ui.label("Images").classes("r-field-label").props('aria-hidden="true"')
-            ChoiceGroup(list(range(1, most + 1)), label="Number of images",
-                        on_change=self._update_cost).bind_value(state, "count")
+        ChoiceGroup(list(range(1, most + 1)), label="Number of images", caption="Images", inline=True,
+                    on_change=self._update_cost).classes("w-full").bind_value(state, "count")
         with ui.row().classes("w-full gap-2 items-start no-wrap"):
             self.seed_input = ui.number("Seed", min=0, max=generations.SEED_MAX, step=1, precision=0,
                                         placeholder="random", on_change=self._seed_typed).props(
-                "outlined dense clearable").classes("grow").bind_value(state, "seed", forward=_whole_or_none)
+                "outlined dense clearable").classes("grow r-seed").bind_value(state, "seed", forward=_whole_or_none)
             self.fields["seed"] = self.seed_input
             ui.button(icon="casino", on_click=self._new_seed).props(
                 'flat round aria-label="New random seed" title="New random seed"')
@@ -337,16 +338,19 @@ class Studio:
             model_key=state.model, width=state.width or 0, height=state.height or 0,
             steps=state.steps or self.choice.info.default_steps, count=state.count or 1,
             image_to_image=state.upload_id is not None)
-        if self.balance is None:  # billing off: nothing about money beyond "free"
+        if not self.charges:  # billing off: nothing about money beyond "free"
             self.cost_label.text = "Cost: free" if credits == 0 else f"Cost: {credits} credits"
             return
         cost = "Free" if credits == 0 else _credits(credits)
+        if self.balance is None:  # not read yet: it follows as soon as the page is open
+            self.cost_label.text = cost
+            return
         left = f"{self.balance} left" if self.balance >= 0 else f"balance {self.balance}"
         self.cost_label.text = f"{cost} · {left}"
 
     async def _refresh_balance(self) -> None:
         """Read the balance again (after a submission, and when a job ends and its credits are settled)."""
-        if self.balance is None:
+        if not self.charges:
             return
         current = runtime.current()
         self.balance = await blocking.io_bound(transact, current.credits.balance, self.viewer.user)
@@ -354,14 +358,14 @@ class Studio:
 
     def _show_short(self, message: str) -> None:
         """The balance does not cover the request: say so next to Generate, with the way to the credits page."""
-        if self.balance is None:  # cannot happen with billing off; the form's banner then
+        if not self.charges:  # cannot happen with billing off; the form's banner then
             self.banner.error(message)
             return
         self.credits_banner.error(message)
         self.credits_link.set_visibility(True)
 
     def _clear_short(self) -> None:
-        if self.balance is not None:
+        if self.charges:
             self.credits_banner.clear()
             self.credits_link.set_visibility(False)
 

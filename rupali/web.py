@@ -15,7 +15,7 @@ from nicegui import app, run, ui
 
 import components
 import pages
-from components import signatures, theme
+from components import page_json, signatures, theme
 from rupali import api, cookies, jobs, metrics, migrate, runtime, techlog, webhooks
 from rupali.body_limit import BodyLimit
 from rupali.client_address import ClientAddress
@@ -36,6 +36,7 @@ def prepare(settings: Settings) -> None:
     """Bring the database to the current schema and tidy up what a previous run left behind."""
     ensure_data_dir(settings)
     migrate.upgrade(get_engine(settings))
+    migrate.analyze_new_tables(get_engine(settings))
     with session_scope(settings) as session:
         jobs.resolve_interrupted(session)
         legal_service.publish_all(session, settings)
@@ -45,6 +46,7 @@ def build(settings: Settings) -> JobScheduler:
     """Register assets, pages, health route and the scheduler on NiceGUI's app."""
     theme.apply()
     signatures.install()
+    page_json.install()
     # Quasar's loading bar flashes during NiceGUI's own background requests, tells the person nothing, and is an
     # unnamed progressbar to screen readers: leave Ajax requests alone.
     app.config.quasar_config["loadingBar"]["skipHijack"] = True

@@ -18,6 +18,8 @@ class InsufficientCredits(Exception):
 
 
 class CreditHook(Protocol):
+    charges: bool  # False: generating is free and nothing about money is shown
+
     def quote(self, *, model_key: str, width: int, height: int, steps: int, count: int,
               image_to_image: bool = False) -> int:
         """Credits the request would cost (0 = free)."""
@@ -42,6 +44,8 @@ class CreditHook(Protocol):
 
 class FreeGeneration:
     """Generation costs nothing (billing off)."""
+
+    charges = False
 
     def quote(self, *, model_key: str, width: int, height: int, steps: int, count: int,
               image_to_image: bool = False) -> int:

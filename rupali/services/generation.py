@@ -21,7 +21,7 @@ from rupali.models import Generation, GenerationStatus, Image, Upload, User
 from rupali.nsfw import Verdict
 from rupali.providers import ModelChoice
 from rupali.providers.base import GeneratedImage, GenerationResult
-from rupali.services import ledger, moderation
+from rupali.services import feedback, ledger, moderation
 from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
 
@@ -306,11 +306,27 @@ def recent(session: Session, user_id: uuid.UUID, limit: int = 20) -> list[Genera
                              .order_by(col(Generation.created_at).desc()).limit(limit)).all())
 
 
-def studio_opening(session: Session, credits: CreditHook, user: User) -> tuple[int | None, int | None]:
-    """What the studio's form needs, in one transaction: the balance (None: billing is off) and the last seed used
-    (for the seed field's hint). The recent results are read once the page is shown."""
-    latest = recent(session, user.id, 1)
-    return credits.balance(session, user), latest[0].seed if latest else None
+@dataclass(frozen=True)
+class StudioOpening:
+    """What the studio shows once its page is open, read in one transaction."""
+
+    balance: int | None  # None: billing is off
+    recent: list[Generation]  # newest first
+    images: dict[uuid.UUID, list[Image]]  # of the recent generations, in their order
+    given: dict[uuid.UUID, feedback.Given]  # the person's thumbs on them
+
+    @property
+    def last_seed(self) -> int | None:
+        """The seed of the latest generation, offered as the seed field's hint."""
+        return self.recent[0].seed if self.recent else None
+
+
+def studio_opening(session: Session, credits: CreditHook, user: User, limit: int) -> StudioOpening:
+    """The balance, the ``limit`` latest generations with their images and the person's feedback on them."""
+    latest = recent(session, user.id, limit)
+    ids = [generation.id for generation in latest]
+    return StudioOpening(credits.balance(session, user), latest, images_of(session, ids),
+                         feedback.given(session, user.id, ids))
 
 
 def images_of(session: Session, generation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Image]]:

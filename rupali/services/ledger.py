@@ -427,6 +427,8 @@ def _too_low(settings: Settings, amount: int, account: _Account) -> str:
 class LedgerCredits:
     """The credit hook when billing is on: prices from the settings, credits from the ledger."""
 
+    charges = True
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pricing = Pricing.from_settings(settings)

@@ -49,6 +49,7 @@ class _Timed:
 
     def __init__(self, inner: CreditHook) -> None:
         self.inner, self.spent = inner, 0.0
+        self.charges = inner.charges
 
     def quote(self, **kwargs: object) -> int:
         return self.inner.quote(**kwargs)  # type: ignore[arg-type]

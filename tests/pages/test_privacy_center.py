@@ -16,6 +16,7 @@ from rupali.models import User as Account
 from rupali.privacy import inventory
 from rupali.privacy.inventory import Subject
 from rupali.services import preferences, privacy_requests
+from tests.utils import cookie_notice
 from tests.utils.factories import make_user
 from tests.utils.links import press
 from tests.utils.signin import sign_in, wait_for_page
@@ -50,8 +51,8 @@ async def test_preference_switches_save_and_log_and_statistics_off_removes_the_t
     await sign_in(user, person.email)
     await user.open("/privacy")
     assert "data-website-id" in user.client._head_html  # on by default (legitimate interest)
-    user.find("OK, got it").click()  # the visitor's cookie notice, with its own statistics switch
-    await user.should_not_see("Essential cookies only")
+    cookie_notice.acknowledge(user)  # the visitor's cookie notice, with its own statistics switch (left on)
+    await user.should_not_see("Essential cookies only", retries=50)
     user.find(kind=ui.switch, content="Product updates by e-mail").click()
     await user.should_see("Product updates by e-mail: on. Saved.", retries=50)
     user.find(kind=ui.switch, content="Cookie-less usage statistics").click()
@@ -153,8 +154,8 @@ async def test_visitors_change_statistics_any_time_from_the_footer(user: User, m
     monkeypatch.setenv("RUPALI_UMAMI_SCRIPT_URL", "https://stats.example/script.js")
     reset_settings()
     await user.open("/")
-    user.find("OK, got it").click()  # acknowledged with statistics on
-    await user.should_not_see("Essential cookies only")
+    cookie_notice.acknowledge(user)  # acknowledged with statistics on
+    await user.should_not_see("Essential cookies only", retries=50)
     await user.open("/legal/terms")
     assert "data-website-id" in user.client._head_html
     press(user, "Cookie settings")  # the footer's button

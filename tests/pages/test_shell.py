@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -11,12 +12,15 @@ from nicegui import ui
 from nicegui.testing import User, UserInteraction
 from sqlmodel import select
 
+from components.cookie_notice import CookieNotice
 from rupali import clock
 from rupali.db import session_scope
 from rupali.models import CookieConsent
+from tests.utils import cookie_notice
 from tests.utils.factories import make_user
 from tests.utils.links import link_lists, links, press
 from tests.utils.signin import sign_in
+from tests.utils.tiles import of_kind
 
 NAVIGATION = ["Studio", "Gallery", "Privacy"]  # Billing only when billing is on (tests/pages/test_billing_page.py)
 FOOTER = ["Privacy Policy", "Cookie Policy", "Terms", "Sub-processors", "Cookie settings", "support@rupali.ai"]
@@ -79,8 +83,9 @@ async def test_operator_details_come_from_configuration(user: User, monkeypatch)
 async def test_cookie_notice_is_acknowledged_once_and_returns_after_a_year(user: User):
     await user.open("/")
     await user.should_see("Essential cookies only")
-    user.find("OK, got it").click()
-    await user.should_not_see("Essential cookies only")
+    await user.should_see("OK, got it")
+    cookie_notice.acknowledge(user)
+    await user.should_not_see("Essential cookies only", retries=50)
     with session_scope() as session:
         consent = session.exec(select(CookieConsent)).one()
     assert consent.analytics and consent.policy_version.startswith("1.0-")
@@ -91,6 +96,22 @@ async def test_cookie_notice_is_acknowledged_once_and_returns_after_a_year(user:
     with clock.travel(timedelta(days=366)):
         await user.open("/")
         await user.should_see("Essential cookies only")
+
+
+async def test_the_cookie_notice_records_only_what_it_offers(user: User):
+    await user.open("/")
+    [notice] = of_kind(user, CookieNotice)
+    for hostile in ({}, {"analytics": "false"}, {"analytics": None}, {"analytics": 0}, ["x"], "\ud800"):
+        UserInteraction(user, {notice}, None).trigger("acknowledge", hostile)
+    await asyncio.sleep(0.2)
+    await user.should_see("Essential cookies only")  # still asked: nothing it sends was received
+    with session_scope() as session:
+        assert session.exec(select(CookieConsent)).all() == []
+    # Statistics not offered on this installation: a "no" to them is not a choice the notice offered.
+    cookie_notice.acknowledge(user, analytics=False)
+    await user.should_not_see("Essential cookies only", retries=50)
+    with session_scope() as session:
+        assert session.exec(select(CookieConsent.analytics)).all() == [True]
 
 
 async def test_analytics_tag_only_when_configured_and_allowed(user: User, monkeypatch):
@@ -107,9 +128,8 @@ async def test_analytics_tag_only_when_configured_and_allowed(user: User, monkey
     assert 'src="https://stats.example/script.js"' in head and 'data-do-not-track="true"' in head
 
     await user.should_see("Cookie-less usage statistics (Umami)")
-    user.find(ui.switch).click()  # switch analytics off
-    user.find("OK, got it").click()
-    await user.should_not_see("Essential cookies only")
+    cookie_notice.acknowledge(user, analytics=False)  # with the statistics switched off
+    await user.should_not_see("Essential cookies only", retries=50)
     await user.open("/")
     assert "data-website-id" not in _head_html(user)
 

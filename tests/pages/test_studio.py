@@ -8,10 +8,11 @@ import io
 from nicegui import ui
 from nicegui.testing import User
 from PIL import Image as PILImage
+from sqlalchemy import event
 from sqlmodel import select
 
 from rupali import runtime
-from rupali.db import session_scope, transact
+from rupali.db import get_engine, session_scope, transact
 from rupali.models import Generation, GenerationStatus, Image
 from rupali.services import uploads
 from tests.services.test_gallery import add_generation
@@ -110,3 +111,34 @@ async def test_a_result_is_favourited_and_its_seed_reused_from_its_tile(user: Us
     await user.should_see("Parameters loaded into the form", retries=50)
     [seed] = user.find(kind=ui.number, content="Seed").elements
     assert seed.value == second.seed != first.seed
+
+
+async def test_the_form_goes_out_before_anything_of_the_person_s_is_read(user: User):
+    """The GET reads no generation, image, feedback or credit row; the seed hint and the recent results follow
+    over the live connection once the page is open."""
+    person = make_user()
+    generation, _ = add_generation(person, "a lantern over the river", images=2)
+    await sign_in(user, person.email)
+    statements: list[str] = []
+
+    def heard(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(statement.lower())
+
+    event.listen(get_engine(), "before_cursor_execute", heard)
+    try:
+        response = await user.http_client.get("/studio")
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", heard)
+    assert response.status_code == 200
+    tables = ("generation", "image", "feedback", "credit_")
+    assert not [statement for statement in statements
+                if any(f"from {table}" in statement or f"join {table}" in statement for table in tables)]
+
+    await user.open("/studio")
+    await user.should_see("a lantern over the river", retries=50)
+    [seed] = user.find(kind=ui.number, content="Seed").elements
+    for _ in range(50):
+        if seed.props.get("hint") == f"Last used: {generation.seed}":
+            break
+        await asyncio.sleep(0.05)
+    assert seed.props["hint"] == f"Last used: {generation.seed}"

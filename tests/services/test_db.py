@@ -58,3 +58,23 @@ def test_clock_travels_and_returns():
         assert clock.now() - before >= timedelta(days=400)
     assert clock.now() - before < timedelta(days=1)
     assert clock.now().tzinfo is UTC
+
+
+def test_tables_without_planner_statistics_get_them_at_start_up(backend: str):
+    engine = get_engine()
+    if backend == "sqlite":
+        assert migrate.analyze_new_tables(engine) == []  # SQLite plans from its indexes
+        return
+    migrate.analyze_new_tables(engine)  # whatever earlier tests left unanalyzed
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE loaded_in_bulk (n integer)"))
+        connection.execute(text("INSERT INTO loaded_in_bulk SELECT generate_series(1, 500)"))
+    try:
+        assert migrate.analyze_new_tables(engine) == ["loaded_in_bulk"]
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'loaded_in_bulk'")).scalar()
+        assert rows == 500  # what the planner now knows
+        assert migrate.analyze_new_tables(engine) == []  # analyzed once: the rest is autovacuum's
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE loaded_in_bulk"))
