@@ -74,6 +74,7 @@ from rupali.cookies import AUTH_COOKIE
 from rupali.services.gallery import PAGE_SIZE
 from tests.bench import test_gallery_bench as gallery_bench
 from tests.bench.test_gallery_bench import IMAGES, ROOT, build_collection, free_port, sign_in
+from tests.utils.page_data import elements_of
 
 pytestmark = [pytest.mark.bench]
 
@@ -103,9 +104,7 @@ IDLE_CPU_RATIO_TARGET = 1.5
 MEMORY_RATIO_TARGET = 1.3
 
 USER_AGENT = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"
-ELEMENTS = re.compile(r"parseElements\(String\.raw`(.*?)`\)", re.DOTALL)
 QUERY = re.compile(r"^\s*query: (\{.*\}),$", re.MULTILINE)
-UNESCAPE = (("&#36;", "$"), ("&#96;", "`"), ("&gt;", ">"), ("&lt;", "<"), ("&amp;", "&"))  # parseElements
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -219,16 +218,6 @@ async def fetch(agent: Browser, server: Server, path: str) -> Fetched:
         status = response.status
     html = (gzip.decompress(body) if encoding == "gzip" else body).decode()
     return Fetched(status, seconds, html, len(body), set_cookies)
-
-
-def elements_of(html: str) -> dict[str, dict[str, object]]:
-    """The elements NiceGUI embedded in the page, as ``parseElements`` in ``nicegui.js`` reads them."""
-    found = ELEMENTS.search(html)
-    assert found is not None, "no NiceGUI elements in the page"
-    raw = found.group(1)
-    for escaped, plain in UNESCAPE:
-        raw = raw.replace(escaped, plain)
-    return json.loads(raw)
 
 
 def listeners_of(elements: dict[str, dict[str, object]]) -> int:
