@@ -13,6 +13,7 @@ from nicegui.client import ClientConnectionTimeout
 
 from components import auth, blocking, cookie_notice
 from components.account_face import AccountFace
+from components.brand import Brand
 from components.link_list import LinkList, action, link
 from rupali import cookies
 from rupali.config import get_settings
@@ -23,10 +24,6 @@ from rupali.services.sessions import SignedIn
 NAVIGATION = (("Studio", "/studio"), ("Gallery", "/gallery"), ("Billing", "/billing"), ("Privacy", "/privacy"))
 log = logging.getLogger(__name__)
 PREFETCH_PATIENCE = 6  # a prefetched page is kept this many times as long as one nobody connects to
-
-BRAND_HTML = ('<a class="nicegui-link r-skip" href="#main">Skip to content</a>'
-              '<a class="nicegui-link r-brand" href="/" aria-label="Rupali home">'
-              '<img class="r-logo" src="/assets/logo.svg" alt=""><div class="r-brand-name">Rupali</div></a>')
 
 FOOTER_LINKS = (
     ("Privacy Policy", "/legal/privacy"),
@@ -86,9 +83,7 @@ async def frame(title: str, *, active: str | None = None) -> AsyncIterator[Frame
 
 def _header(active: str | None, viewer: SignedIn | None, billing: bool) -> None:
     with ui.element("header").classes("r-header"):
-        # Fixed markup, no visitor's text in it: one element instead of four on every page view. Its wrapper lays
-        # the two links out as the header's own children (display: contents).
-        ui.html(BRAND_HTML, sanitize=False).classes("r-contents")
+        Brand()
         # with billing off nothing about money is shown
         LinkList([link(label, path, classes="r-nav-link r-nav-link--active" if path == active else "r-nav-link",
                        current=path == active)

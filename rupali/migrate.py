@@ -9,6 +9,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Search structures made by hand in migration 0004 (an FTS5 table on SQLite, a GIN index on PostgreSQL): they
@@ -54,13 +55,21 @@ def analyze_new_tables(engine: Engine) -> list[str]:
     if engine.dialect.name != "postgresql":
         return []
     quote = engine.dialect.identifier_preparer.quote
-    with engine.connect() as connection:
+    # One table per transaction, and never waiting long for a lock: an ANALYZE holding one table while waiting for
+    # the next could deadlock with a TRUNCATE or a migration that locks them the other way round. A table it cannot
+    # have at once is left to autovacuum.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("SET lock_timeout = '2s'")
         # reltuples is -1 until a table's first VACUUM or ANALYZE (PostgreSQL 14 and later), in the catalog itself,
         # so an ANALYZE just made is seen at once (the statistics views may lag by a second).
         names = list(connection.exec_driver_sql(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.reltuples < 0 ORDER BY c.relname").scalars())
+        analyzed = []
         for name in names:
-            connection.exec_driver_sql(f"ANALYZE {quote(name)}")
-        connection.commit()
-    return names
+            try:
+                connection.exec_driver_sql(f"ANALYZE {quote(name)}")
+            except OperationalError:  # the lock was not to be had (lock_timeout): autovacuum's turn
+                continue
+            analyzed.append(name)
+    return analyzed
