@@ -66,10 +66,13 @@ def analyze_new_tables(engine: Engine) -> list[str]:
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.reltuples < 0 ORDER BY c.relname").scalars())
         analyzed = []
-        for name in names:
-            try:
-                connection.exec_driver_sql(f"ANALYZE {quote(name)}")
-            except OperationalError:  # the lock was not to be had (lock_timeout): autovacuum's turn
-                continue
-            analyzed.append(name)
+        try:
+            for name in names:
+                try:
+                    connection.exec_driver_sql(f"ANALYZE {quote(name)}")
+                except OperationalError:  # the lock was not to be had (lock_timeout): autovacuum's turn
+                    continue
+                analyzed.append(name)
+        finally:
+            connection.exec_driver_sql("RESET lock_timeout")  # the pooled connection goes back as it came
     return analyzed

@@ -75,6 +75,8 @@ def test_tables_without_planner_statistics_get_them_at_start_up(backend: str):
             rows = connection.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'loaded_in_bulk'")).scalar()
         assert rows == 500  # what the planner now knows
         assert migrate.analyze_new_tables(engine) == []  # analyzed once: the rest is autovacuum's
+        with engine.connect() as connection:  # and the pool's connections keep the server's lock timeout
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "0"
     finally:
         with engine.begin() as connection:
             connection.execute(text("DROP TABLE loaded_in_bulk"))
