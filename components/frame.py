@@ -140,6 +140,7 @@ def _footer(operator: str, email: str, signed_in: bool, visitor_id: str, state: 
         choices = link("Cookie settings", "/privacy#choices") if signed_in else \
             action("Cookie settings", "cookie-settings", classes="r-footer-button")
         LinkList([*(link(label, path) for label, path in FOOTER_LINKS), choices, link("Support", "/support"),
+                  link("Check an image", "/verify"),
                   link(email, f"mailto:{email}")], label="Legal",
                  on_action=lambda _: cookie_notice.settings_dialog(
                      visitor_id, state.cookie_policy_version, analytics_enabled=analytics_enabled,

@@ -11,6 +11,7 @@ from pages import (
     admin_users,
     auth_routes,
     billing,
+    confirm_email,
     deletion,
     errors,
     export_routes,
@@ -36,7 +37,7 @@ from pages import (
 def register_all() -> None:
     """Register every page (called by :mod:`rupali.web` on each start, including each test run)."""
     for module in (errors, home, legal, billing, receipt_routes, studio, gallery, history, signin, signup, password,
-                   verify, welcome, account, admin, admin_users, admin_audit, admin_ops, admin_moderation, auth_routes,
-                   media_routes, privacy, export_routes, deletion, unsubscribe, policy_update, support,
-                   admin_support, admin_holds):
+                   confirm_email, verify, welcome, account, admin, admin_users, admin_audit, admin_ops,
+                   admin_moderation, auth_routes, media_routes, privacy, export_routes, deletion, unsubscribe,
+                   policy_update, support, admin_support, admin_holds):
         module.create()

@@ -15,10 +15,12 @@ from components.frame import frame
 from components.gallery_tabs import gallery_tabs
 from components.text import Text, heading, set_attributes
 from components.tile_grid import Tile, TileGrid, tile
-from rupali import dates, image_files, runtime
+from rupali import dates, image_files, provenance, runtime
 from rupali.clock import now
 from rupali.db import transact
 from rupali.models import Generation, Image
+from rupali.provenance import Inspection
+from rupali.providers import ImageProviders
 from rupali.services import gallery
 from rupali.services import generation as generations
 from rupali.services.sessions import SignedIn
@@ -314,11 +316,14 @@ class GalleryView:
         image, generation = found
         previous, following = await blocking.io_bound(transact, gallery.neighbours, self.viewer.user.id, image,
                                                       self.filters.query())
+        current = runtime.current()
+        credentials = await blocking.io_bound(image_files.content_credentials, current.storage, current.credentials,
+                                              image)
         ui.navigate.history.replace(f"/gallery?image={image.id}")
         # Dialogs live in a host of the page's own: opened from another dialog's key or button, they would
         # otherwise become its children and vanish with it.
         with self.dialog_host, ui.dialog() as dialog, ui.card().classes("r-detail"):
-            Detail(self, dialog, image, generation, previous, following).build()
+            Detail(self, dialog, image, generation, previous, following, credentials).build()
         self.current_dialog = dialog
         dialog.on("hide", lambda: self._detail_hidden(dialog))
         dialog.open()
@@ -340,9 +345,11 @@ class Detail:
     """The image detail dialog: the whole image, one toolbar of actions, the parameters; arrows move, Esc closes."""
 
     def __init__(self, view: GalleryView, dialog: ui.dialog, image: Image, generation: Generation,
-                 previous: uuid.UUID | None, following: uuid.UUID | None) -> None:
+                 previous: uuid.UUID | None, following: uuid.UUID | None, credentials: Inspection | None = None
+                 ) -> None:
         self.view, self.dialog, self.image, self.generation = view, dialog, image, generation
         self.previous, self.following = previous, following
+        self.credentials = credentials
 
     def build(self) -> None:
         image, generation = self.image, self.generation
@@ -362,6 +369,8 @@ class Detail:
                 picture = ui.element("img").classes("r-detail-picture")
                 set_attributes(picture, src=f"/media/images/{image.id}", alt=generation.prompt[:200])
             with ui.column().classes("r-detail-info gap-2"):
+                ui.label(provenance.origin_label(ImageProviders.provenance(generation.provider)[0])).classes(
+                    "r-origin")
                 ui.label(generation.prompt).classes("r-detail-prompt")
                 if generation.negative_prompt:
                     ui.label(f"Negative prompt: {generation.negative_prompt}").classes("r-muted")
@@ -408,8 +417,21 @@ class Detail:
             ("NSFW score", f"{image.nsfw_score:.3f}"),
             ("Created", dates.moment(image.created_at, self.view.locale)),
             ("Expires", dates.medium(image.expires_at.date(), self.view.locale) if image.expires_at else "Never"),
+            ("Content Credentials", self._credentials_line()),
         ]
         return [(label, value) for label, value in rows if value]
+
+    def _credentials_line(self) -> str:
+        found = self.credentials
+        if found is None:
+            return "the file is missing"
+        if not found.has_credentials:
+            return "none (made before this installation signed its images)" if not self.image.signed else \
+                "missing from the stored file"
+        if not found.intact:
+            return "present but do not match the file: " + "; ".join(found.problems[:2])
+        when = f" on {dates.moment(found.signed_at, self.view.locale)}" if found.signed_at else ""
+        return f"signed by {found.signer or 'an unnamed signer'}{when}, intact"
 
     async def _key(self, event: object) -> None:
         key = getattr(event, "key", None)

@@ -18,12 +18,12 @@ from components.picture import Picture
 from components.size_picker import SizePicker
 from components.text import heading, set_attributes
 from components.tile_grid import TileGrid, tile
-from rupali import runtime
+from rupali import provenance, runtime
 from rupali.db import transact
 from rupali.generation_queue import JobState
 from rupali.imaging import InvalidImage
 from rupali.models import Generation, GenerationStatus, Image
-from rupali.providers import ModelChoice
+from rupali.providers import ImageProviders, ModelChoice
 from rupali.providers.base import ProviderError
 from rupali.services import abuse, feedback, uploads
 from rupali.services import generation as generations
@@ -546,8 +546,9 @@ class Studio:
         with ui.row().classes("w-full items-start justify-between no-wrap gap-3"):
             with ui.column().classes("gap-0 grow r-job-head"):
                 ui.label(generation.prompt).classes("r-job-prompt")
-                meta = f"{generation.model_label or generation.model} · {generation.width}×{generation.height} · " \
-                       f"seed {generation.seed}"
+                origin = provenance.origin_label(ImageProviders.provenance(generation.provider)[0])
+                meta = f"{origin} · {generation.model_label or generation.model} · " \
+                       f"{generation.width}×{generation.height} · seed {generation.seed}"
                 if generation.duration_ms is not None and generation.status == GenerationStatus.SUCCEEDED:
                     meta += f" · {generation.duration_ms / 1000:.1f} s"
                 ui.label(meta).classes("r-muted text-sm")

@@ -1,56 +1,111 @@
-"""E-mail links: confirm an address after sign-up, or confirm a new address after a change.
+"""/verify: anyone, signed in or not, can check what an image says about its origin.
 
-Following the link only shows a button; the token is used when the person presses it, so mail scanners that
-open links in advance cannot use it up.
+The file is read in memory under the upload limits, checked (a real PNG, JPEG or WebP, decoded to the end) and
+then its Content Credentials and XMP are read; nothing is stored. Old e-mail links (``/verify?token=…``) moved to
+``/confirm-email`` and are sent on there.
 """
 
 from __future__ import annotations
 
-from nicegui import ui
+from urllib.parse import urlencode
+
+from babel import Locale
+from nicegui import context, events, ui
+from starlette.responses import RedirectResponse
 
 from components import blocking
-from components.forms import Banner, card
+from components.file_drop import FileDrop
+from components.forms import Banner
 from components.frame import frame
-from rupali.db import transact
-from rupali.models import TokenPurpose
-from rupali.services import accounts
+from components.text import Text, heading
+from rupali import dates, provenance, runtime
+from rupali.imaging import InvalidImage
+from rupali.provenance import Inspection
+
+TITLE = "Check an image"
 
 
 def create() -> None:
     @ui.page("/verify")
-    async def verify_page(token: str = "") -> None:
-        purpose = await blocking.io_bound(transact, accounts.link_purpose, token)
-        async with frame("Confirm your e-mail address"):
-            with card("Confirm your e-mail address"):
-                if purpose is None:
-                    ui.label("This link has expired or was already used.")
-                    with ui.row().classes("r-auth-links"):
-                        ui.link("Sign in to get a new one", "/signin")
-                    return
-                _confirm(token, purpose)
+    async def verify_page(token: str = "") -> RedirectResponse | None:
+        if token:  # a confirmation link mailed before the page moved
+            return RedirectResponse(f"/confirm-email?{urlencode({'token': token})}", status_code=307)
+        async with frame(TITLE):
+            Checker()
+        return None
 
 
-def _confirm(token: str, purpose: TokenPurpose) -> None:
-    banner = Banner()
-    is_change = purpose == TokenPurpose.CHANGE_EMAIL
-    intro = ui.label("Press the button to confirm this is your new e-mail address." if is_change
-                     else "One click and your account is ready.")
+class Checker:
+    """The drop zone, and what the last file checked says."""
 
-    async def confirm() -> None:
-        banner.clear()
-        work = accounts.confirm_email_change if is_change else accounts.verify_email
+    def __init__(self) -> None:
+        settings = runtime.current().settings
+        self.max_bytes = settings.upload_max_mb * 1024 * 1024
+        self.max_pixels = settings.upload_max_megapixels * 1_000_000
+        self.locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
+        with ui.element("section").classes("r-verify"):
+            heading(TITLE)
+            ui.label("See whether an image carries Content Credentials (C2PA) or an IPTC digital source type: "
+                     "whether it is AI-generated, who signed it and when, with which tool and model, and whether "
+                     "the signature still matches the file. The file is checked in memory and never stored."
+                     ).classes("r-muted")
+            self.banner = Banner()
+            FileDrop("Choose an image to check", max_bytes=self.max_bytes, on_upload=self._check,
+                     on_refused=self.banner.error).classes("w-full")
+            self.result = ui.element("div").classes("r-verify-result").props('aria-live="polite"')
+
+    async def _check(self, event: events.UploadEventArguments) -> None:
+        data = await event.file.read()
+        current = runtime.current()
+        self.result.clear()
         try:
-            await blocking.io_bound(transact, work, token)
-        except accounts.AccountError as exc:
-            banner.error(str(exc))
+            found = await blocking.io_bound(provenance.examine, current.credentials, data,
+                                            max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+        except InvalidImage as exc:
+            self.banner.error(str(exc))
             return
-        # The page now reports what happened: the invitation and its button have done their job.
-        intro.delete()
-        button.delete()
-        banner.success("Your new e-mail address is confirmed." if is_change
-                       else "Your e-mail address is confirmed. You can sign in now.")
-        target = "/account" if is_change else "/signin"
-        ui.button("Continue", on_click=lambda: ui.navigate.to(target)).props("unelevated no-caps").classes("w-full")
+        self.banner.clear()
+        with self.result:
+            _show(found, str(event.file.name or "the file")[:200], self.locale)
 
-    button = ui.button("Confirm my new address" if is_change else "Confirm my e-mail address",
-                       on_click=confirm).props("unelevated no-caps").classes("w-full")
+
+def _show(found: Inspection, name: str, locale: Locale) -> None:
+    good = found.has_credentials and found.intact
+    bad = found.has_credentials and not found.intact
+    Text("h2", f"Result for {name}").classes("r-card-title")
+    verdict = ui.label(found.verdict()).classes("r-banner")
+    if good:
+        verdict.classes("r-banner--success")
+    elif bad:
+        verdict.classes("r-banner--error")
+    else:
+        verdict.classes("r-banner--note")
+    with ui.element("dl").classes("r-params"):
+        for label, value in _rows(found, locale):
+            Text("dt", label)
+            Text("dd", value)
+    if found.problems:
+        Text("h3", "What does not check out").classes("r-field-label")
+        with ui.element("ul").classes("r-verify-problems"):
+            for problem in found.problems[:20]:
+                Text("li", problem)
+
+
+def _rows(found: Inspection, locale: Locale) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str | None]] = [
+        ("File", f"{found.format} · {found.width}×{found.height}"),
+        ("Content Credentials", ("present, but they cannot be read" if found.error else "present")
+         if found.has_credentials else "none"),
+        ("Made", found.source_label),
+        ("Tool and model", found.software_agent),
+        ("Made with", found.claim_generator),
+        ("Signed by", " · ".join(filter(None, (found.signer, found.issuer))) or None),
+        ("Signed on", dates.moment(found.signed_at, locale) if found.signed_at else
+         ("not stated" if found.has_credentials else None)),
+        ("Signature and pixels", ("intact" if found.intact else "do not match: changed after signing")
+         if found.has_credentials and not found.error else None),
+        ("Signer", ("a certificate this installation trusts (its own)" if found.trusted else
+                    "not known to this installation") if found.intact else None),
+        ("XMP digital source type", found.xmp_source_type),
+    ]
+    return [(label, value) for label, value in rows if value]

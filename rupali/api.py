@@ -29,11 +29,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from rupali import image_files, runtime, text, zips
+from rupali import image_files, provenance, runtime, text, zips
+from rupali.body_limit import BodyTooLarge
 from rupali.clock import now
 from rupali.db import transact
 from rupali.errors import reference_for
 from rupali.gate import ApiKeyAuth
+from rupali.imaging import InvalidImage
 from rupali.models import ApiKeyScope, DataExport, ExportStatus, Generation, Image, User
 from rupali.pricing import Pricing
 from rupali.providers import ModelChoice
@@ -164,6 +166,28 @@ class ExportOut(BaseModel):
     files: int | None
     error: str = Field(description="Why it failed (empty unless it did)")
     download_url: str | None = Field(description="Where to fetch the ZIP once it is ready")
+
+
+class VerificationOut(BaseModel):
+    """What an image says about its origin, and whether that is intact."""
+
+    format: str | None = Field(description="PNG, JPEG or WEBP")
+    width: int
+    height: int
+    content_credentials: bool = Field(description="Whether the file carries a C2PA manifest")
+    validation_state: str | None = Field(description="The C2PA validation state: Trusted, Valid or Invalid")
+    intact: bool = Field(description="The signature and the content hash match the file")
+    trusted_by_this_installation: bool = Field(description="Signed under a certificate this installation trusts")
+    signer: str | None
+    issuer: str | None
+    signed_at: datetime | None
+    claim_generator: str | None = Field(description="The tool that wrote the manifest, e.g. `Rupali 0.1.0`")
+    digital_source_type: str | None = Field(description="The IPTC digital source type the manifest states")
+    xmp_digital_source_type: str | None = Field(description="The IPTC digital source type the file's XMP states")
+    software_agent: str | None = Field(description="The provider and model that made the image")
+    ai_generated: bool
+    problems: list[str]
+    verdict: str = Field(description="One sentence for people")
 
 
 def build() -> FastAPI:
@@ -385,6 +409,30 @@ def _register(router: FastAPI) -> None:
     async def image_thumbnail(request: Request, image_id: str) -> Response:
         return await image_files.thumbnail(runtime.current().storage, _user(request), image_id,
                                            request.headers.get("if-none-match"))
+
+    @router.post("/v1/verify", response_model=VerificationOut, summary="Check an image's Content Credentials",
+                 description="Send a PNG, JPEG or WebP as the request body (any image Content-Type). Open to anyone, "
+                             "without a key; the file is checked in memory and never stored.",
+                 responses={422: {"description": "Not an image Rupali can check; `detail` says why"},
+                            413: {"description": "Larger than the upload limit"}},
+                 openapi_extra={"security": [], "requestBody": {"required": True, "content": {
+                     mime: {"schema": {"type": "string", "format": "binary"}}
+                     for mime in ("image/png", "image/jpeg", "image/webp")}}})
+    async def verify(request: Request) -> VerificationOut | JSONResponse:
+        current = runtime.current()
+        settings = current.settings
+        try:
+            data = await request.body()
+        except BodyTooLarge:  # a streamed body past the limit: BodyLimit answers 413; nothing went wrong here
+            return JSONResponse({"detail": f"The file is larger than {settings.upload_max_mb} MB.", "field": "body"},
+                                status_code=413)
+        try:
+            found = await run_in_threadpool(provenance.examine, current.credentials, data,
+                                            max_bytes=settings.upload_max_mb * 1024 * 1024,
+                                            max_pixels=settings.upload_max_megapixels * 1_000_000)
+        except InvalidImage as exc:
+            return JSONResponse({"detail": str(exc), "field": "body"}, status_code=422)
+        return VerificationOut(**found.public())
 
     # Exports only read the person's own data, so read keys may ask for one and fetch it. Nothing in an archive
     # opens the account: secrets and the one-time codes in mailed links are left out (rupali.privacy.export).

@@ -15,6 +15,7 @@ from rupali.services import profile
 
 UPLOAD_PATH_PREFIX = "/_nicegui/client/"  # NiceGUI's upload route: /_nicegui/client/<client>/upload/<element>
 MULTIPART_ROOM = 64 * 1024  # boundary lines and part headers around the file
+VERIFY_PATH = "/api/v1/verify"  # checking an image's Content Credentials: the raw file is the body
 SMALL_BODY = 1024 * 1024  # API JSON and everything else
 
 
@@ -26,6 +27,8 @@ def limit_for(settings: Settings, path: str) -> int:
     """The largest body, in bytes, a request to ``path`` may carry."""
     if path.startswith(UPLOAD_PATH_PREFIX) and "/upload/" in path:
         return max(settings.upload_max_mb * 1024 * 1024, profile.MAX_BYTES) + MULTIPART_ROOM
+    if path == VERIFY_PATH:  # the image itself is the body
+        return settings.upload_max_mb * 1024 * 1024
     return SMALL_BODY
 
 

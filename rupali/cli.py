@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import sys
@@ -21,10 +22,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from rupali import __version__, doctor, jobs, logs, migrate
+from rupali import __version__, doctor, jobs, logs, migrate, provenance
 from rupali.clock import now
 from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, reset_settings
 from rupali.db import database_reachable, get_engine, session_scope
+from rupali.imaging import InvalidImage
 from rupali.models import RequestSource, User
 from rupali.privacy import erasure, retention
 from rupali.services import deletion, ledger, users
@@ -124,6 +126,15 @@ def _parser() -> _Parser:
     config_commands = config.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
     config_commands.add_parser("check", help="show effective settings (secrets masked)").set_defaults(
         handler=_config_check)
+
+    picture = commands.add_parser("image", help="images")
+    picture_commands = picture.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser,
+                                              required=True)
+    inspect = picture_commands.add_parser(
+        "inspect", help="check a file's Content Credentials and digital source type (exit 0 only when intact)")
+    inspect.add_argument("file", type=Path, help="a PNG, JPEG or WebP")
+    inspect.add_argument("--json", action="store_true", help="print the result as JSON")
+    inspect.set_defaults(handler=_image_inspect)
 
     checkup = commands.add_parser(
         "doctor", help="check settings, database, storage, SMTP and each image service; one line each")
@@ -248,6 +259,29 @@ def _credits_balance(args: argparse.Namespace) -> int:
             balance, email = ledger.balance(session, settings, user.id), user.email
     print(f"{email}: {balance} credits")
     return 0
+
+
+def _image_inspect(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file} ({exc.strerror or exc})") from None
+    try:
+        found = provenance.examine(provenance.ContentCredentials.from_settings(settings), data,
+                                   max_bytes=settings.upload_max_mb * 1024 * 1024,
+                                   max_pixels=settings.upload_max_megapixels * 1_000_000)
+    except InvalidImage as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    public = found.public()
+    if args.json:
+        print(json.dumps(public, indent=2, ensure_ascii=False))
+    else:
+        print(found.verdict())
+        for key, value in public.items():
+            if key != "verdict" and value not in (None, [], ""):
+                print(f"  {key.replace('_', ' ')}: {'; '.join(value) if isinstance(value, list) else value}")
+    return 0 if found.has_credentials and found.intact else 1
 
 
 def _jobs_list(args: argparse.Namespace) -> int:

@@ -140,6 +140,16 @@ class Settings(BaseSettings):
     upload_max_mb: int = Field(10, ge=1, le=50, description="Largest image-to-image upload, in MB")
     upload_max_megapixels: int = Field(40, ge=1, le=200, description="Largest image-to-image upload, in megapixels")
 
+    # --- content credentials (C2PA): who signs the provenance every generated image carries ------------------
+    c2pa_certificate: Path | None = Field(
+        None, description="PEM certificate chain (signing certificate first) for Content Credentials; unset: the "
+                          "installation makes its own under a local CA in `<data_dir>/content_credentials.pem`")
+    c2pa_private_key: Path | None = Field(None, description="PEM private key of `RUPALI_C2PA_CERTIFICATE`")
+    c2pa_algorithm: Literal["ES256", "PS256"] = Field(
+        "ES256", description="Signature algorithm of that key: `ES256` (P-256) or `PS256` (RSA-PSS)")
+    c2pa_tsa_url: str | None = Field(
+        None, description="RFC 3161 timestamp authority URL; signatures then outlive the signing certificate")
+
     # --- operations: technical log, metrics, abuse limits ------------------------------------------------------
     log_format: Literal["text", "json"] = Field(
         "text", description="`json` prints one JSON object per log line to stdout (for Railway and log shippers)")
@@ -285,6 +295,15 @@ class Settings(BaseSettings):
     def _credit_packs(cls, value: str) -> str:
         parsed_credit_packs(value)
         return value
+
+    @model_validator(mode="after")
+    def _c2pa_pair(self) -> Settings:
+        # A certificate without its key (or the other way round) cannot sign; half a configuration is a mistake.
+        if (self.c2pa_certificate is None) != (self.c2pa_private_key is None):
+            raise ValueError("RUPALI_C2PA_CERTIFICATE and RUPALI_C2PA_PRIVATE_KEY must be set together")
+        if self.c2pa_tsa_url is not None and not re.match(r"https?://[^\s]+$", self.c2pa_tsa_url):
+            raise ValueError("RUPALI_C2PA_TSA_URL must be an http:// or https:// URL")
+        return self
 
     @model_validator(mode="after")
     def _creem_complete(self) -> Settings:

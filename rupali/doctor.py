@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from rupali import migrate
+from rupali import migrate, provenance
 from rupali.config import ConfigError, Settings, get_settings
 from rupali.db import get_engine
 from rupali.providers import ImageProviders
@@ -53,8 +53,8 @@ def run(*, timeout: float = NETWORK_TIMEOUT) -> list[Check]:
     config, settings = configuration()
     if settings is None:
         return [config]
-    return [config, database(settings), *storage(settings), smtp(settings, timeout=timeout),
-            *providers(settings, timeout=timeout)]
+    return [config, database(settings), *storage(settings), content_credentials(settings),
+            smtp(settings, timeout=timeout), *providers(settings, timeout=timeout)]
 
 
 def failed(checks: list[Check]) -> bool:
@@ -69,6 +69,20 @@ def lines(checks: list[Check]) -> list[str]:
 
 
 # --- the checks ----------------------------------------------------------------------------------------------------
+
+def content_credentials(settings: Settings) -> Check:
+    """The key that signs every generated image loads and can sign; production should not use a self-made one."""
+    try:
+        signer = provenance.ContentCredentials.from_settings(settings)
+    except ConfigError as exc:
+        return Check("credentials", Verdict.FAIL, str(exc))
+    identity = f"images signed by {signer.signer_name}, valid until {signer.valid_until:%Y-%m-%d}"
+    if signer.self_made:
+        verdict = Verdict.WARN if settings.is_production else Verdict.OK
+        return Check("credentials", verdict, f"{identity}: a self-made certificate, not a publicly trusted identity; "
+                                             "set RUPALI_C2PA_CERTIFICATE and RUPALI_C2PA_PRIVATE_KEY")
+    return Check("credentials", Verdict.OK, identity)
+
 
 def configuration() -> tuple[Check, Settings | None]:
     """The settings load, and what production would refuse."""

@@ -23,7 +23,8 @@ from rupali.models import ApiKeyScope, User
 from rupali.services import api_keys, policy_updates, sessions
 
 PUBLIC_PATHS = frozenset({
-    "/", "/healthz", "/signin", "/signup", "/forgot", "/reset", "/verify",
+    "/", "/healthz", "/signin", "/signup", "/forgot", "/reset", "/confirm-email",
+    "/verify", "/api/v1/verify",  # checking an image's Content Credentials is for anyone; nothing is stored
     "/auth/complete", "/auth/signout", "/auth/oidc/login", "/auth/oidc/callback",
     "/deletion/cancel",  # the link in the deletion mail: the single-use token is the authorisation
     "/unsubscribe",  # RFC 8058 one-click unsubscribe: the signed link is the authorisation, no session needed

@@ -13,14 +13,17 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from rupali import faults, media, metrics, nsfw
+from rupali import faults, image_signing, media, metrics, nsfw
+from rupali.clock import now
 from rupali.config import Settings
 from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus
+from rupali.provenance import ContentCredentials
 from rupali.providers import ImageProviders
 from rupali.providers.base import GeneratedImage, GenerationRequest, GenerationResult, ProviderError
 from rupali.services import generation as generations
@@ -47,8 +50,9 @@ class GenerationQueue:
     """The job runner. Start it on the server's event loop; all database work happens in worker threads."""
 
     def __init__(self, settings: Settings, providers: ImageProviders, storage: LocalStorage,
-                 scorer: nsfw.NsfwScorer, credits: CreditHook) -> None:
+                 scorer: nsfw.NsfwScorer, credits: CreditHook, credentials: ContentCredentials) -> None:
         self._settings = settings
+        self._credentials = credentials
         self._providers = providers
         self._storage = storage
         self._scorer = scorer
@@ -210,13 +214,15 @@ class GenerationQueue:
             self._progress[generation_id] = max(0.0, min(1.0, fraction))
 
         result = await provider.generate(request, progress=report)
-        await asyncio.to_thread(self._finish, generation, result)
+        await asyncio.to_thread(self._finish, generation, result, request.source_image)
 
-    def _finish(self, generation: Generation, result: GenerationResult) -> None:
-        """Score, store and record the images, in one worker thread, in the crash-safe order of rupali.storage:
-        intent, files, rows, commit; any failure before the commit deletes the files again."""
+    def _finish(self, generation: Generation, result: GenerationResult, parent: bytes | None = None) -> None:
+        """Score, sign, store and record the images, in one worker thread, in the crash-safe order of
+        rupali.storage: intent, files, rows, commit; any failure before the commit deletes the files again."""
         stored, withheld = self._plan(generation, result.images)
-        intent = self._store(stored) if stored else None
+        intent = None
+        if stored:
+            intent, stored = self._store(stored, lambda item: self._sign(generation, result, item, parent))
         try:
             with session_scope() as session:
                 done = generations.complete(session, self._settings, generation.id, result, stored, withheld,
@@ -268,40 +274,69 @@ class GenerationQueue:
                 thumbnail_key=f"thumbnails/{folder}/{image_id.hex}.webp"))
         return planned, withheld
 
-    def _store(self, planned: list[generations.StoredImage]) -> Intent:
-        """Write every original and thumbnail under a recorded intent, returned for the caller to resolve.
+    def _sign(self, generation: Generation, result: GenerationResult, item: generations.StoredImage,
+              parent: bytes | None) -> generations.StoredImage:
+        """The image with its Content Credentials (rupali.image_signing: a PNG gets a second file without the
+        prompt, so either download is a signed file served as it is, never a re-written one)."""
+        image = item.source
+        try:
+            files = image_signing.sign(self._credentials, generation, image.data, image.format, seed=image.seed,
+                                       width=image.width, height=image.height, created_at=now(),
+                                       model_version=result.model_version, parent=parent)
+        except ValueError as exc:
+            raise ProviderError("The image service sent back a damaged image. Please try again.",
+                                detail=f"signing failed: {exc}") from None
+        plain_key = image_signing.plain_key(item.original_key) if files.plain is not None else None
+        return replace(item, source=replace(image, data=files.original), plain=files.plain, plain_key=plain_key,
+                       signed=True)
 
-        The writer thread records the intent and writes the originals (fsync'd), overlapping the thumbnails' decoding
-        in this thread, so neither the intent's nor the originals' fsyncs add to a job's time.
+    def _store(self, planned: list[generations.StoredImage],
+               sign: Callable[[generations.StoredImage], generations.StoredImage]
+               ) -> tuple[Intent, list[generations.StoredImage]]:
+        """Sign, then write every original and thumbnail under a recorded intent, returned for the caller to resolve
+        with the signed images.
+
+        The writer thread signs the images (the C2PA library releases the GIL while it works), records the intent
+        and writes the originals (fsync'd), overlapping the thumbnails' decoding in this thread (the pixels are the
+        same signed or not), so neither the signing nor the fsyncs add much to a job's time.
         """
-        writing = _WRITER.submit(self._write_originals, planned)
+        writing = _WRITER.submit(self._sign_and_write, planned, sign)
         try:
             previews = [media.thumbnail(item.source.data) for item in planned]
         except BaseException as exc:
             futures.wait([writing])  # the originals must be in place before the rollback deletes them
             if writing.exception() is None:
-                writing.result().rollback()
+                writing.result()[0].rollback()
             if isinstance(exc, OSError | SyntaxError | ValueError):
                 raise ProviderError("The image service sent back a damaged image. Please try again.",
                                     detail=f"thumbnail failed: {exc}") from None
             raise
-        intent = writing.result()
+        intent, signed = writing.result()
         try:
-            for item, preview in zip(planned, previews, strict=True):
+            for item, preview in zip(signed, previews, strict=True):
                 self._storage.put(item.thumbnail_key, preview, durable=False)  # a thumbnail can be made again
                 faults.reached(faults.AFTER_THUMBNAIL)
         except BaseException:
             intent.rollback()
             raise
-        return intent
+        return intent, signed
+
+    def _sign_and_write(self, planned: list[generations.StoredImage],
+                        sign: Callable[[generations.StoredImage], generations.StoredImage]
+                        ) -> tuple[Intent, list[generations.StoredImage]]:
+        signed = [sign(item) for item in planned]  # before the intent: a file that cannot be signed writes nothing
+        return self._write_originals(signed), signed
 
     def _write_originals(self, planned: list[generations.StoredImage]) -> Intent:
         """On the writer thread: record the intent for every file of the job, then write the originals."""
-        intent = self._storage.intend(key for item in planned for key in (item.original_key, item.thumbnail_key))
+        intent = self._storage.intend(key for item in planned
+                                      for key in (item.original_key, item.thumbnail_key, item.plain_key) if key)
         try:
             faults.reached(faults.BEFORE_FILES)
             for item in planned:
                 self._storage.put(item.original_key, item.source.data)
+                if item.plain_key is not None and item.plain is not None:
+                    self._storage.put(item.plain_key, item.plain)
                 faults.reached(faults.AFTER_ORIGINAL)
         except BaseException:
             intent.rollback()

@@ -19,6 +19,7 @@ from rupali import media
 from rupali.clock import now
 from rupali.db import transact
 from rupali.models import Generation, Image, User
+from rupali.provenance import ContentCredentials, Inspection
 from rupali.services import gallery, users
 from rupali.services import generation as generations
 from rupali.storage import InvalidKey, LocalStorage
@@ -56,11 +57,25 @@ def download_name(image: Image) -> str:
 
 
 def prepared_original(storage: LocalStorage, image: Image, generation: Generation, strip: bool) -> bytes:
-    """The original as downloads give it: PNGs with (or, when ``strip``, without) their parameters text."""
+    """The original as downloads give it: PNGs with (or, when ``strip``, without) their parameters text.
+
+    A signed image's files are served as they are: each variant was signed when it was made, so any rewrite here
+    would break its Content Credentials. Images from before signing are prepared as they always were."""
+    if image.signed:
+        return storage.read(image.plain_key if strip and image.plain_key else image.original_key)
     data = storage.read(image.original_key)
     if image.format == "PNG":
         data = media.png_with_parameters(data, None if strip else media.infotext(generation, image))
     return data
+
+
+def content_credentials(storage: LocalStorage, credentials: ContentCredentials, image: Image) -> Inspection | None:
+    """What the stored original's Content Credentials say, checked now (None when its file is gone)."""
+    try:
+        data = storage.read(image.original_key)
+    except (OSError, InvalidKey):
+        return None
+    return credentials.inspect(data, image.format)
 
 
 async def thumbnail(storage: LocalStorage, user: User, image_id: str, if_none_match: str | None = None) -> Response:

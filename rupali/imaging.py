@@ -20,6 +20,17 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
     Refuses anything but PNG/JPEG/WebP, files over ``max_bytes``, images over ``max_pixels`` (checked from the
     header before any pixel is decoded: the decompression-bomb guard) and files that do not decode to the end.
     """
+    return _decoded(data, max_bytes=max_bytes, max_pixels=max_pixels)[0]
+
+
+def identify_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
+    """The format (PNG, JPEG, WEBP), width and height of a file that passes every check of :func:`decode_untrusted`
+    (it is decoded to the end too: only a whole, real image is accepted)."""
+    image, kind = _decoded(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return kind, image.width, image.height
+
+
+def _decoded(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Image.Image, str]:
     if not data:
         raise InvalidImage("The file is empty.")
     if len(data) > max_bytes:
@@ -32,6 +43,7 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
                 if width * height > max_pixels:
                     raise InvalidImage(f"The image is too large ({width} x {height} pixels).")
                 probe.load()  # decodes every pixel: a truncated or corrupt file fails here
+                kind = str(probe.format)
                 image = ImageOps.exif_transpose(probe)
     except InvalidImage:
         raise
@@ -45,7 +57,7 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
     mode = "RGBA" if image.mode in {"RGBA", "LA", "PA"} or "transparency" in image.info else "RGB"
     clean = Image.new(mode, image.size)
     clean.paste(image.convert(mode))
-    return clean
+    return clean, kind
 
 
 def _what_it_is(data: bytes) -> str:

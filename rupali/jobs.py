@@ -14,12 +14,13 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from rupali import media_sweep, metrics
+from rupali import image_signing, media_sweep, metrics
 from rupali.clock import now
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.models import JobRun, JobRunStatus
 from rupali.privacy import retention
+from rupali.provenance import ContentCredentials
 from rupali.services import exports, mail
 from rupali.storage import LocalStorage
 
@@ -69,6 +70,12 @@ def _remind_privacy_requests(session: Session, settings: Settings) -> str:
     return admin.remind_privacy_requests(session, settings)
 
 
+def _sign_images(_session: Session, settings: Settings) -> str:
+    # Each image is signed in short transactions of its own; this session stays unused.
+    return image_signing.sign_stored(settings, LocalStorage.from_settings(settings),
+                                     ContentCredentials.from_settings(settings))
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -84,6 +91,8 @@ JOBS: dict[str, Job] = {
             lambda s: timedelta(days=1), _remind_privacy_requests),
         Job("build_exports", "Builds queued data exports; restarts (or fails) those a restart interrupted",
             lambda s: timedelta(minutes=1), _build_exports),
+        Job("sign_images", f"Signs images stored before Content Credentials existed, {image_signing.BATCH} per run",
+            lambda s: timedelta(minutes=10), _sign_images),
     )
 }
 # Run at every start as well: what a crash left behind is cleared before anything new is written.

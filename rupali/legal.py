@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rupali import cookies
+from rupali import cookies, provenance
 from rupali.config import Settings
 from rupali.policy import EXPORT_DAYS, RetentionKey, retention_rules, subprocessors
 from rupali.privacy import inventory
@@ -179,6 +179,7 @@ def privacy_policy(settings: Settings) -> Document:
             "We score every generated image for NSFW content to detect prohibited material (legitimate interest "
             "in platform safety); the score is stored with the image."
         )),
+        Section("AI-generated images are marked", ai_marking(s)),
         Section("We do not train on your content", (
             f"{s.operator_name} does **not** use your prompts or generated images to train AI models, and we do "
             "not share your content with anyone for AI training without your explicit consent. Your gallery is "
@@ -251,6 +252,33 @@ def privacy_policy(settings: Settings) -> Document:
         )),
     )
     return Document("privacy", "Privacy Policy", "1.0", sections)
+
+
+def ai_marking(settings: Settings) -> str:
+    """How generated images are marked as machine-made (EU AI Act Art. 50(2)), from the signing configuration."""
+    signing = provenance.signing(settings)
+    who = f"**{signing.signer}**" + (f" ({signing.organisation})" if signing.organisation else "")
+    if signing.self_made:
+        who += (": a certificate this installation made for itself under its own local authority. It proves that a "
+                "file is unchanged since this installation signed it; it is not a publicly trusted identity")
+    timing = (f"Each signature carries a time stamp from the time-stamping authority at {signing.tsa_url}."
+              if signing.tsa_url else
+              "Signatures carry no independent time stamp, so they can be checked while the signing certificate is "
+              f"valid (until {signing.valid_until:%d %B %Y}).")
+    return (
+        "Every image generated here is marked as machine-made, in the file itself, as Article 50(2) of the EU AI "
+        "Act requires:\n\n"
+        "- **Content Credentials (C2PA):** a signed manifest states that the image is AI-generated (IPTC digital "
+        "source type *trained algorithmic media*; images of the offline sketch generator, which uses no AI model: "
+        "*algorithmic media*), which tool made it (Rupali and its version, the AI provider and model) and when. "
+        "The signature covers the pixels and the file's text, so any later change shows.\n"
+        "- **IPTC XMP:** the same digital source type, for tools that read only XMP.\n\n"
+        f"Images are signed by {who}. {timing}\n\n"
+        "The marks never contain your name, e-mail address or account id. Your prompt, settings and seed are in a "
+        "PNG file (its text and its manifest) only when your downloads include them, as you choose on your account "
+        "page; JPEG and WebP files never carry the prompt. Anyone can check a file at "
+        "[Check an image](/verify), without an account; the file is not stored."
+    )
 
 
 def cookie_policy(settings: Settings) -> Document:

@@ -34,8 +34,11 @@ def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
     return buffer.getvalue()
 
 
-def infotext(generation: Generation, image: Image) -> str:
-    """The AUTOMATIC1111 "infotext" the ecosystem's tools read (PNG Info, Civitai, image viewers)."""
+def infotext(generation: Generation, image: Image, *, model_version: str | None = None) -> str:
+    """The AUTOMATIC1111 "infotext" the ecosystem's tools read (PNG Info, Civitai, image viewers).
+
+    ``model_version`` stands in for the generation's while its result is being stored (not yet recorded)."""
+    model_version = model_version or generation.model_version
     lines = [generation.prompt]
     if generation.negative_prompt:
         lines.append(f"Negative prompt: {generation.negative_prompt}")
@@ -44,8 +47,8 @@ def infotext(generation: Generation, image: Image) -> str:
         fields.append(("Sampler", generation.scheduler))
     fields += [("CFG scale", f"{generation.guidance:g}"), ("Seed", str(image.seed)),
                ("Size", f"{image.width}x{image.height}"), ("Model", generation.model_label or generation.model)]
-    if generation.model_version:
-        fields.append(("Model hash", generation.model_version))
+    if model_version:
+        fields.append(("Model hash", model_version))
     if generation.strength is not None:
         fields.append(("Denoising strength", f"{generation.strength:g}"))
     lines.append(", ".join(f"{key}: {_value(value)}" for key, value in fields))

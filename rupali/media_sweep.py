@@ -152,6 +152,8 @@ def _named(session: Session) -> tuple[set[str], Sequence[_ImageFiles]]:
     """Every key a row names, and the image rows with their keys and mark."""
     images = session.exec(select(Image.id, Image.original_key, Image.thumbnail_key, Image.files_missing_at)).all()
     named = {key for _id, original, thumbnail, _marked in images for key in (original, thumbnail)}
+    named.update(key for key in session.exec(select(Image.plain_key).where(col(Image.plain_key).is_not(None))).all()
+                 if key)
     named.update(session.exec(select(Upload.key)).all())
     named.update(key for key in session.exec(select(User.avatar_key).where(col(User.avatar_key).is_not(None))).all()
                  if key)

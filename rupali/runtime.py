@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from rupali import jobs
 from rupali.config import Settings
 from rupali.generation_queue import GenerationQueue
 from rupali.nsfw import NsfwScorer
+from rupali.provenance import ContentCredentials
 from rupali.providers import ImageProviders
 from rupali.providers.creem import CreemClient
 from rupali.services import orders
@@ -17,6 +19,8 @@ from rupali.services.ledger import LedgerCredits
 from rupali.storage import LocalStorage
 from rupali.techlog import TechnicalLog
 from rupali.zips import DownloadTickets
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Runtime:
     credits: CreditHook
     queue: GenerationQueue
     downloads: DownloadTickets
+    credentials: ContentCredentials
     creem: CreemClient | None = None  # Creem's checkout API, when credit packs are sold (billing = creem)
     technical_log: TechnicalLog | None = None  # the request log's batch writer, unless RUPALI_TECHNICAL_LOG=false
 
@@ -37,12 +42,17 @@ class Runtime:
         storage = LocalStorage.from_settings(settings)
         scorer = NsfwScorer()
         credits: CreditHook = FreeGeneration() if settings.billing == "off" else LedgerCredits(settings)
-        queue = GenerationQueue(settings, providers, storage, scorer, credits)
+        credentials = ContentCredentials.from_settings(settings)
+        if credentials.self_made and settings.is_production:
+            log.warning("Content Credentials are signed with this installation's self-made certificate, which no one "
+                        "else trusts; set RUPALI_C2PA_CERTIFICATE and RUPALI_C2PA_PRIVATE_KEY to sign as yourself")
+        queue = GenerationQueue(settings, providers, storage, scorer, credits, credentials)
         creem = CreemClient.from_settings(settings) if settings.billing == "creem" else None
         if settings.billing_enabled:
             orders.install_listeners()  # the balance-alert mail; registering twice keeps one listener
         technical_log = TechnicalLog(settings) if settings.technical_log else None
-        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets(), creem, technical_log)
+        return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets(), credentials, creem,
+                   technical_log)
 
     async def start(self) -> None:
         # The media sweep first: what a crash left half-stored is resolved before the queue writes anything new.

@@ -103,7 +103,7 @@ class Image(SQLModel, table=True):
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="user_id", holds="Generated images with their seed, size, NSFW score, favourite mark",
         export=True, erasure=Erasure.DELETE, retention=RetentionKey.CONTENT, expires_column="expires_at",
-        file_columns=("original_key", "thumbnail_key"))
+        file_columns=("original_key", "thumbnail_key", "plain_key"))
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(sa_column=Column(Uuid(), ForeignKey("user.id", ondelete="CASCADE"), nullable=False))
@@ -116,6 +116,11 @@ class Image(SQLModel, table=True):
     bytes: int
     original_key: str = Field(max_length=300)
     thumbnail_key: str = Field(max_length=300)
+    # A PNG's second signed file, without the prompt and settings (downloads for people who leave them out). Also
+    # None for PNGs stored before images were signed: their downloads are prepared from the original as before.
+    plain_key: str | None = Field(default=None, max_length=300)
+    # Whether the stored files carry Content Credentials (images from before signing do not).
+    signed: bool = False
     nsfw_score: float
     provider_nsfw: bool | None = None
     nsfw: bool = False  # the combined verdict: blurred until revealed (when the policy blurs)
@@ -126,6 +131,10 @@ class Image(SQLModel, table=True):
     reviewed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     # Set by the media sweep when the original or thumbnail is gone from storage (the row is kept, and says so).
     files_missing_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+    def file_keys(self) -> list[str]:
+        """Every storage key this image's files live under."""
+        return [key for key in (self.original_key, self.thumbnail_key, self.plain_key) if key]
 
 
 class ApiKeyScope(StrEnum):

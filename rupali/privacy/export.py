@@ -67,8 +67,9 @@ from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage
 README = "README.txt"
 BATCH = 500  # rows per database round trip
 _CHUNK = 256 * 1024  # bytes of JSON or CSV handed to the ZIP at a time
-# Copies derived from another file of the same row: the original is exported instead.
-DERIVED_FILES = frozenset({("image", "thumbnail_key")})
+# Copies derived from another file of the same row: the original is exported instead (for a PNG, the signed copy
+# with or without its prompt, as the person's download setting says).
+DERIVED_FILES = frozenset({("image", "thumbnail_key"), ("image", "plain_key")})
 # Where a table's files go in the archive (others: ``files/<table>/``).
 FOLDERS = {"image": "images", "upload": "uploads", "user": "profile"}
 RECEIPTS = "receipts"  # the folder of the receipts of credit orders
@@ -253,8 +254,10 @@ def _plan_images(session: Session, storage: LocalStorage, user_id: uuid.UUID, pl
              .where(Image.user_id == user_id).order_by(Image.created_at, Image.id))  # type: ignore[arg-type]
     for image, generation in session.execute(query.execution_options(yield_per=BATCH)):
         png = image.format == "PNG"
+        # A signed file goes in exactly as stored (a rewrite would break its Content Credentials).
+        key = image.plain_key if plan.strip and image.signed and image.plain_key else image.original_key
         item = _FilePlan(f"{FOLDERS['image']}/{image.id}{PurePosixPath(image.original_key).suffix}",
-                         image.original_key, "image", "original_key", png=png,
+                         key, "image", "original_key", png=png and not image.signed,
                          parameters=media.infotext(generation, image), sibling=plan.strip or not png)
         _add_file(storage, plan, item)
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from rupali import xmp
 from rupali.config import Settings
 from rupali.providers.base import (
     REACHABLE_TIMEOUT,
@@ -17,6 +18,10 @@ from rupali.providers.base import (
 )
 
 log = logging.getLogger(__name__)
+# What each provider's images are (C2PA / IPTC digital source type) and who made them, as manifests name it.
+_PROVENANCE = {"offline": (xmp.ALGORITHMIC, "Rupali offline sketch generator"),
+               "runware": (xmp.TRAINED, "Runware"),
+               "a1111": (xmp.TRAINED, "AUTOMATIC1111-compatible server")}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,11 @@ class ImageProviders:
             return self._providers[name]
         except KeyError:
             raise ProviderUnavailable("This image service is not enabled on this installation.") from None
+
+    @staticmethod
+    def provenance(name: str) -> tuple[str, str]:
+        """How an image of this provider is marked: its IPTC digital source type and the software agent's name."""
+        return _PROVENANCE.get(name, (xmp.TRAINED, name))
 
     def service_label(self, name: str) -> str | None:
         """Who made an image, for display: the provider's label (its name once it is switched off), or None for the

@@ -212,7 +212,8 @@ def request_email_change(session: Session, settings: Settings, user: User, *, ne
         return  # same answer as success: the address's owner is not revealed
     token = _issue(session, user, TokenPurpose.CHANGE_EMAIL, EMAIL_CHANGE_LIFETIME, new_email=new_email)
     mail.enqueue(session, to=new_email, user_id=user.id, mail=mail_templates.confirm_new_email(
-        user.full_name, _link(settings, f"/verify?token={token}"), int(EMAIL_CHANGE_LIFETIME.total_seconds() // 3600)))
+        user.full_name, _link(settings, f"/confirm-email?token={token}"),
+        int(EMAIL_CHANGE_LIFETIME.total_seconds() // 3600)))
 
 
 def confirm_email_change(session: Session, token: str) -> User:
@@ -281,7 +282,7 @@ def send_verification(session: Session, settings: Settings, user: User) -> None:
     """Mail a fresh single-use verification link (earlier links stop working)."""
     token = _issue(session, user, TokenPurpose.VERIFY_EMAIL, VERIFY_LIFETIME)
     mail.enqueue(session, to=user.email, user_id=user.id, mail=mail_templates.verify_email(
-        user.full_name, _link(settings, f"/verify?token={token}"), int(VERIFY_LIFETIME.total_seconds() // 3600)))
+        user.full_name, _link(settings, f"/confirm-email?token={token}"), int(VERIFY_LIFETIME.total_seconds() // 3600)))
 
 
 def _issue(session: Session, user: User, purpose: TokenPurpose, lifetime: timedelta, *,

@@ -120,7 +120,7 @@ def set_favourites(session: Session, user_id: uuid.UUID, image_ids: list[uuid.UU
 def delete_images(session: Session, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> list[str]:
     """Delete the person's images; returns the storage keys to remove once the transaction has committed."""
     images = _own(session, user_id, image_ids)
-    keys = [key for image in images for key in (image.original_key, image.thumbnail_key)]
+    keys = [key for image in images for key in image.file_keys()]
     if images:
         session.exec(delete(Image).where(col(Image.id).in_([image.id for image in images])))  # type: ignore[call-overload]
     return keys
@@ -132,7 +132,7 @@ def delete_generation(session: Session, user_id: uuid.UUID, generation_id: uuid.
     if generation is None or generation.user_id != user_id:
         return None
     images = session.exec(select(Image).where(Image.generation_id == generation_id)).all()
-    keys = [key for image in images for key in (image.original_key, image.thumbnail_key)]
+    keys = [key for image in images for key in image.file_keys()]
     session.exec(delete(Image).where(col(Image.generation_id) == generation_id))  # type: ignore[call-overload]
     session.delete(generation)
     return keys

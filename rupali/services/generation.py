@@ -77,6 +77,9 @@ class StoredImage:
     verdict: Verdict
     original_key: str
     thumbnail_key: str
+    plain_key: str | None = None  # a PNG's second signed file, without the prompt and settings
+    plain: bytes | None = None
+    signed: bool = False
 
 
 # --- validation ----------------------------------------------------------------------------------------------------
@@ -194,6 +197,7 @@ def complete(session: Session, settings: Settings, generation_id: uuid.UUID, res
             id=item.image_id, user_id=generation.user_id, generation_id=generation.id, position=position,
             seed=item.source.seed, width=item.source.width, height=item.source.height, format=item.source.format,
             bytes=len(item.source.data), original_key=item.original_key, thumbnail_key=item.thumbnail_key,
+            plain_key=item.plain_key, signed=item.signed,
             nsfw_score=item.verdict.score, provider_nsfw=item.source.provider_nsfw, nsfw=item.verdict.flagged,
             created_at=moment, expires_at=expires))
     generation.model_version = result.model_version or generation.model_version
@@ -255,7 +259,7 @@ def delete_generation(session: Session, storage: LocalStorage, user: User, gener
     if not generation.finished:
         raise GenerationBusy(BUSY_MESSAGE)
     images = session.exec(select(Image).where(Image.generation_id == generation.id)).all()
-    obsolete = [key for image in images for key in (image.original_key, image.thumbnail_key)]
+    obsolete = [key for image in images for key in image.file_keys()]
     session.exec(delete(Image).where(col(Image.generation_id) == generation.id))  # type: ignore[call-overload]
     upload_id = generation.upload_id
     session.delete(generation)

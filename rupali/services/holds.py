@@ -63,7 +63,8 @@ _CHUNK = 256 * 1024  # bytes of JSON or CSV handed to the ZIP at a time
 COPIES = DERIVED_FILES | {("data_export", "storage_key")}
 LEFT_OUT = ("Secret columns (a field named password, secret or token, or whose name ends in _hash, _secret or _token) "
             "and one-time codes in links to this service are left out: they are credentials, not evidence. "
-            "Thumbnails and data-export archives are copies of rows and files included here.")
+            "Thumbnails, the signed copy of a PNG without its prompt, and data-export archives are copies of rows and "
+            "files included here.")
 
 
 class HoldError(ValueError):

@@ -169,8 +169,8 @@ class _Chain:
 
     def _named(self) -> set[str]:
         with session_scope(self.settings) as session:
-            images = session.exec(select(Image.original_key, Image.thumbnail_key)).all()
-            return ({key for pair in images for key in pair} | set(session.exec(select(Upload.key)).all())
+            images = session.exec(select(Image)).all()
+            return ({key for image in images for key in image.file_keys()} | set(session.exec(select(Upload.key)).all())
                     | {key for key in session.exec(select(User.avatar_key)).all() if key})
 
     def _check(self, generation_id: uuid.UUID, stage: str) -> list[str]:
@@ -185,7 +185,7 @@ class _Chain:
                                  .order_by(col(JobRun.started_at).desc())).first()
         storage = LocalStorage(self.root)
         if gone := [image.id for image in images if image.files_missing_at is not None
-                    or not (storage.exists(image.original_key) and storage.exists(image.thumbnail_key))]:
+                    or not all(storage.exists(key) for key in image.file_keys())]:
             problems.append(f"image rows without their files: {gone}")
         mine = [image for image in images if image.generation_id == generation_id]
         expected = (GenerationStatus.SUCCEEDED, "", IMAGES) if stage == faults.AFTER_COMMIT else (

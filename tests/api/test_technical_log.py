@@ -73,7 +73,8 @@ async def test_no_query_string_token_or_typed_text_lands_in_the_log(user: User, 
     secret = "tok3n-" + uuid.uuid4().hex
     words = "my private search words"
     await sign_in(user, make_user(email="typist@example.com").email)
-    for url in (f"/reset?token={secret}", f"/verify?token={secret}", f"/unsubscribe?token={secret}",
+    for url in (f"/reset?token={secret}", f"/verify?token={secret}", f"/confirm-email?token={secret}",
+                f"/unsubscribe?token={secret}",
                 f"/gallery?q={words}", f"/no/such/{secret}", f"/api/v1/generations?cursor={secret}",
                 f"/auth/complete?code={secret}"):
         await user.http_client.get(url, follow_redirects=False)

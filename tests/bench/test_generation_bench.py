@@ -180,7 +180,7 @@ async def measure_overhead(monkeypatch: pytest.MonkeyPatch, image: bytes) -> lis
         settings = get_settings()
         runtime = Runtime.build(settings)  # the production wiring; only the queue's scorer is swapped
         queue = GenerationQueue(settings, runtime.providers, runtime.storage, ZeroScorer(),  # type: ignore[arg-type]
-                                runtime.credits)
+                                runtime.credits, runtime.credentials)
         user = make_user()
         choice = await runtime.providers.find(MODEL_KEY)
         provider = runtime.providers.get(choice.provider)

@@ -323,7 +323,7 @@ async def test_new_unverified_address_gets_a_verification_mail(oidc_provider: Lo
         messages = session.exec(select(OutboxMessage).where(OutboxMessage.recipient == "grace@example.com")).all()
     assert len(messages) == 1
     assert messages[0].user_id == account.id
-    assert f"{PUBLIC_URL}/verify?token=" in messages[0].text_body
+    assert f"{PUBLIC_URL}/confirm-email?token=" in messages[0].text_body
     assert_userinfo_use(oidc_provider, claims, sign_ins=1)
     gated = await user.http_client.get("/studio")
     assert gated.status_code == 303 and gated.headers["location"] == "/welcome"

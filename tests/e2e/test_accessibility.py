@@ -98,7 +98,8 @@ def test_every_page_passes_axe(live_server: str, browser: WebDriver, tmp_path: P
         scan("home with the cookie notice", "/")
         acknowledge_cookie_notice(browser)
         for name, path in (("home", "/"), ("sign-up", "/signup"), ("sign-in", "/signin"), ("forgot", "/forgot"),
-                           ("reset, stale link", "/reset?token=stale"), ("verify, stale link", "/verify?token=x"),
+                           ("reset, stale link", "/reset?token=stale"),
+                           ("confirm e-mail, stale link", "/confirm-email?token=x"), ("check an image", "/verify"),
                            ("privacy policy", "/legal/privacy"), ("cookie policy", "/legal/cookies"),
                            ("terms", "/legal/terms"), ("sub-processors", "/legal/subprocessors")):
             scan(name, path)

@@ -47,8 +47,8 @@ def test_sign_up_verify_sign_in_rename_sign_out(inbox: Inbox, live_server: str, 
         message = await_mail(inbox, EMAIL)
         assert message["Subject"] == "Confirm your e-mail address"
         # The link is followed as written: it leads to the port this server really listens on.
-        link = url_in(message, "/verify")
-        assert link.startswith(live_server + "/verify?token="), link
+        link = url_in(message, "/confirm-email")
+        assert link.startswith(live_server + "/confirm-email?token="), link
         browser.get(link)
         click(browser, _button("Confirm my e-mail address"))
         _expect(browser, "//*[@role='alert'][contains(., 'Your e-mail address is confirmed')]")

@@ -49,7 +49,7 @@ def test_every_cookie_set_on_the_way_is_declared_with_its_flags(inbox: Inbox, li
         click(browser, _button("Create account"))
         wait(browser).until(EC.visibility_of_element_located((By.XPATH, "//*[normalize-space()='Check your inbox']")))
 
-        browser.get(url_in(await_mail(inbox, EMAIL), "/verify"))
+        browser.get(url_in(await_mail(inbox, EMAIL), "/confirm-email"))
         click(browser, _button("Confirm my e-mail address"))
         click(browser, _button("Continue"))
         wait(browser).until(EC.url_to_be(live_server + "/signin"))

@@ -3,6 +3,7 @@ in the gallery."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,6 +91,9 @@ def test_generate_gallery_favourite_filter_search_detail_remix_delete(live_serve
         assert parameters["Steps"] == "20", parameters
         assert parameters["Seed"].isdigit(), parameters
         assert parameters["Expires"] == "Never", parameters
+        # The stored file is checked as the dialog opens: signed by this installation, when, and intact.
+        assert re.fullmatch(r"signed by .+ on .+ UTC, intact", parameters["Content Credentials"]), parameters
+        assert detail.find_element(By.CSS_SELECTOR, ".r-origin").text == "Procedural sketch"
         wait(browser).until(lambda _: detail.find_element(By.CSS_SELECTOR, ".r-detail-image img")
                              .get_attribute("naturalWidth") not in (None, "0"))
         browser.save_screenshot(str(tmp_path / "detail.png"))

@@ -90,6 +90,7 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         assert states[0]["text"].startswith(("Waiting to start", "Generating — ")), states
         assert card.find_element(By.CSS_SELECTOR, ".r-job-prompt").text == PROMPT
         assert f"seed {SEED}" in card.text
+        assert "Procedural sketch · " in card.text  # the offline generator's output is labelled as what it is
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
         wait(browser).until(lambda driver: driver.execute_script(_THUMBNAILS_LOADED, card))
         alts = [tile.find_element(By.TAG_NAME, "img").get_attribute("alt") for tile in tiles]
@@ -113,6 +114,19 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         image_id = tiles[0].find_element(By.TAG_NAME, "img").get_attribute("src").rsplit("/", 1)[1]
         _click_in(browser, tiles[0], "[aria-label='Download original']")
         path = await_download(downloads, f"rupali-{SEED}-{image_id.replace('-', '')[:8]}.png")
+
+        # The download, dropped on the public check page, shows intact Content Credentials naming its maker.
+        browser.get(live_server + "/verify")
+        picker = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".r-drop input[type=file]")))
+        picker.send_keys(str(path))
+        result = wait(browser).until(EC.visibility_of_element_located((By.CSS_SELECTOR, ".r-verify-result dl")))
+        verdict = browser.find_element(By.CSS_SELECTOR, ".r-verify-result .r-banner").text
+        assert verdict.startswith("Content Credentials intact: signed by "), verdict
+        facts = result.text
+        for expected in ("Procedural (algorithmic media, no AI model)", "Rupali offline sketch generator / ",
+                         "Signature and pixels\nintact", "a certificate this installation trusts"):
+            assert expected in facts, facts
+        browser.save_screenshot(str(tmp_path / "verify.png"))
 
     with Image.open(path) as image:
         assert image.format == "PNG"

@@ -71,7 +71,7 @@ async def test_sign_up_verify_and_sign_in(user: User):
     with session_scope() as session:
         account = users.by_email(session, "grace@example.com")
     assert account is not None and _accepted_documents(account.id) == ["privacy", "terms"]
-    await user.open(_last_link("grace@example.com", "/verify"))
+    await user.open(_last_link("grace@example.com", "/confirm-email"))
     user.find(kind=ui.button, content="Confirm my e-mail address").click()
     await user.should_see("Your e-mail address is confirmed", retries=50)
     await sign_in(user, "grace@example.com")

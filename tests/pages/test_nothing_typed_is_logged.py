@@ -36,7 +36,7 @@ async def test_typed_names_addresses_prompts_searches_and_passwords_are_never_lo
     jobs.run("deliver_mail")  # the verification mail goes out over SMTP
     with session_scope() as session:
         body = session.exec(select(OutboxMessage.text_body).where(OutboxMessage.recipient == EMAIL)).first()
-    verify = re.search(r"https?://[^/\s]+(/verify\?token=\S+)", body or "")
+    verify = re.search(r"https?://[^/\s]+(/confirm-email\?token=\S+)", body or "")
     assert verify, body
     await user.open(verify.group(1))
     user.find(kind=ui.button, content="Confirm my e-mail address").click()

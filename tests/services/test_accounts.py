@@ -41,7 +41,7 @@ def test_sign_up_records_age_and_policy_versions_and_mails_a_single_use_link(inb
     _deliver()
     message = inbox.last_to("new@example.com")
     assert message["Subject"] == "Confirm your e-mail address"
-    token = _token(link_in(message, "/verify"))
+    token = _token(link_in(message, "/confirm-email"))
     with session_scope() as session:
         user = users.by_email(session, "new@example.com")
         assert user.age_confirmed_at is not None and user.email_verified_at is None
@@ -59,7 +59,7 @@ def test_sign_up_records_age_and_policy_versions_and_mails_a_single_use_link(inb
 def test_verification_link_expires(inbox):
     _sign_up()
     _deliver()
-    token = _token(link_in(inbox.last_to("new@example.com"), "/verify"))
+    token = _token(link_in(inbox.last_to("new@example.com"), "/confirm-email"))
     with clock.travel(timedelta(hours=49)), session_scope() as session, pytest.raises(accounts.InvalidToken):
         accounts.verify_email(session, token)
 
@@ -218,7 +218,7 @@ def test_email_change_is_confirmed_from_the_new_address_and_announced_to_the_old
     with session_scope() as session:
         accounts.request_email_change(session, get_settings(), user, new_email="After@Example.com", password=PASSWORD)
     _deliver()
-    token = _token(link_in(inbox.last_to("after@example.com"), "/verify"))
+    token = _token(link_in(inbox.last_to("after@example.com"), "/confirm-email"))
     with session_scope() as session:
         assert users.by_email(session, "before@example.com") is not None  # nothing changes before confirmation
         assert accounts.link_purpose(session, token) == TokenPurpose.CHANGE_EMAIL

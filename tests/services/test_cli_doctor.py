@@ -9,9 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from cryptography import x509
 
-from rupali import migrate
+from rupali import doctor, migrate, provenance
 from rupali.cli import main
+from rupali.config import Settings
 from rupali.db import get_engine
 
 LINE = re.compile(r"^(ok|warn|FAIL) +(\S+) +\S")
@@ -33,9 +35,34 @@ def test_doctor_on_a_working_installation_exits_zero(capsys):
     assert main(["doctor"]) == 0
     output = capsys.readouterr().out
     assert _verdicts(output) == {"config": "warn", "database": "ok", "data-dir": "ok", "media-dir": "ok",
-                                 "smtp": "warn", "offline": "ok"}
+                                 "credentials": "ok", "smtp": "warn", "offline": "ok"}
+    assert re.search(r"^ok +credentials +images signed by .+ image signing, valid until \d{4}-\d\d-\d\d: a self-made "
+                     r"certificate, not a publicly trusted identity", output, re.MULTILINE), output
     assert re.search(rf"^ok +database +\w+ at revision {migrate.head_revision(get_engine())} \(head\)$", output,
                      re.MULTILINE)
+
+
+@pytest.mark.sqlite_only
+def test_doctor_warns_in_production_about_a_self_made_signing_certificate_and_fails_on_a_broken_one(tmp_path):
+    safe = {"env": "production", "data_dir": tmp_path / "data", "public_url": "https://images.example",
+            "operator_name": "Studio Nord GmbH", "operator_address": "Kiel", "operator_email": "hi@example.de",
+            "smtp_host": "127.0.0.1"}
+    production = Settings(**safe)
+    assert doctor.content_credentials(production).verdict is doctor.Verdict.WARN
+    chain, key = provenance.make_self_signed_chain("Studio Nord GmbH")
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(key)
+    own = Settings(**safe, c2pa_certificate=tmp_path / "chain.pem", c2pa_private_key=tmp_path / "key.pem")
+    assert doctor.content_credentials(own) == doctor.Check(
+        "credentials", doctor.Verdict.OK,
+        f"images signed by Studio Nord GmbH image signing, valid until {_valid_until(chain):%Y-%m-%d}")
+    (tmp_path / "key.pem").write_bytes(provenance.make_self_signed_chain("Someone Else")[1])
+    broken = doctor.content_credentials(own)
+    assert broken.verdict is doctor.Verdict.FAIL and "cannot sign together" in broken.detail
+
+
+def _valid_until(chain: bytes):
+    return x509.load_pem_x509_certificates(chain)[0].not_valid_after_utc
 
 
 @pytest.mark.sqlite_only

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import timedelta
 
 import pytest
+from PIL import Image as PILImage
 
-from rupali import clock, cookies, legal
+from rupali import clock, cookies, legal, provenance, xmp
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.services import legal as legal_service
 
 SEED_SECTIONS = [
     "Who we are", "What we collect", "Why we use it and on what legal basis", "AI providers",
-    "We do not train on your content", "Your rights", "Age requirement", "How long we keep data",
-    "Sub-processors", "International transfers", "Security", "Changes to this policy", "Contact",
+    "AI-generated images are marked", "We do not train on your content", "Your rights", "Age requirement",
+    "How long we keep data", "Sub-processors", "International transfers", "Security", "Changes to this policy",
+    "Contact",
 ]
 
 
@@ -49,6 +52,48 @@ def test_operator_details_and_rights_come_from_configuration():
     for fragment in ("**Example ApS**", "Vesterbro 1, Aarhus", "mailto:dpo@example.dk",
                      "[Datatilsynet](https://www.datatilsynet.dk)", "at least **21 years old**", "within **30 days**"):
         assert fragment in text
+
+
+def _marking(settings: Settings) -> str:
+    return next(section.body for section in legal.privacy_policy(settings).sections
+                if section.title == "AI-generated images are marked")
+
+
+@pytest.mark.sqlite_only
+def test_the_marking_promise_names_the_certificate_that_really_signs(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", operator_name="Example ApS", operator_address="Aarhus",
+                        operator_email="dpo@example.dk")
+    text = _marking(settings)
+    credentials = provenance.ContentCredentials.from_settings(settings)  # what the queue signs with
+    signed = credentials.sign(_png(), "PNG", provenance.Origin(xmp.TRAINED, "Runware", "FLUX.1", clock.now()))
+    found = credentials.inspect(signed, "PNG")
+    assert found.intact and found.signer == credentials.signer_name
+    assert f"Images are signed by **{found.signer}** (Example ApS)" in text
+    assert "not a publicly trusted identity" in text
+    assert f"valid (until {credentials.valid_until:%d %B %Y})" in text
+    for promise in ("*trained algorithmic media*", "*algorithmic media*", "[Check an image](/verify)",
+                    "never contain your name, e-mail address or account id", "JPEG and WebP files never carry"):
+        assert promise in text
+
+
+@pytest.mark.sqlite_only
+def test_an_operator_certificate_and_timestamp_authority_are_stated_as_configured(tmp_path):
+    chain, key = provenance.make_self_signed_chain("Studio Nord GmbH")
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(key)
+    settings = Settings(data_dir=tmp_path / "data", c2pa_certificate=tmp_path / "chain.pem",
+                        c2pa_private_key=tmp_path / "key.pem", c2pa_tsa_url="https://tsa.example/rfc3161")
+    text = _marking(settings)
+    assert "Images are signed by **Studio Nord GmbH image signing** (Studio Nord GmbH)." in text
+    assert "not a publicly trusted identity" not in text
+    assert "time stamp from the time-stamping authority at https://tsa.example/rfc3161" in text
+    assert not (tmp_path / "data" / provenance.BUNDLE_NAME).exists()  # nothing self-made when one is configured
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (32, 32), (9, 90, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 @pytest.mark.sqlite_only
