@@ -431,7 +431,12 @@ class Detail:
         if not found.intact:
             return "present but do not match the file: " + "; ".join(found.problems[:2])
         when = f" on {dates.moment(found.signed_at, self.view.locale)}" if found.signed_at else ""
-        return f"signed by {found.signer or 'an unnamed signer'}{when}, intact"
+        line = f"signed by {found.signer or 'an unnamed signer'}{when}, intact"
+        if not found.own:
+            line += " (not this installation's current certificate)"
+        if found.credential_problems:
+            line += "; the certificate no longer vouches for it: " + "; ".join(found.credential_problems[:2])
+        return line
 
     async def _key(self, event: object) -> None:
         key = getattr(event, "key", None)

@@ -13,7 +13,7 @@ from babel import Locale
 from nicegui import context, events, ui
 from starlette.responses import RedirectResponse
 
-from components import blocking
+from components import auth, blocking
 from components.file_drop import FileDrop
 from components.forms import Banner
 from components.frame import frame
@@ -21,6 +21,7 @@ from components.text import Text, heading
 from rupali import dates, provenance, runtime
 from rupali.imaging import InvalidImage
 from rupali.provenance import Inspection
+from rupali.services import abuse
 
 TITLE = "Check an image"
 
@@ -43,6 +44,7 @@ class Checker:
         self.max_bytes = settings.upload_max_mb * 1024 * 1024
         self.max_pixels = settings.upload_max_megapixels * 1_000_000
         self.locale = dates.visitor_locale(context.client.request.headers.get("accept-language"))
+        self.busy = False
         with ui.element("section").classes("r-verify"):
             heading(TITLE)
             ui.label("See whether an image carries Content Credentials (C2PA) or an IPTC digital source type: "
@@ -55,9 +57,24 @@ class Checker:
             self.result = ui.element("div").classes("r-verify-result").props('aria-live="polite"')
 
     async def _check(self, event: events.UploadEventArguments) -> None:
-        data = await event.file.read()
+        if self.busy:  # one file at a time: a request carrying many parts gets one check, not hundreds
+            return
+        self.busy = True
+        try:
+            await self._examine(event)
+        finally:
+            self.busy = False
+
+    async def _examine(self, event: events.UploadEventArguments) -> None:
         current = runtime.current()
+        viewer = auth.viewer()
         self.result.clear()
+        try:
+            abuse.check_image_check(current.settings, viewer.user.id if viewer else None, auth.client_ip())
+        except abuse.Refused as exc:
+            self.banner.error(str(exc))
+            return
+        data = await event.file.read()
         try:
             found = await blocking.io_bound(provenance.examine, current.credentials, data,
                                             max_bytes=self.max_bytes, max_pixels=self.max_pixels)
@@ -100,12 +117,13 @@ def _rows(found: Inspection, locale: Locale) -> list[tuple[str, str]]:
         ("Tool and model", found.software_agent),
         ("Made with", found.claim_generator),
         ("Signed by", " · ".join(filter(None, (found.signer, found.issuer))) or None),
-        ("Signed on", dates.moment(found.signed_at, locale) if found.signed_at else
-         ("not stated" if found.has_credentials else None)),
+        ("Signed on" if found.signed_at and found.own else "Date in the manifest",
+         dates.moment(found.signed_at, locale) if found.signed_at else None),
         ("Signature and pixels", ("intact" if found.intact else "do not match: changed after signing")
          if found.has_credentials and not found.error else None),
-        ("Signer", ("a certificate this installation trusts (its own)" if found.trusted else
-                    "not known to this installation") if found.intact else None),
+        ("Signer", ("this installation's own certificate" if found.own else
+                    "an identity this installation cannot confirm") if found.intact else None),
+        ("Certificate", "; ".join(found.credential_problems) if found.credential_problems else None),
         ("XMP digital source type", found.xmp_source_type),
     ]
     return [(label, value) for label, value in rows if value]

@@ -177,7 +177,7 @@ class VerificationOut(BaseModel):
     content_credentials: bool = Field(description="Whether the file carries a C2PA manifest")
     validation_state: str | None = Field(description="The C2PA validation state: Trusted, Valid or Invalid")
     intact: bool = Field(description="The signature and the content hash match the file")
-    trusted_by_this_installation: bool = Field(description="Signed under a certificate this installation trusts")
+    signed_by_this_installation: bool = Field(description="Signed with this installation's own certificate")
     signer: str | None
     issuer: str | None
     signed_at: datetime | None
@@ -414,7 +414,9 @@ def _register(router: FastAPI) -> None:
                  description="Send a PNG, JPEG or WebP as the request body (any image Content-Type). Open to anyone, "
                              "without a key; the file is checked in memory and never stored.",
                  responses={422: {"description": "Not an image Rupali can check; `detail` says why"},
-                            413: {"description": "Larger than the upload limit"}},
+                            413: {"description": "Larger than the upload limit"},
+                            503: {"description": "Many files are being checked right now: try again after "
+                                                 "`Retry-After` seconds"}},
                  openapi_extra={"security": [], "requestBody": {"required": True, "content": {
                      mime: {"schema": {"type": "string", "format": "binary"}}
                      for mime in ("image/png", "image/jpeg", "image/webp")}}})
@@ -430,6 +432,8 @@ def _register(router: FastAPI) -> None:
             found = await run_in_threadpool(provenance.examine, current.credentials, data,
                                             max_bytes=settings.upload_max_mb * 1024 * 1024,
                                             max_pixels=settings.upload_max_megapixels * 1_000_000)
+        except provenance.ChecksBusy as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
         except InvalidImage as exc:
             return JSONResponse({"detail": str(exc), "field": "body"}, status_code=422)
         return VerificationOut(**found.public())

@@ -26,10 +26,16 @@ class BodyTooLarge(Exception):
 def limit_for(settings: Settings, path: str) -> int:
     """The largest body, in bytes, a request to ``path`` may carry."""
     if path.startswith(UPLOAD_PATH_PREFIX) and "/upload/" in path:
-        return max(settings.upload_max_mb * 1024 * 1024, profile.MAX_BYTES) + MULTIPART_ROOM
+        return upload_limit(settings)
     if path == VERIFY_PATH:  # the image itself is the body
         return settings.upload_max_mb * 1024 * 1024
     return SMALL_BODY
+
+
+def upload_limit(settings: Settings) -> int:
+    """The largest upload body: the larger file limit (image-to-image and /verify, or profile pictures) plus the
+    multipart envelope."""
+    return max(settings.upload_max_mb * 1024 * 1024, profile.MAX_BYTES) + MULTIPART_ROOM
 
 
 class BodyLimit:

@@ -268,7 +268,7 @@ def _image_inspect(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot read {args.file} ({exc.strerror or exc})") from None
     try:
-        found = provenance.examine(provenance.ContentCredentials.from_settings(settings), data,
+        found = provenance.examine(provenance.Verifier.from_settings(settings), data,
                                    max_bytes=settings.upload_max_mb * 1024 * 1024,
                                    max_pixels=settings.upload_max_megapixels * 1_000_000)
     except InvalidImage as exc:

@@ -23,7 +23,7 @@ from rupali.clock import now
 from rupali.config import Settings
 from rupali.db import session_scope, transact
 from rupali.models import Generation, GenerationStatus
-from rupali.provenance import ContentCredentials
+from rupali.provenance import ContentCredentials, SigningUnavailable
 from rupali.providers import ImageProviders
 from rupali.providers.base import GeneratedImage, GenerationRequest, GenerationResult, ProviderError
 from rupali.services import generation as generations
@@ -286,6 +286,10 @@ class GenerationQueue:
         except ValueError as exc:
             raise ProviderError("The image service sent back a damaged image. Please try again.",
                                 detail=f"signing failed: {exc}") from None
+        except SigningUnavailable as exc:  # no image leaves unmarked: the operator has to renew the certificate
+            log.error("Content Credentials cannot sign: %s", exc)
+            raise ProviderError("Images cannot be signed on this installation right now, so none were kept. Please "
+                                "try again later.", detail=f"signing unavailable: {exc}") from None
         plain_key = image_signing.plain_key(item.original_key) if files.plain is not None else None
         return replace(item, source=replace(image, data=files.original), plain=files.plain, plain_key=plain_key,
                        signed=True)

@@ -9,20 +9,23 @@ get one file without it.
 from __future__ import annotations
 
 import logging
+import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from sqlmodel import Session, col, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select, update
 
 from rupali import media
+from rupali.clock import now
 from rupali.config import Settings
-from rupali.db import session_scope
+from rupali.db import session_scope, transact
 from rupali.models import Generation, Image
-from rupali.provenance import ContentCredentials, Origin
+from rupali.provenance import ContentCredentials, Origin, SigningUnavailable
 from rupali.providers import ImageProviders
-from rupali.services import uploads
+from rupali.services import holds, uploads
 from rupali.storage import InvalidKey, LocalStorage
 
 log = logging.getLogger(__name__)
@@ -56,20 +59,31 @@ def plain_key(original_key: str) -> str:
 
 def sign_stored(settings: Settings, storage: LocalStorage, credentials: ContentCredentials, limit: int = BATCH) -> str:
     """Sign up to ``limit`` images stored before signing existed, each in the crash-safe order of rupali.storage:
-    intent, new files, row, commit, then the old file goes (or, after a crash, the media sweep takes it)."""
+    intent, new files under new names, row, commit.
+
+    The unsigned file is left where it is: a ZIP or an export that is reading it right now must not lose it, and no
+    row names it any more, so the media sweep removes it. Images of accounts under an evidence hold stay as they
+    are, and a file that cannot be signed (damaged) is marked and not tried again.
+    """
     with session_scope(settings) as session:
         waiting = session.exec(select(Image.id).where(col(Image.signed).is_(False),
-                                                      col(Image.files_missing_at).is_(None))
+                                                      col(Image.files_missing_at).is_(None),
+                                                      col(Image.signing_failed_at).is_(None),
+                                                      holds.not_held(Image.user_id))
                                .order_by(col(Image.created_at)).limit(limit)).all()
     signed = failed = 0
     for image_id in waiting:
         try:
-            done = _sign_one(settings, storage, credentials, image_id)
-        except (OSError, InvalidKey, ValueError) as exc:
+            signed += _sign_one(settings, storage, credentials, image_id)
+        except SigningUnavailable as exc:
+            return f"signed {signed} stored images, then stopped: the key cannot sign ({exc})"
+        except ValueError as exc:  # the stored file is not the image its row says: it will not sign later either
             log.warning("cannot sign stored image %s: %s", image_id, exc)
+            transact(_mark_failed, image_id)
             failed += 1
-            continue
-        signed += done
+        except (OSError, InvalidKey, SQLAlchemyError) as exc:  # try again on a later run
+            log.warning("cannot sign stored image %s now: %s", image_id, exc)
+            failed += 1
     return f"signed {signed} stored images" + (f", {failed} could not be signed" if failed else "")
 
 
@@ -83,28 +97,38 @@ def _sign_one(settings: Settings, storage: LocalStorage, credentials: ContentCre
         data = media.png_with_parameters(data, None)  # the provider's file as stored, without any old text
     files = sign(credentials, generation, data, image.format, seed=image.seed, width=image.width, height=image.height,
                  created_at=image.created_at, parent=parent)
-    path = PurePosixPath(image.original_key)
-    original_key = str(path.with_name(f"{path.stem}.signed{path.suffix}"))
-    new_keys = [original_key] + ([plain_key(image.original_key)] if files.plain is not None else [])
+    # New names of their own: two runs at once (the scheduler and ``rupali jobs run``) never share a file.
+    path, tag = PurePosixPath(image.original_key), secrets.token_hex(4)
+    new_keys = [str(path.with_name(f"{path.stem}.signed-{tag}{path.suffix}"))]
+    if files.plain is not None:
+        new_keys.append(str(path.with_name(f"{path.stem}.plain-{tag}{path.suffix}")))
     intent = storage.intend(new_keys)
     try:
-        storage.put(original_key, files.original)
+        storage.put(new_keys[0], files.original)
         if files.plain is not None:
             storage.put(new_keys[1], files.plain)
         with session_scope(settings) as session:
-            row = session.get(Image, image_id)
-            if row is None or row.signed or row.original_key != image.original_key:
-                intent.rollback()  # deleted or signed meanwhile: the new files are nobody's
-                return 0
-            row.original_key, row.bytes, row.signed = original_key, len(files.original), True
-            row.plain_key = new_keys[1] if files.plain is not None else None
-            session.add(row)
+            # One conditional UPDATE: of two runs at once only one finds the row still unsigned (on SQLite too).
+            changed = session.execute(
+                update(Image).where(col(Image.id) == image_id, col(Image.signed).is_(False),
+                                    col(Image.original_key) == image.original_key)
+                .values(original_key=new_keys[0], bytes=len(files.original), signed=True,
+                        plain_key=new_keys[1] if files.plain is not None else None)).rowcount
+        if changed != 1:
+            intent.rollback()  # deleted or signed meanwhile: the new files are nobody's
+            return 0
     except BaseException:
         intent.rollback()
         raise
     intent.commit()
-    storage.delete(image.original_key)
     return 1
+
+
+def _mark_failed(session: Session, image_id: uuid.UUID) -> None:
+    row = session.get(Image, image_id)
+    if row is not None:
+        row.signing_failed_at = now()
+        session.add(row)
 
 
 def _load(session: Session, storage: LocalStorage, image_id: uuid.UUID

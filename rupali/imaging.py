@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 from PIL import Image, ImageOps
@@ -24,10 +25,30 @@ def decode_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.I
 
 
 def identify_untrusted(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
-    """The format (PNG, JPEG, WEBP), width and height of a file that passes every check of :func:`decode_untrusted`
-    (it is decoded to the end too: only a whole, real image is accepted)."""
-    image, kind = _decoded(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return kind, image.width, image.height
+    """The format (PNG, JPEG, WEBP), width and height of a real image within the limits, read from its header and
+    structure only: nothing is decoded (a tiny file can describe an image whose pixels take a second and half a
+    gigabyte), and PNG chunks are checked against their CRCs."""
+    if not data:
+        raise InvalidImage("The file is empty.")
+    if len(data) > max_bytes:
+        raise InvalidImage(f"The file is larger than {max_bytes // (1024 * 1024)} MB.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS)) as probe:
+                kind, (width, height) = str(probe.format), probe.size
+                if width * height > max_pixels:
+                    raise InvalidImage(f"The image is too large ({width} x {height} pixels).")
+                probe.verify()
+    except InvalidImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImage("The image is too large.") from None
+    except Image.UnidentifiedImageError:
+        raise InvalidImage(f"{_what_it_is(data)} Choose a PNG, JPEG or WebP image.") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError):
+        raise InvalidImage("The image is damaged or incomplete.") from None
+    return kind, width, height
 
 
 def _decoded(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Image.Image, str]:

@@ -264,10 +264,11 @@ def ai_marking(settings: Settings) -> str:
     timing = (f"Each signature carries a time stamp from the time-stamping authority at {signing.tsa_url}."
               if signing.tsa_url else
               "Signatures carry no independent time stamp, so they can be checked while the signing certificate is "
-              f"valid (until {signing.valid_until:%d %B %Y}).")
+              "valid.")
     return (
         "Every image generated here is marked as machine-made, in the file itself, as Article 50(2) of the EU AI "
-        "Act requires:\n\n"
+        "Act requires (images stored before this installation began to sign them are signed by a background "
+        "job):\n\n"
         "- **Content Credentials (C2PA):** a signed manifest states that the image is AI-generated (IPTC digital "
         "source type *trained algorithmic media*; images of the offline sketch generator, which uses no AI model: "
         "*algorithmic media*), which tool made it (Rupali and its version, the AI provider and model) and when. "

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 AREAS = ("images", "thumbnails", "uploads", "avatars", "exports")
 GRACE = timedelta(hours=1)
 _BATCH = 500  # ids per UPDATE, well under SQLite's limit on bound parameters
-_ImageFiles = tuple[uuid.UUID, str, str, datetime | None]  # id, original key, thumbnail key, marked missing at
+# id, original key, thumbnail key, the PNG's copy without its prompt (or None), marked missing at
+_ImageFiles = tuple[uuid.UUID, str, str, str | None, datetime | None]
 
 
 @dataclass
@@ -150,10 +151,9 @@ def _walk(root: Path, report: SweepReport) -> tuple[list[_Found], list[_Found]]:
 
 def _named(session: Session) -> tuple[set[str], Sequence[_ImageFiles]]:
     """Every key a row names, and the image rows with their keys and mark."""
-    images = session.exec(select(Image.id, Image.original_key, Image.thumbnail_key, Image.files_missing_at)).all()
-    named = {key for _id, original, thumbnail, _marked in images for key in (original, thumbnail)}
-    named.update(key for key in session.exec(select(Image.plain_key).where(col(Image.plain_key).is_not(None))).all()
-                 if key)
+    images = session.exec(select(Image.id, Image.original_key, Image.thumbnail_key, Image.plain_key,
+                                 Image.files_missing_at)).all()
+    named = {key for _id, original, thumbnail, plain, _marked in images for key in (original, thumbnail, plain) if key}
     named.update(session.exec(select(Upload.key)).all())
     named.update(key for key in session.exec(select(User.avatar_key).where(col(User.avatar_key).is_not(None))).all()
                  if key)
@@ -207,8 +207,8 @@ def _mark_missing(session: Session, storage: LocalStorage, images: Sequence[_Ima
                   report: SweepReport) -> None:
     missing: list[uuid.UUID] = []
     back: list[uuid.UUID] = []
-    for image_id, original, thumbnail, marked in images:
-        present = _present(storage, original, on_disk) and _present(storage, thumbnail, on_disk)
+    for image_id, original, thumbnail, plain, marked in images:
+        present = all(_present(storage, key, on_disk) for key in (original, thumbnail, plain) if key)
         if not present and marked is None:
             missing.append(image_id)
         elif present and marked is not None:

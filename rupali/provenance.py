@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -39,9 +40,15 @@ BUNDLE_NAME = "content_credentials.pem"
 CLAIM_GENERATOR = "Rupali"
 _C2PA_CLAIM_SIGNING = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
 _CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.S)
-# Codes a clean read reports as "failure" or "informational" although nothing is wrong with the file itself.
+# Codes a clean read reports as "failure" or "informational" although nothing is wrong with the file itself: an
+# unknown signer is what the verdict's wording is for.
 _NOT_A_DEFECT = {"signingCredential.untrusted", "signingCredential.ocsp.skipped"}
+# Failures about the signer's certificate or time stamp (expired, revoked, unknown), not about the file's content.
+_CREDENTIAL_CODES = ("signingCredential.", "timeStamp.", "claimSignature.outsideValidity")
+AI_SOURCE_TYPES = {xmp.TRAINED, xmp.IPTC_TYPES + "compositeWithTrainedAlgorithmicMedia"}
 _SOURCE_LABELS = {xmp.TRAINED: "AI-generated (trained algorithmic media)",
+                  xmp.IPTC_TYPES + "compositeWithTrainedAlgorithmicMedia":
+                      "Partly AI-generated (composite with trained algorithmic media)",
                   xmp.ALGORITHMIC: "Procedural (algorithmic media, no AI model)"}
 
 
@@ -68,21 +75,22 @@ class Inspection:
     height: int = 0
     has_credentials: bool = False
     state: str | None = None  # the C2PA validation state: Trusted, Valid or Invalid
-    intact: bool = False  # signature and content hashes match (a manifest is present and nothing failed)
-    trusted: bool = False  # signed under a certificate this installation trusts (its own)
+    intact: bool = False  # signature and content hashes match: nothing was changed after signing
+    own: bool = False  # signed with this installation's own signing certificate
     signer: str | None = None
     issuer: str | None = None
-    signed_at: datetime | None = None
+    signed_at: datetime | None = None  # a timestamp authority's time, else the time the manifest states
     claim_generator: str | None = None
     source_type: str | None = None  # from the manifest
     xmp_source_type: str | None = None  # from the file's XMP
     software_agent: str | None = None
-    problems: list[str] = field(default_factory=list)
-    error: str | None = None  # a manifest is there but cannot be read at all
+    problems: list[str] = field(default_factory=list)  # what does not check out, changes and credentials alike
+    credential_problems: list[str] = field(default_factory=list)  # expired, revoked, unknown: not a change
+    error: str | None = None  # something claims to be a manifest but cannot be read at all
 
     @property
     def ai_generated(self) -> bool:
-        return (self.source_type or self.xmp_source_type) == xmp.TRAINED
+        return (self.source_type or self.xmp_source_type) in AI_SOURCE_TYPES
 
     @property
     def source_label(self) -> str | None:
@@ -90,7 +98,7 @@ class Inspection:
         return None if kind is None else _SOURCE_LABELS.get(kind, kind)
 
     def verdict(self) -> str:
-        """One sentence for people."""
+        """One sentence for people: whether the file changed, and how far the signer can be vouched for."""
         if self.error:
             return "This file carries Content Credentials that cannot be read: they are damaged or forged."
         if not self.has_credentials:
@@ -100,16 +108,22 @@ class Inspection:
             return "No Content Credentials and no digital source type: this file says nothing about its origin."
         if not self.intact:
             return "Content Credentials are present but do not match the file: it was changed after signing."
-        by = f" by {self.signer}" if self.signer else ""
-        return f"Content Credentials intact: signed{by}" + (
-            f" on {self.signed_at:%Y-%m-%d %H:%M} UTC." if self.signed_at else ".")
+        signer = self.signer or "an unnamed signer"
+        if self.own:
+            who = f"signed by {signer}, this installation's own certificate"
+        else:
+            who = f"signed by “{signer}”, an identity this installation cannot confirm"
+        if self.credential_problems:
+            return (f"Content Credentials intact ({who}), but the signing certificate no longer vouches for it: "
+                    f"{'; '.join(self.credential_problems[:2])}.")
+        return f"Content Credentials intact: {who}."
 
     def public(self) -> dict:
         """The inspection as JSON-ready data (the REST API and ``rupali image inspect``)."""
         return {
             "format": self.format, "width": self.width, "height": self.height,
             "content_credentials": self.has_credentials, "validation_state": self.state, "intact": self.intact,
-            "trusted_by_this_installation": self.trusted, "signer": self.signer, "issuer": self.issuer,
+            "signed_by_this_installation": self.own, "signer": self.signer, "issuer": self.issuer,
             "signed_at": self.signed_at.isoformat() if self.signed_at else None,
             "claim_generator": self.claim_generator, "digital_source_type": self.source_type,
             "xmp_digital_source_type": self.xmp_source_type, "software_agent": self.software_agent,
@@ -117,40 +131,118 @@ class Inspection:
         }
 
 
+class SigningUnavailable(Exception):
+    """The signing key cannot sign now (an expired certificate, an unreachable timestamp authority): no image is
+    to leave unsigned, so the job fails with this rather than as a damaged image."""
+
+
+class Verifier:
+    """Reads and validates anyone's file; knows this installation's own certificate (when there is one)."""
+
+    def __init__(self, chain_pem: bytes | None = None) -> None:
+        verify = {"remote_manifest_fetch": False, "ocsp_fetch": False}
+        self._own_serial: str | None = None
+        if chain_pem is None:
+            self._context = c2pa.Context.from_dict({"verify": verify})
+            return
+        leaf, certificates = _leaf(chain_pem)
+        self._own_serial = str(leaf.serial_number)
+        # The chain's last certificate (its root, or the highest one given) anchors the check; "own" then means
+        # the very signing certificate of this installation, not anyone else's from the same authority.
+        self._context = c2pa.Context.from_dict({"trust": {"user_anchors": certificates[-1].decode("ascii")},
+                                                "verify": verify})
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Verifier:
+        """The installation's verifier, without loading a key or making a certificate."""
+        if settings.c2pa_certificate is not None:
+            try:
+                return cls(settings.c2pa_certificate.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"cannot read the Content Credentials certificate ({exc.strerror})") from None
+        bundle = settings.data_dir / BUNDLE_NAME
+        return cls(b"".join(_CERTIFICATE.findall(bundle.read_bytes())) or None) if bundle.exists() else cls()
+
+    def inspect(self, data: bytes, image_format: str) -> Inspection:
+        """Read and validate whatever provenance ``data`` carries. The caller has already checked that it is a real
+        image of ``image_format`` within the size limits."""
+        found = Inspection(format=image_format, xmp_source_type=xmp.source_type_in(data[:4 * 1024 * 1024]))
+        try:
+            reader = c2pa.Reader(MIME_TYPES.get(image_format, "image/png"), io.BytesIO(data), context=self._context)
+        except c2pa.C2paError.ManifestNotFound:
+            return found
+        except c2pa.C2paError as exc:  # something claims to be a manifest, but cannot be read as one
+            return _unreadable(found, exc)
+        with reader:
+            found.has_credentials = True
+            try:
+                manifest = reader.get_active_manifest() or {}
+                found.state = reader.get_validation_state()
+                results = reader.get_validation_results() or {}
+            except (c2pa.C2paError, json.JSONDecodeError) as exc:
+                return _unreadable(found, exc)
+        failures = [item for item in (results.get("activeManifest") or {}).get("failure", [])
+                    if isinstance(item, dict) and item.get("code") not in _NOT_A_DEFECT]
+        for item in failures:
+            line = _text(f"{item.get('code')}: {item.get('explanation', '')}".strip(": ")) or "unknown failure"
+            found.problems.append(line)
+            if str(item.get("code", "")).startswith(_CREDENTIAL_CODES):
+                found.credential_problems.append(_text(item.get("explanation")) or line)
+        # Intact: the file is what was signed. Credentials that expired or are unknown say nothing about changes.
+        found.intact = found.state in ("Valid", "Trusted", "Invalid") and \
+            len(found.credential_problems) == len(failures)
+        signature = manifest.get("signature_info") or {}
+        found.own = (found.state == "Trusted" and self._own_serial is not None
+                     and str(signature.get("cert_serial_number")) == self._own_serial)
+        found.signer = _text(signature.get("common_name"))
+        found.issuer = _text(signature.get("issuer"))
+        generators = manifest.get("claim_generator_info") or []
+        if generators and isinstance(generators[0], dict):
+            found.claim_generator = " ".join(filter(None, (_text(generators[0].get("name")),
+                                                           _text(generators[0].get("version")))))
+        action = _making_action(manifest)
+        if action is not None:
+            found.source_type = _text(action.get("digitalSourceType"))
+            agent = action.get("softwareAgent")
+            found.software_agent = _text(agent.get("name") if isinstance(agent, dict) else agent)
+            found.signed_at = _time(signature.get("time")) or _time(action.get("when"))
+        return found
+
+
 class ContentCredentials:
     """Signs generated images and reads anyone's."""
 
     def __init__(self, chain_pem: bytes, key_pem: bytes, algorithm: str = "ES256", *, tsa_url: str | None = None,
                  self_made: bool = False) -> None:
-        leaf, certificates = _leaf(chain_pem)
+        leaf, _ = _leaf(chain_pem)
         self.self_made = self_made
         self.tsa_url = tsa_url
         self.signer_name = _attribute(leaf.subject, NameOID.COMMON_NAME) or leaf.subject.rfc4514_string()
         self.organisation = _attribute(leaf.subject, NameOID.ORGANIZATION_NAME)
         self.valid_until = leaf.not_valid_after_utc
+        if self.valid_until <= datetime.now(UTC):
+            raise ConfigError(f"the Content Credentials certificate expired on {self.valid_until:%Y-%m-%d}")
+        algorithm_value = getattr(c2pa.C2paSigningAlg, algorithm)
         try:
-            self._signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(
-                getattr(c2pa.C2paSigningAlg, algorithm), chain_pem, key_pem, tsa_url))
+            self._signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(algorithm_value, chain_pem, key_pem, tsa_url))
+            # The start-up proof signs without the timestamp authority: a key that does not match its certificate
+            # fails here, and an unreachable authority does not stop the server from starting.
+            proof = c2pa.Signer.from_info(c2pa.C2paSignerInfo(algorithm_value, chain_pem, key_pem, None))
         except c2pa.C2paError as exc:
-            raise ConfigError(f"the Content Credentials key cannot sign: {exc}") from None
-        # The last certificate of the chain (its root, or the highest one given) is what this installation trusts.
-        anchors = certificates[-1].decode("ascii")
+            raise ConfigError(f"the Content Credentials key cannot sign: {_first_line(exc)}") from None
+        self.verifier = Verifier(chain_pem)
         # No embedded thumbnail: for a 1024² image it would be a full-size re-encode (about 75 ms and +40 %).
         self._signing = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}},
                                                 "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
-        self._reading = c2pa.Context.from_dict({"trust": {"user_anchors": anchors},
-                                                "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
-        self._prove()
+        self._prove(proof)
 
-    def _prove(self) -> None:
-        """Sign a tiny image once: a key that does not match its certificate fails here, at start-up, not later
-        on every image."""
+    def _prove(self, proof: c2pa.Signer) -> None:
         probe = io.BytesIO()
         PILImage.new("RGB", (1, 1)).save(probe, "PNG")
         origin = Origin(xmp.ALGORITHMIC, CLAIM_GENERATOR, "start-up check", datetime.now(UTC))
         try:
-            self.sign(probe.getvalue(), "PNG", origin)
-        except ValueError as exc:
+            self._sign(probe.getvalue(), "PNG", origin, None, 1, 1, proof)
+        except (ValueError, SigningUnavailable) as exc:
             raise ConfigError(f"the Content Credentials key and certificate cannot sign together ({exc})") from None
 
     @classmethod
@@ -168,14 +260,22 @@ class ContentCredentials:
             raise ConfigError(f"{settings.data_dir.resolve() / BUNDLE_NAME}: {exc}; delete it to make a new signing "
                               "certificate") from None
 
+    def inspect(self, data: bytes, image_format: str) -> Inspection:
+        return self.verifier.inspect(data, image_format)
+
     # --- signing ---------------------------------------------------------------------------------------------
 
     def sign(self, data: bytes, image_format: str, origin: Origin, *, parameters: str | None = None,
              width: int = 0, height: int = 0) -> bytes:
         """The image with its XMP source type, the ``parameters`` text (PNG, unless None) and a signed manifest.
 
-        Raises ValueError for a file that is not what ``image_format`` says.
+        Raises ValueError for a file that is not what ``image_format`` says, and :class:`SigningUnavailable` when
+        the key cannot sign now.
         """
+        return self._sign(data, image_format, origin, parameters, width, height, self._signer)
+
+    def _sign(self, data: bytes, image_format: str, origin: Origin, parameters: str | None, width: int, height: int,
+              signer: c2pa.Signer) -> bytes:
         mime = MIME_TYPES[image_format]
         if image_format == "PNG":
             marked = xmp.png(data, source_type=origin.source_type, parameters=parameters)
@@ -189,9 +289,11 @@ class ContentCredentials:
                 builder.add_ingredient({"title": "source image", "relationship": "parentOf", "label": "source"},
                                        _sniff_mime(origin.parent), io.BytesIO(origin.parent))
             signed = io.BytesIO()
-            builder.sign(self._signer, mime, io.BytesIO(marked), signed)
+            builder.sign(signer, mime, io.BytesIO(marked), signed)
+        except c2pa.C2paError.Signature as exc:  # the certificate or the timestamp authority, not the image
+            raise SigningUnavailable(_first_line(exc)) from None
         except c2pa.C2paError as exc:
-            raise ValueError(f"cannot sign this {image_format}: {exc}") from None
+            raise ValueError(f"cannot sign this {image_format}: {_first_line(exc)}") from None
         finally:
             builder.close()
         return signed.getvalue()
@@ -218,50 +320,12 @@ class ContentCredentials:
                 "title": f"rupali-image.{mime.split('/')[1]}", "format": mime,
                 "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}]}
 
-    # --- reading ---------------------------------------------------------------------------------------------
 
-    def inspect(self, data: bytes, image_format: str) -> Inspection:
-        """Read and validate whatever provenance ``data`` carries. The caller has already checked that it is a real
-        image of ``image_format`` within the size limits."""
-        found = Inspection(format=image_format, xmp_source_type=xmp.source_type_in(data[:4 * 1024 * 1024]))
-        try:
-            reader = c2pa.Reader(MIME_TYPES.get(image_format, "image/png"), io.BytesIO(data), context=self._reading)
-        except c2pa.C2paError.ManifestNotFound:
-            return found
-        except c2pa.C2paError as exc:  # something claims to be a manifest, but cannot be read as one
-            found.has_credentials = True
-            found.error = _first_line(exc)
-            found.problems.append(f"The manifest cannot be read: {found.error}")
-            return found
-        with reader:
-            found.has_credentials = True
-            try:
-                manifest = reader.get_active_manifest() or {}
-                found.state = reader.get_validation_state()
-                results = reader.get_validation_results() or {}
-            except (c2pa.C2paError, json.JSONDecodeError) as exc:
-                found.error = _first_line(exc)
-                found.problems.append(f"The manifest cannot be read: {found.error}")
-                return found
-        failures = [item for item in (results.get("activeManifest") or {}).get("failure", [])
-                    if item.get("code") not in _NOT_A_DEFECT]
-        found.problems += [f"{item.get('code')}: {item.get('explanation', '')}".strip(": ") for item in failures]
-        found.intact = found.state in ("Valid", "Trusted") and not failures
-        found.trusted = found.state == "Trusted"
-        signature = manifest.get("signature_info") or {}
-        found.signer = _text(signature.get("common_name"))
-        found.issuer = _text(signature.get("issuer"))
-        generators = manifest.get("claim_generator_info") or []
-        if generators and isinstance(generators[0], dict):
-            found.claim_generator = " ".join(filter(None, (_text(generators[0].get("name")),
-                                                           _text(generators[0].get("version")))))
-        action = _making_action(manifest)
-        if action is not None:
-            found.source_type = _text(action.get("digitalSourceType"))
-            agent = action.get("softwareAgent")
-            found.software_agent = _text(agent.get("name") if isinstance(agent, dict) else agent)
-            found.signed_at = _time(signature.get("time")) or _time(action.get("when"))
-        return found
+def _unreadable(found: Inspection, exc: BaseException) -> Inspection:
+    found.has_credentials = True
+    found.error = _first_line(exc)
+    found.problems.append(f"The manifest cannot be read: {found.error}")
+    return found
 
 
 def self_made_bundle(settings: Settings) -> tuple[bytes, bytes]:
@@ -394,18 +458,33 @@ def _first_line(exc: BaseException) -> str:
     return (_text(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) or "unknown error")[:200]
 
 
-def examine(credentials: ContentCredentials, data: bytes, *, max_bytes: int, max_pixels: int) -> Inspection:
+class ChecksBusy(imaging.InvalidImage):
+    """Too many files are being checked at once; the caller should try again shortly."""
+
+
+# Checks at once, in the whole process: each hashes up to the upload limit, and anyone may ask for one.
+_CHECKS = threading.BoundedSemaphore(2)
+CHECK_WAIT = 10.0  # seconds a check waits for its turn before the answer is "try again"
+
+
+def examine(credentials: ContentCredentials | Verifier, data: bytes, *, max_bytes: int, max_pixels: int
+            ) -> Inspection:
     """Check an uploaded file: a real PNG, JPEG or WebP within the upload limits, then its provenance.
 
-    Raises :class:`rupali.imaging.InvalidImage` with a sentence for people. Works on ``data`` in memory only.
+    Raises :class:`rupali.imaging.InvalidImage` with a sentence for people (:class:`ChecksBusy` when the server
+    is already checking as many files as it will at once). Works on ``data`` in memory only.
     """
     kind, width, height = imaging.identify_untrusted(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    if not _CHECKS.acquire(timeout=CHECK_WAIT):
+        raise ChecksBusy("Many images are being checked right now. Please try again in a moment.")
     try:
         found = credentials.inspect(data, kind)
     except Exception:  # the native reader failing in a way it does not document: still an answer, never a 500
         log.exception("reading Content Credentials failed")
         found = Inspection(format=kind, has_credentials=True, error="the reader failed on this file")
         found.problems.append("The manifest cannot be read.")
+    finally:
+        _CHECKS.release()
     found.width, found.height = width, height
     return found
 

@@ -12,11 +12,12 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from nicegui import app, run, ui
+from starlette.formparsers import MultiPartParser
 
 import components
 import pages
 from components import page_json, signatures, theme
-from rupali import api, cookies, jobs, metrics, migrate, runtime, techlog, webhooks
+from rupali import api, body_limit, cookies, jobs, metrics, migrate, runtime, techlog, webhooks
 from rupali.body_limit import BodyLimit
 from rupali.client_address import ClientAddress
 from rupali.config import Settings, ensure_data_dir, get_settings, storage_secret
@@ -59,6 +60,9 @@ def build(settings: Settings) -> JobScheduler:
     app.add_middleware(Observe, settings=settings)
     app.add_middleware(ClientAddress, settings=settings)
     app.add_static_files("/assets", ASSETS_DIR, max_cache_age=3600)
+    # Uploads within the body limit stay in memory: Starlette would spool anything over 1 MB to a temporary file,
+    # and a file checked on /verify is never to touch the disk (the body limit bounds what memory this takes).
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, body_limit.upload_limit(settings))
     pages.register_all()
 
     scheduler = JobScheduler(settings)

@@ -119,8 +119,11 @@ class Image(SQLModel, table=True):
     # A PNG's second signed file, without the prompt and settings (downloads for people who leave them out). Also
     # None for PNGs stored before images were signed: their downloads are prepared from the original as before.
     plain_key: str | None = Field(default=None, max_length=300)
-    # Whether the stored files carry Content Credentials (images from before signing do not).
-    signed: bool = False
+    # Whether the stored files carry Content Credentials (images from before signing do not, until the
+    # ``sign_images`` job has signed them; indexed so that job finds the few left quickly).
+    signed: bool = Field(default=False, index=True)
+    # Set when the ``sign_images`` job found the stored file impossible to sign (damaged): it is not tried again.
+    signing_failed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     nsfw_score: float
     provider_nsfw: bool | None = None
     nsfw: bool = False  # the combined verdict: blurred until revealed (when the policy blurs)

@@ -217,6 +217,13 @@ def check_api(settings: Settings, user_id: uuid.UUID | None, ip: str) -> None:
     limiter.admit(limiter.api, user_id, ip, "You are making requests too quickly. Try again in {wait}.")
 
 
+def check_image_check(settings: Settings, user_id: uuid.UUID | None, ip: str) -> None:
+    """Count one file checked on /verify against the REST API's per-minute limits (the API's own checks are
+    counted as API requests already); raise :class:`RateLimited` when over either."""
+    limiter = _limiter(settings)
+    limiter.admit(limiter.api, user_id, ip, "You are checking images too quickly. Try again in {wait}.")
+
+
 def check_generation(settings: Settings, user_id: uuid.UUID, ip: str) -> None:
     """Count one generation submission (studio or API), after its input was found valid; raise
     :class:`RateLimited` when the person or the address has started too many within the last minute."""

@@ -11,7 +11,7 @@ from nicegui.testing import User
 from sqlalchemy import func
 from sqlmodel import select
 
-from rupali import __version__, runtime, xmp
+from rupali import __version__, provenance, runtime, xmp
 from rupali.config import get_settings, reset_settings
 from rupali.db import session_scope
 from rupali.models import Image, Upload
@@ -55,7 +55,7 @@ async def test_anyone_checks_an_image_this_installation_signed(user: User, sourc
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["content_credentials"] is True and body["intact"] is True
-    assert body["validation_state"] == "Trusted" and body["trusted_by_this_installation"] is True
+    assert body["validation_state"] == "Trusted" and body["signed_by_this_installation"] is True
     assert body["ai_generated"] is ai and body["digital_source_type"] == body["xmp_digital_source_type"] == source_type
     assert body["software_agent"] == "Runware / flux-dev" and body["claim_generator"] == f"Rupali {__version__}"
     assert (body["format"], body["width"], body["height"]) == ("PNG", 256, 256)
@@ -69,7 +69,7 @@ async def test_what_another_installation_signed_is_intact_but_not_trusted(user: 
     elsewhere = ContentCredentials(*make_self_signed_chain("Somebody Else"))
     signed = elsewhere.sign(encode(noise(), "JPEG", quality=90), "JPEG", origin())
     body = (await _verify(user, signed, {"Content-Type": "image/jpeg"})).json()
-    assert body["intact"] is True and body["trusted_by_this_installation"] is False
+    assert body["intact"] is True and body["signed_by_this_installation"] is False
     assert body["validation_state"] == "Valid" and body["signer"] == "Somebody Else image signing"
 
 
@@ -82,7 +82,7 @@ async def test_an_unsigned_or_changed_image_says_so(user: User):
     signed = runtime.current().credentials.sign(encode(noise()), "PNG", origin(), parameters=PARAMETERS)
     changed = (await _verify(user, tamper_pixel(signed))).json()
     assert changed["content_credentials"] is True and changed["intact"] is False
-    assert changed["validation_state"] == "Invalid" and changed["trusted_by_this_installation"] is False
+    assert changed["validation_state"] == "Invalid" and changed["signed_by_this_installation"] is False
     assert any(problem.startswith("assertion.dataHash.mismatch") for problem in changed["problems"])
     assert "do not match the file" in changed["verdict"]
 
@@ -104,7 +104,7 @@ async def test_hostile_files_get_a_sentence_or_a_verdict_never_a_server_error(us
         else:
             assert response.status_code == 200, (case, response.text)
             body = response.json()
-            assert body["intact"] is False and body["trusted_by_this_installation"] is False, case
+            assert body["intact"] is False and body["signed_by_this_installation"] is False, case
             assert fragment in body["verdict"] or any(p.startswith(fragment) for p in body["problems"]), (case, body)
     assert _stored() == before
 
@@ -143,3 +143,16 @@ async def test_the_route_is_documented_as_public(user: User):
     assert not operation.get("security"), operation.get("security")
     assert set(operation["requestBody"]["content"]) == {"image/png", "image/jpeg", "image/webp"}
     assert {"200", "413", "422"} <= set(operation["responses"])
+
+
+async def test_when_two_checks_are_running_the_next_is_told_when_to_come_back(user: User, monkeypatch):
+    monkeypatch.setattr(provenance, "CHECK_WAIT", 0.05)
+    taken = [provenance._CHECKS.acquire(timeout=1) for _ in range(2)]
+    try:
+        busy = await user.http_client.post(URL, content=encode(noise()), headers=PNG)
+    finally:
+        for _ in taken:
+            provenance._CHECKS.release()
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+    assert busy.json() == {"detail": "Many images are being checked right now. Please try again in a moment."}
+    assert (await user.http_client.post(URL, content=encode(noise()), headers=PNG)).status_code == 200

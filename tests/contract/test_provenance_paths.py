@@ -80,7 +80,7 @@ def _manifest(data: bytes, mime: str) -> dict:
 def _check(runtime: Runtime, data: bytes, image: Image, person: User, *, source_type: str, agent: str,
            with_prompt: bool) -> None:
     found = runtime.credentials.inspect(data, image.format)
-    assert found.has_credentials and found.intact and found.trusted, found.problems
+    assert found.has_credentials and found.intact and found.own, found.problems
     assert found.source_type == found.xmp_source_type == source_type
     assert found.software_agent is not None and found.software_agent.startswith(f"{agent} / ")
     assert found.claim_generator is not None and found.claim_generator.startswith("Rupali ")

@@ -3,16 +3,20 @@ files get a sentence; old confirmation links move on to /confirm-email; nothing 
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from pathlib import Path
 
+import aiofiles.tempfile
+import pytest
 from nicegui import ui
 from nicegui.testing import User
 from PIL import Image
 
 from components.file_drop import FileDrop
 from components.text import Text
-from rupali import runtime, xmp
-from rupali.config import get_settings
+from rupali import provenance, runtime, xmp
+from rupali.config import get_settings, reset_settings
 from rupali.gate import AUTH_COOKIE
 from tests.services.test_provenance import PARAMETERS, encode, noise, origin, tamper_pixel
 
@@ -64,7 +68,7 @@ async def test_a_signed_image_is_shown_intact_with_what_made_it(user: User):
     assert rows["Signed by"].startswith(runtime.current().credentials.signer_name)
     assert "2025" in rows["Signed on"]
     assert rows["Signature and pixels"] == "intact"
-    assert rows["Signer"] == "a certificate this installation trusts (its own)"
+    assert rows["Signer"] == "this installation's own certificate"
     assert rows["XMP digital source type"] == xmp.TRAINED
     assert _banner(user) == ""
     assert _media() == before
@@ -121,3 +125,64 @@ async def test_an_old_confirmation_link_moves_to_confirm_email(user: User):
     assert hostile.status_code == 307 and hostile.headers["location"] == "/confirm-email?token=a%26b%3Dc+d"
     page = await user.http_client.get("/verify", follow_redirects=False)
     assert page.status_code == 200  # no token: the checker itself, open to anyone
+
+
+async def test_a_file_over_a_megabyte_is_checked_without_touching_the_disk(user: User, monkeypatch):
+    """Starlette and NiceGUI spool uploads over 1 MB to temporary files unless told otherwise."""
+    spooled: list[str] = []
+    rollover, named = tempfile.SpooledTemporaryFile.rollover, aiofiles.tempfile.NamedTemporaryFile
+
+    def recorded_rollover(self):  # Starlette's multipart parser moving a part to disk
+        spooled.append("starlette")
+        return rollover(self)
+
+    def recorded_named(*args, **kwargs):  # NiceGUI keeping a large upload in a file
+        spooled.append("nicegui")
+        return named(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", recorded_rollover)
+    monkeypatch.setattr(aiofiles.tempfile, "NamedTemporaryFile", recorded_named)
+    signed = runtime.current().credentials.sign(encode(noise(side=1024)), "PNG", origin())
+    assert len(signed) > 3 * 1024 * 1024
+    await user.open("/verify")
+    await _check(user, "big.png", signed)
+    await user.should_see(INTACT, retries=50)
+    assert spooled == []
+
+
+async def test_a_request_with_many_files_gets_one_check(user: User, monkeypatch):
+    checked: list[int] = []
+    examine = provenance.examine
+
+    def counted(*args, **kwargs):
+        checked.append(1)
+        return examine(*args, **kwargs)
+
+    monkeypatch.setattr(provenance, "examine", counted)
+    await user.open("/verify")
+    [picker] = user.find(kind=FileDrop).elements
+    png = encode(noise())
+    response = await user.http_client.post(picker.props["url"],
+                                           files=[(f"file{n}", (f"{n}.png", png, "image/png")) for n in range(20)])
+    assert response.status_code == 200
+    await user.should_see("No Content Credentials", retries=50)
+    await asyncio.sleep(0.5)  # the other nineteen parts' handlers have all run by now
+    assert len(checked) == 1
+    assert len([e for e in user.find(kind=Text).elements if e.text.startswith("Result for ")]) == 1
+
+
+@pytest.fixture
+def three_checks_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUPALI_RATE_LIMIT_API_PER_IP_MINUTE", "3")
+    reset_settings()
+
+
+async def test_checks_count_against_the_per_minute_limits(three_checks_a_minute: None, user: User):
+    await user.open("/verify")
+    png = encode(noise())
+    for number in range(3):
+        await _check(user, f"{number}.png", png)
+        await user.should_see(f"Result for {number}.png", retries=50)
+    await _check(user, "3.png", png)
+    await user.should_see("You are checking images too quickly. Try again in", retries=50)
+    assert "Result for 3.png" not in [element.text for element in user.find(kind=Text).elements]

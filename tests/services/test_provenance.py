@@ -13,6 +13,7 @@ import os
 import random
 import stat
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,24 +23,27 @@ import c2pa
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from PIL import Image
+from PIL import Image, ImageFile
 from pydantic import ValidationError
 
-from rupali import __version__, xmp
+from rupali import __version__, provenance, xmp
 from rupali.cli import main
 from rupali.config import ConfigError, Settings, get_settings, reset_settings
 from rupali.imaging import InvalidImage
 from rupali.provenance import (
     BUNDLE_NAME,
+    ChecksBusy,
     ContentCredentials,
     Inspection,
     Origin,
+    SigningUnavailable,
     examine,
     make_self_signed_chain,
     signing,
 )
+from rupali.runtime import Runtime
 
 pytestmark = pytest.mark.sqlite_only  # nothing here touches the database
 
@@ -228,7 +232,7 @@ def test_a_signed_image_reads_back_trusted_with_what_made_it(credentials, kind, 
     signed = credentials.sign(raw, image_format, made, width=SIDE, height=SIDE)
     assert signed != raw
     found = credentials.inspect(signed, image_format)
-    assert (found.has_credentials, found.state, found.intact, found.trusted) == (True, "Trusted", True, True)
+    assert (found.has_credentials, found.state, found.intact, found.own) == (True, "Trusted", True, True)
     assert found.problems == [] and found.error is None
     assert found.source_type == found.xmp_source_type == source_type
     assert found.ai_generated is (source_type == xmp.TRAINED)
@@ -236,8 +240,8 @@ def test_a_signed_image_reads_back_trusted_with_what_made_it(credentials, kind, 
     assert found.claim_generator == f"Rupali {__version__}"
     assert found.signed_at == made.created_at and found.signed_at.utcoffset() == timedelta(0)
     assert found.signer == "Test Operator image signing" and found.issuer == "Test Operator"
-    assert found.verdict() == ("Content Credentials intact: signed by Test Operator image signing on "
-                               "2025-03-04 05:06 UTC.")
+    assert found.verdict() == ("Content Credentials intact: signed by Test Operator image signing, this "
+                               "installation's own certificate.")
     public = found.public()
     assert public["intact"] is True and public["ai_generated"] is (source_type == xmp.TRAINED)
     assert json.loads(json.dumps(public))["signed_at"] == "2025-03-04T05:06:05.123456+00:00"
@@ -314,7 +318,7 @@ def test_any_change_after_signing_breaks_the_content_hash(credentials, signed_pn
     assert tampered != signed
     assert credentials.inspect(signed, image_format).intact  # the untouched file is fine
     found = credentials.inspect(tampered, image_format)
-    assert found.has_credentials and found.intact is False and found.trusted is False
+    assert found.has_credentials and found.intact is False and found.own is False
     assert found.state == "Invalid"
     assert any(problem.startswith("assertion.dataHash.mismatch") for problem in found.problems), found.problems
     assert found.verdict() == ("Content Credentials are present but do not match the file: it was changed after "
@@ -342,13 +346,13 @@ def test_an_operator_s_ps256_chain_signs_and_reads_back_intact(tmp_path, monkeyp
     assert configured.self_made is False and configured.signer_name == "Example Press image signing"
     signed = configured.sign(encode(noise()), "PNG", origin(), parameters=PARAMETERS)
     found = configured.inspect(signed, "PNG")
-    assert (found.state, found.intact, found.trusted) == ("Trusted", True, True), found.problems
+    assert (found.state, found.intact, found.own) == ("Trusted", True, True), found.problems
     assert found.signer == "Example Press image signing" and found.issuer == "Example Press"
     with c2pa.Reader("image/png", io.BytesIO(signed)) as reader:
         assert reader.get_active_manifest()["signature_info"]["alg"].upper() == "PS256"
     # Another installation's own root does not vouch for this signer, but the file is still intact there.
     elsewhere = ContentCredentials(*make_self_signed_chain("Somebody Else")).inspect(signed, "PNG")
-    assert (elsewhere.state, elsewhere.intact, elsewhere.trusted) == ("Valid", True, False)
+    assert (elsewhere.state, elsewhere.intact, elsewhere.own) == ("Valid", True, False)
     described = signing(settings)
     assert (described.signer, described.organisation, described.self_made) == (
         "Example Press image signing", "Example Press", False)
@@ -414,7 +418,7 @@ def test_the_self_made_bundle_is_made_once_and_private():
     assert [p.name for p in settings.data_dir.iterdir() if BUNDLE_NAME in p.name] == [BUNDLE_NAME]  # no leftovers
     # What one signed, the other (a restarted process) reads as its own.
     signed = first.sign(encode(noise()), "PNG", origin())
-    assert second.inspect(signed, "PNG").trusted
+    assert second.inspect(signed, "PNG").own
     assert first.valid_until - datetime.now(UTC) > timedelta(days=365 * 19)
     described = signing(settings)
     assert described.self_made and described.valid_until == first.valid_until
@@ -513,7 +517,7 @@ def test_a_hostile_file_is_refused_in_a_sentence_or_read_as_not_intact(credentia
         assert fragment in message and message.endswith(".") and "\n" not in message
         return
     assert outcome == "read", f"{case} was read: {found}"
-    assert isinstance(found, Inspection) and found.intact is False and found.trusted is False
+    assert isinstance(found, Inspection) and found.intact is False and found.own is False
     # An unreadable manifest comes back with has_credentials False but an error (the verdict says it is there).
     assert (found.has_credentials or found.error) and found.format == "PNG" and found.width == SIDE
     verdict = found.verdict()
@@ -554,7 +558,7 @@ def test_inspect_exits_0_only_for_intact_credentials(tmp_path, capsys):
 
     code, out, _ = _inspect(capsys, "--json", str(tmp_path / "foreign.jpg"))  # intact, but not signed by us
     body = json.loads(out)
-    assert code == 0 and body["intact"] is True and body["trusted_by_this_installation"] is False
+    assert code == 0 and body["intact"] is True and body["signed_by_this_installation"] is False
     assert body["ai_generated"] is False and body["digital_source_type"] == xmp.ALGORITHMIC
 
 
@@ -565,7 +569,7 @@ def test_inspect_json_is_the_public_inspection(tmp_path, capsys):
     code, out, err = _inspect(capsys, str(path), "--json")
     body = json.loads(out)
     assert code == 0 and err == ""
-    assert body["intact"] is True and body["trusted_by_this_installation"] is True and body["ai_generated"] is True
+    assert body["intact"] is True and body["signed_by_this_installation"] is True and body["ai_generated"] is True
     assert (body["format"], body["width"], body["height"]) == ("WEBP", SIDE, SIDE)
     assert body["signed_at"] == MADE_AT.astimezone(UTC).isoformat()
     assert body["verdict"].startswith("Content Credentials intact")
@@ -589,3 +593,137 @@ def test_inspect_refuses_what_it_cannot_check_in_one_line(tmp_path, capsys, case
     expected = {"text file": "This file is not an image.", "missing": "cannot read", "directory": "cannot read",
                 "gif": "This file is a GIF image."}[case]
     assert expected in lines[0]
+
+
+def test_production_on_the_self_made_certificate_warns_and_an_own_one_does_not(tmp_path, caplog):
+    safe = {"env": "production", "data_dir": tmp_path / "data", "public_url": "https://images.example",
+            "operator_name": "Studio Nord GmbH", "operator_address": "Kiel", "operator_email": "hi@example.de",
+            "smtp_host": "127.0.0.1"}
+    Runtime.build(Settings(**safe))
+    warned = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any("self-made certificate" in message and "RUPALI_C2PA_CERTIFICATE" in message for message in warned)
+    caplog.clear()
+    chain, key = make_self_signed_chain("Studio Nord GmbH")
+    (tmp_path / "chain.pem").write_bytes(chain)
+    (tmp_path / "key.pem").write_bytes(key)
+    Runtime.build(Settings(**safe, c2pa_certificate=tmp_path / "chain.pem", c2pa_private_key=tmp_path / "key.pem"))
+    assert not any("self-made" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    Runtime.build(Settings(data_dir=tmp_path / "development"))  # development: no warning, the policy says it
+    assert not any("self-made" in record.getMessage() for record in caplog.records)
+
+
+# --- who signed, and certificates that expire ----------------------------------------------------------------------
+
+
+def ec_family(*lifetimes: timedelta, start: datetime | None = None) -> list[tuple[bytes, bytes]]:
+    """One EC root and a leaf it issued for each lifetime, as (chain PEM, key PEM) pairs."""
+    start = start or datetime.now(UTC) - timedelta(days=1)
+    pem = serialization.Encoding.PEM
+
+    def usage(*, ca: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(digital_signature=not ca, content_commitment=False, key_encipherment=False,
+                             data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                             encipher_only=False, decipher_only=False)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Shared Authority")])
+    ca = (x509.CertificateBuilder().subject_name(root).issuer_name(root).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(start)
+          .not_valid_after(start + timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(usage(ca=True), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    family = []
+    for number, lifetime in enumerate(lifetimes):
+        key = ec.generate_private_key(ec.SECP256R1())
+        leaf = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Customer {number} signing")]))
+                .issuer_name(root).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(datetime.now(UTC) + lifetime)
+                .add_extension(usage(ca=False), critical=True)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        family.append((leaf.public_bytes(pem) + ca.public_bytes(pem),
+                       key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())))
+    return family
+
+
+def test_another_customer_of_the_same_authority_is_not_this_installation():
+    ours, theirs = ec_family(timedelta(days=30), timedelta(days=30))
+    installation, stranger = ContentCredentials(*ours), ContentCredentials(*theirs)
+    found = installation.inspect(stranger.sign(encode(noise()), "PNG", origin()), "PNG")
+    assert found.state == "Trusted" and found.intact  # the authority is trusted: the chain checks out
+    assert found.own is False and found.signer == "Customer 1 signing"
+    assert found.verdict() == ("Content Credentials intact: signed by “Customer 1 signing”, an identity this "
+                               "installation cannot confirm.")
+    # A self-signed look-alike with our signer's very name is not ours either.
+    forged = ContentCredentials(*make_self_signed_chain("Test Operator"))
+    ours_by_name = ContentCredentials(*make_self_signed_chain("Test Operator"))
+    lookalike = ours_by_name.inspect(forged.sign(encode(noise()), "PNG", origin()), "PNG")
+    assert lookalike.signer == ours_by_name.signer_name and lookalike.own is False
+    assert "cannot confirm" in lookalike.verdict()
+
+
+def test_an_expired_certificate_is_refused_at_start_in_one_line():
+    [expired] = ec_family(timedelta(seconds=-60))
+    with pytest.raises(ConfigError, match=r"^the Content Credentials certificate expired on \d{4}-\d\d-\d\d$"):
+        ContentCredentials(*expired)
+
+
+def test_a_certificate_that_expired_after_signing_is_not_reported_as_a_changed_file():
+    """The native library checks certificates against the real clock, so this one waits for a short-lived
+    certificate to run out (about two seconds) instead of travelling in time."""
+    [short] = ec_family(timedelta(seconds=2))
+    signer = ContentCredentials(*short)
+    signed = signer.sign(encode(noise()), "PNG", origin())
+    assert signer.inspect(signed, "PNG").own
+    deadline = signer.valid_until + timedelta(seconds=1.5)
+    while datetime.now(UTC) < deadline:
+        time.sleep(0.1)
+    found = signer.inspect(signed, "PNG")
+    assert found.intact is True and found.credential_problems, found.problems
+    assert found.verdict().startswith("Content Credentials intact (signed by ")
+    assert "no longer vouches for it" in found.verdict()
+    with pytest.raises(SigningUnavailable):  # and no new image leaves unsigned
+        signer.sign(encode(noise()), "PNG", origin())
+
+
+def test_the_inspect_command_needs_no_key_and_makes_nothing(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "data"
+    configure(monkeypatch, RUPALI_DATA_DIR=data)
+    path = tmp_path / "plain.png"
+    path.write_bytes(encode(noise()))
+    code, _, _ = _inspect(capsys, str(path))
+    assert code == 1 and not (data / BUNDLE_NAME).exists()
+
+
+def test_two_checks_at_once_is_the_most_and_the_third_is_told_to_come_back(credentials, monkeypatch):
+    monkeypatch.setattr(provenance, "CHECK_WAIT", 0.05)
+    data = credentials.sign(encode(noise()), "PNG", origin())
+    taken = [provenance._CHECKS.acquire(timeout=1) for _ in range(2)]
+    try:
+        assert taken == [True, True]
+        with pytest.raises(ChecksBusy, match="try again in a moment"):
+            examine(credentials, data, max_bytes=10 * 2**20, max_pixels=40_000_000)
+    finally:
+        for _ in taken:
+            provenance._CHECKS.release()
+    assert examine(credentials, data, max_bytes=10 * 2**20, max_pixels=40_000_000).intact
+
+
+def test_a_check_never_decodes_the_pixels(credentials, monkeypatch):
+    """A tiny file can describe a huge plain image; the check reads headers and structure, and C2PA hashes bytes."""
+    huge = encode(Image.new("RGB", (6000, 6000), (10, 20, 30)), "WEBP", lossless=True)
+    assert len(huge) < 100_000
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    found = examine(credentials, huge, max_bytes=10 * 2**20, max_pixels=40_000_000)
+    assert (found.format, found.width, found.height, found.has_credentials) == ("WEBP", 6000, 6000, False)
