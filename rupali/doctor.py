@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import ssl
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +32,7 @@ from rupali.db import get_engine
 from rupali.providers import ImageProviders
 from rupali.providers.base import connection_failure
 
+EXPIRY_WARNING = timedelta(days=30)  # a signing certificate this close to its end is a warning
 NETWORK_TIMEOUT = 10.0  # seconds each network check may take
 LOW_SPACE = 1024**3  # below this much free space a storage check warns: images and exports fill a disk quickly
 _BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
@@ -77,6 +79,8 @@ def content_credentials(settings: Settings) -> Check:
     except ConfigError as exc:
         return Check("credentials", Verdict.FAIL, str(exc))
     identity = f"images signed by {signer.signer_name}, valid until {signer.valid_until:%Y-%m-%d}"
+    if signer.valid_until - datetime.now(UTC) < EXPIRY_WARNING:  # real time: validators use the real clock
+        return Check("credentials", Verdict.WARN, f"{identity}: renew it soon, generations stop when it expires")
     if signer.self_made:
         verdict = Verdict.WARN if settings.is_production else Verdict.OK
         return Check("credentials", verdict, f"{identity}: a self-made certificate, not a publicly trusted identity; "

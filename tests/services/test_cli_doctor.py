@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
@@ -15,6 +16,7 @@ from rupali import doctor, migrate, provenance
 from rupali.cli import main
 from rupali.config import Settings
 from rupali.db import get_engine
+from tests.services.test_provenance import ec_family
 
 LINE = re.compile(r"^(ok|warn|FAIL) +(\S+) +\S")
 
@@ -56,6 +58,13 @@ def test_doctor_warns_in_production_about_a_self_made_signing_certificate_and_fa
     assert doctor.content_credentials(own) == doctor.Check(
         "credentials", doctor.Verdict.OK,
         f"images signed by Studio Nord GmbH image signing, valid until {_valid_until(chain):%Y-%m-%d}")
+    [ending] = ec_family(timedelta(days=10))
+    (tmp_path / "ending.pem").write_bytes(ending[0])
+    (tmp_path / "ending-key.pem").write_bytes(ending[1])
+    soon = doctor.content_credentials(Settings(**safe, c2pa_certificate=tmp_path / "ending.pem",
+                                               c2pa_private_key=tmp_path / "ending-key.pem"))
+    assert soon.verdict is doctor.Verdict.WARN
+    assert soon.detail.endswith("renew it soon, generations stop when it expires")
     (tmp_path / "key.pem").write_bytes(provenance.make_self_signed_chain("Someone Else")[1])
     broken = doctor.content_credentials(own)
     assert broken.verdict is doctor.Verdict.FAIL and "cannot sign together" in broken.detail
