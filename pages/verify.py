@@ -87,7 +87,8 @@ class Checker:
 
 
 def _show(found: Inspection, name: str, locale: Locale) -> None:
-    good = found.has_credentials and found.intact
+    # Green only for what this installation can vouch for: its own certificate, still valid, on an unchanged file.
+    good = found.has_credentials and found.intact and found.own and not found.credential_problems
     bad = found.has_credentials and not found.intact
     Text("h2", f"Result for {name}").classes("r-card-title")
     verdict = ui.label(found.verdict()).classes("r-banner")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import aiofiles.tempfile
@@ -18,7 +19,8 @@ from components.text import Text
 from rupali import provenance, runtime, xmp
 from rupali.config import get_settings, reset_settings
 from rupali.gate import AUTH_COOKIE
-from tests.services.test_provenance import PARAMETERS, encode, noise, origin, tamper_pixel
+from rupali.provenance import ContentCredentials
+from tests.services.test_provenance import PARAMETERS, ec_family, encode, noise, origin, tamper_pixel
 
 INTACT = "Content Credentials intact: signed by "
 CHANGED = "Content Credentials are present but do not match the file: it was changed after signing."
@@ -186,3 +188,15 @@ async def test_checks_count_against_the_per_minute_limits(three_checks_a_minute:
     await _check(user, "3.png", png)
     await user.should_see("You are checking images too quickly. Try again in", retries=50)
     assert "Result for 3.png" not in [element.text for element in user.find(kind=Text).elements]
+
+
+async def test_a_stranger_s_intact_file_is_not_shown_as_vouched_for(user: User):
+    [theirs] = ec_family(timedelta(days=30))
+    signed = ContentCredentials(*theirs).sign(encode(noise()), "PNG", origin())
+    await user.open("/verify")
+    await _check(user, "stranger.png", signed)
+    await user.should_see("an identity this installation cannot confirm", retries=50)
+    [verdict] = [label for label in user.find(kind=ui.label).elements if "r-banner" in label.classes
+                 and label.text.startswith("Content Credentials intact")]
+    assert "r-banner--note" in verdict.classes and "r-banner--success" not in verdict.classes
+    assert _result_rows(user)["Signer"] == "an identity this installation cannot confirm"
