@@ -200,3 +200,13 @@ async def test_a_stranger_s_intact_file_is_not_shown_as_vouched_for(user: User):
                  and label.text.startswith("Content Credentials intact")]
     assert "r-banner--note" in verdict.classes and "r-banner--success" not in verdict.classes
     assert _result_rows(user)["Signer"] == "an identity this installation cannot confirm"
+
+
+async def test_a_hostile_file_name_is_shown_as_text(user: User):
+    name = 'a"b\\c</script><img src=x onerror=alert(1)>{{ 1+1 }}\u202e.png'
+    await user.open("/verify")
+    await _check(user, name, encode(noise()))
+    await user.should_see("No Content Credentials", retries=50)
+    headings = [element.text for element in user.find(kind=Text).elements if element.text.startswith("Result for ")]
+    shown = name.rsplit("/")[-1].rsplit("\\")[-1]  # NiceGUI drops what looks like a path; the rest stays verbatim
+    assert headings == [f"Result for {shown}"] and "<img src=x onerror=alert(1)>{{ 1+1 }}" in shown
