@@ -124,7 +124,7 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         assert verdict.startswith("Content Credentials intact: signed by "), verdict
         facts = result.text
         for expected in ("Procedural (algorithmic media, no AI model)", "Rupali offline sketch generator / ",
-                         "Signature and pixels\nintact", "a certificate this installation trusts"):
+                         "Signature and pixels\nintact", "Signer\nthis installation's own certificate"):
             assert expected in facts, facts
         browser.save_screenshot(str(tmp_path / "verify.png"))
 
