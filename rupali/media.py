@@ -7,17 +7,13 @@ shrinks by an integer factor in one cheap pass before the final filtered resize.
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 from PIL import Image as PILImage
 
+from rupali import xmp
 from rupali.models import Generation, Image
 
 THUMBNAIL_SIZE = 384
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Chunks that can carry text or camera data; the pixels never live in these.
-_METADATA_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"tIME"}
 
 
 def thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
@@ -56,30 +52,9 @@ def infotext(generation: Generation, image: Image, *, model_version: str | None 
 
 
 def png_with_parameters(data: bytes, parameters: str | None) -> bytes:
-    """The PNG with every text/EXIF chunk removed and, unless ``parameters`` is None, a ``parameters`` chunk.
-
-    Works on the chunk stream, so the pixels are never decoded or re-encoded.
-    """
-    if not data.startswith(_PNG_SIGNATURE):
-        raise ValueError("not a PNG")
-    out = [_PNG_SIGNATURE]
-    position = len(_PNG_SIGNATURE)
-    while position + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        end = position + 12 + length
-        if kind not in _METADATA_CHUNKS:
-            out.append(data[position:end])
-        if kind == b"IHDR" and parameters is not None:
-            # Right after the header, where A1111 writes it: readers that stop at the pixels still find it.
-            out.append(_chunk(b"iTXt", b"parameters\0\0\0\0\0" + parameters.encode("utf-8")))
-        position = end
-        if kind == b"IEND":
-            break
-    return b"".join(out)
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    """The PNG with every text/EXIF chunk removed and, unless ``parameters`` is None, a ``parameters`` chunk
+    (images stored before signing; signed ones are served as stored)."""
+    return xmp.png(data, source_type=None, parameters=parameters)
 
 
 def _value(value: str) -> str:

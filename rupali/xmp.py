@@ -43,9 +43,11 @@ def source_type_in(data: bytes) -> str | None:
     return value if value.isprintable() else None
 
 
-def png(data: bytes, *, source_type: str, parameters: str | None) -> bytes:
-    """The PNG with every text/EXIF chunk removed, then the XMP and (unless None) the A1111 ``parameters`` text
-    right after the header, where A1111 writes it: readers that stop at the pixels still find them."""
+def png(data: bytes, *, source_type: str | None, parameters: str | None) -> bytes:
+    """The PNG with every text/EXIF chunk removed, then (unless None) the A1111 ``parameters`` text and the XMP
+    right after the header, where A1111 writes it: readers that stop at the pixels still find them.
+
+    Works on the chunk stream, so the pixels are never decoded or re-encoded."""
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("not a PNG")
     out = [_PNG_SIGNATURE]
@@ -58,7 +60,8 @@ def png(data: bytes, *, source_type: str, parameters: str | None) -> bytes:
         if kind == b"IHDR":
             if parameters is not None:
                 out.append(_png_chunk(b"iTXt", b"parameters\0\0\0\0\0" + parameters.encode("utf-8")))
-            out.append(_png_chunk(b"iTXt", _PNG_XMP_KEYWORD + b"\0\0\0\0\0" + packet(source_type)))
+            if source_type is not None:
+                out.append(_png_chunk(b"iTXt", _PNG_XMP_KEYWORD + b"\0\0\0\0\0" + packet(source_type)))
         position = end
         if kind == b"IEND":
             break
