@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         None, description="Signs cookies; generated on first run into `<data_dir>/storage_secret` when unset")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity")
     heartbeat_seconds: int = Field(60, ge=5, le=3600, description="Interval of the scheduler's heartbeat job")
+    scheduler_lease_seconds: int = Field(
+        30, ge=3, le=600,
+        description="How long the instance that runs the scheduled jobs holds its lease; when it dies, another "
+                    "instance takes over within this time and a third of it")
 
     # --- operator (the data controller) -----------------------------------------------------------------------
     operator_name: str = Field(_SAMPLE_OPERATOR["operator_name"], min_length=1, max_length=200,

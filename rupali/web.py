@@ -80,7 +80,8 @@ def build(settings: Settings) -> JobScheduler:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        healthy, body = await run.io_bound(health.report, settings, scheduler_running=scheduler.running)
+        healthy, body = await run.io_bound(health.report, settings, scheduler_running=scheduler.running,
+                                           scheduler_leading=scheduler.leading)
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/metrics", include_in_schema=False)

@@ -27,7 +27,7 @@ part of each batch's statement, so a released hold's rows go at the next run, li
 batches leaves only whole batches done, and the next run carries on (every rule is a condition on the data, so
 running twice deletes nothing more); a kill between a batch's commit and its file deletions leaves files no row
 names, which the media sweep removes. One runner at a time across every process on the database: the run holds a
-lease in ``job_lock`` (see :func:`acquire_lock`); a second run is skipped, and a crashed holder's lease expires.
+lease in ``job_lock`` (:mod:`rupali.leases`); a second run is skipped, and a crashed holder's lease expires.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from rupali import leases
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.db import get_engine, session_scope
@@ -55,7 +55,6 @@ from rupali.models import (
     CreditPurchaseEntry,
     EntryKind,
     Generation,
-    JobLock,
     JobRun,
     Upload,
     WebhookDelivery,
@@ -89,10 +88,6 @@ SQLITE_PRAGMAS = {"wal_autocheckpoint": 0, "cache_size": -65_536}  # no automati
 ACCOUNTS_PER_CALL = 50  # erased one per transaction by rupali.services.deletion
 MAX_ACCOUNTS_PER_RUN = 1_000  # the next run takes the rest (and a purge that keeps failing cannot loop forever)
 DRY_RUN_ACCOUNT_LIMIT = 1_000_000
-
-
-class LockLost(RuntimeError):
-    """The run's lease expired and another runner took it over: this run stops at once."""
 
 
 @dataclass
@@ -163,7 +158,7 @@ def apply(settings: Settings, storage: LocalStorage, *, dry_run: bool = False, b
     report = RetentionReport(dry_run=dry_run)
     lease = None
     if not dry_run:  # counting changes nothing, so it need not wait for (or keep out) a real run
-        lease = acquire_lock(settings, LOCK_NAME)
+        lease = leases.acquire(settings, LOCK_NAME, length=LOCK_LEASE)
         if lease is None:
             report.skipped = SKIPPED
             log.info("retention skipped: %s", SKIPPED)
@@ -181,7 +176,7 @@ def apply(settings: Settings, storage: LocalStorage, *, dry_run: bool = False, b
         _erase_accounts(settings, storage, report, lease)
     finally:
         if lease is not None:
-            release_lock(settings, lease)
+            leases.release(settings, lease)
     report.seconds = time.perf_counter() - started
     log.info("retention %s in %.1f s (%d batches, longest %.0f ms)", report.summary(), report.seconds,
              report.batches, report.longest_batch_seconds * 1000)
@@ -249,7 +244,7 @@ def _count(settings: Settings, rule: _Rule, outcome: Outcome) -> None:
 
 
 def _purge(writer: _Writer, storage: LocalStorage, rule: _Rule, outcome: Outcome, report: RetentionReport,
-           lease: Lease, batch_size: int | None) -> None:
+           lease: leases.Lease, batch_size: int | None) -> None:
     """Delete the rule's rows batch by batch, each batch one statement in its own transaction."""
     (key,) = rule.table.primary_key.columns  # every table of Rupali has a one-column primary key
     files = [rule.table.c[name] for name in rule.file_columns]
@@ -383,7 +378,8 @@ class _Writer:
                                                      time.perf_counter() - started)
 
 
-def _erase_accounts(settings: Settings, storage: LocalStorage, report: RetentionReport, lease: Lease | None) -> None:
+def _erase_accounts(settings: Settings, storage: LocalStorage, report: RetentionReport,
+                    lease: leases.Lease | None) -> None:
     """Accounts past their grace period, and never-confirmed ones (no lease: a dry run, which only counts)."""
     # Imported here: the erasure service builds on the whole model and mail stack, which needs nothing from here.
     from rupali.services import deletion
@@ -431,58 +427,3 @@ def _period(rule: RetentionRule) -> str:
 def _hours(period: timedelta) -> str:
     hours = int(period.total_seconds() // 3600)
     return "1 hour" if hours == 1 else f"{hours} hours"
-
-
-# --- one runner at a time -------------------------------------------------------------------------------------------
-
-@dataclass
-class Lease:
-    """A held lock: renewed while its run goes on, released at its end."""
-
-    settings: Settings
-    name: str
-    holder: str
-    length: timedelta
-    renewed: float = field(default_factory=time.monotonic)
-
-    def renew(self, *, force: bool = False) -> None:
-        """Push the expiry out again (at most every quarter lease); raises :class:`LockLost` if it was taken."""
-        if not force and time.monotonic() - self.renewed < self.length.total_seconds() / 4:
-            return
-        table = JobLock.__table__  # type: ignore[attr-defined]
-        with session_scope(self.settings) as session:
-            renewed = session.execute(update(table).where(table.c.name == self.name, table.c.holder == self.holder)
-                                      .values(expires_at=now() + self.length)).rowcount
-        if renewed != 1:
-            raise LockLost(f"the {self.name} lock was taken over after its lease ran out; this run stopped")
-        self.renewed = time.monotonic()
-
-
-def acquire_lock(settings: Settings, name: str, *, lease: timedelta = LOCK_LEASE,
-                 holder: str | None = None) -> Lease | None:
-    """Take the lock ``name`` if nobody holds it (or the holder's lease ran out); None when someone does.
-
-    Two conditional statements, each atomic on SQLite and PostgreSQL alike: take over an expired row, else create
-    the row. Of two processes racing for a free lock, the primary key lets exactly one insert win.
-    """
-    holder = holder or uuid.uuid4().hex
-    moment = now()
-    table = JobLock.__table__  # type: ignore[attr-defined]
-    claim = {"holder": holder, "acquired_at": moment, "expires_at": moment + lease}
-    with session_scope(settings) as session:
-        taken = session.execute(update(table).where(table.c.name == name, table.c.expires_at <= moment)
-                                .values(**claim)).rowcount
-    if not taken:
-        try:
-            with session_scope(settings) as session:
-                session.execute(insert(table).values(name=name, **claim))
-        except IntegrityError:
-            return None  # the row exists and its lease has not run out: held
-    return Lease(settings, name, holder, lease)
-
-
-def release_lock(settings: Settings, lease: Lease) -> None:
-    """Give the lock back (only if it is still this lease's: a taken-over lock stays with its new holder)."""
-    table = JobLock.__table__  # type: ignore[attr-defined]
-    with session_scope(settings) as session:
-        session.execute(delete(table).where(table.c.name == lease.name, table.c.holder == lease.holder))

@@ -96,8 +96,11 @@ def queue_depth(queue: GenerationQueue, settings: Settings) -> dict[str, int] | 
     return None
 
 
-def report(settings: Settings, *, scheduler_running: bool) -> tuple[bool, dict[str, Any]]:
+def report(settings: Settings, *, scheduler_running: bool, scheduler_leading: bool = False
+           ) -> tuple[bool, dict[str, Any]]:
     """Return ``(healthy, body)``; healthy means the database answers and the scheduler runs.
+
+    ``scheduler_leading`` says whether this instance is the one running the scheduled jobs (one per database).
 
     Blocking (database, provider checks): ``/healthz`` calls it in a worker thread."""
     database = database_reachable(settings)
@@ -113,6 +116,7 @@ def report(settings: Settings, *, scheduler_running: bool) -> tuple[bool, dict[s
         "status": "unhealthy" if not healthy else "degraded" if degraded else "ok",
         "database": database,
         "scheduler": scheduler_running,
+        "scheduler_leader": scheduler_leading,
         "version": __version__,
         "queue": queue,
         "providers": {name: {"reachable": status.reachable,

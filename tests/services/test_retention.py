@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -424,11 +423,12 @@ def test_a_second_run_finds_nothing_more_to_delete():
 HOLDER = """
 import sys
 from rupali.config import get_settings
+from rupali import leases
 from rupali.privacy import retention
-lease = retention.acquire_lock(get_settings(), retention.LOCK_NAME)
+lease = leases.acquire(get_settings(), retention.LOCK_NAME, length=retention.LOCK_LEASE)
 print("held" if lease else "refused", flush=True)
 if lease and sys.stdin.readline().strip() == "release":
-    retention.release_lock(get_settings(), lease)
+    leases.release(get_settings(), lease)
     print("released", flush=True)
 """
 
@@ -477,37 +477,6 @@ def test_a_crashed_holder_blocks_the_job_only_until_its_lease_runs_out(other_pro
         assert jobs.run("apply_retention").detail.startswith("deleted ")
     with session_scope() as session:
         assert session.execute(select(func.count()).select_from(JobLock)).scalar_one() == 0  # released at the end
-
-
-def test_of_runners_racing_for_a_free_lock_exactly_one_wins():
-    settings = get_settings()
-    # Made before the race, as in a running app (config.ensure_data_dir's write probe is not safe between threads).
-    get_engine(settings)
-    barrier = threading.Barrier(6)
-    won: list[retention.Lease | None] = []
-
-    def race() -> None:
-        barrier.wait()
-        won.append(retention.acquire_lock(settings, "race"))
-
-    threads = [threading.Thread(target=race) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert len(won) == 6 and sum(lease is not None for lease in won) == 1
-
-
-def test_a_run_whose_lease_was_taken_over_stops():
-    settings = get_settings()
-    lease = retention.acquire_lock(settings, "slow", lease=timedelta(minutes=1))
-    assert lease is not None
-    with clock.travel(timedelta(minutes=2)):
-        assert retention.acquire_lock(settings, "slow") is not None  # the first holder looked dead
-        with pytest.raises(retention.LockLost):
-            lease.renew(force=True)
-        retention.release_lock(settings, lease)  # does not free the new holder's lock
-        assert retention.acquire_lock(settings, "slow") is None
 
 
 INTERRUPTED = """
