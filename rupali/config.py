@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("RUPALI_DATABASE_URL", "DATABASE_URL"),
         description="SQLAlchemy URL; default `sqlite:///<data_dir>/rupali.db`. `postgres://` URLs are accepted")
     media_dir: Path | None = Field(None, description="Where images live; default `<data_dir>/media`")
+    redis_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("RUPALI_REDIS_URL", "REDIS_URL"),
+        description="Redis for what several instances share: rate-limit windows and session changes "
+                    "(`redis://`, `rediss://` or `unix://`); unset, they stay in this process")
+    redis_key_prefix: str = Field("rupali:", pattern=r"^[A-Za-z0-9_.:-]{1,40}$",
+                                  description="Prefix of every Redis key and channel this installation uses")
     host: str = Field("127.0.0.1", description="Interface to listen on (`0.0.0.0` on Railway)")
     port: int = Field(8080, ge=1, le=65535, validation_alias=AliasChoices("RUPALI_PORT", "PORT"),
                       description="Port to listen on; Railway's `PORT` is respected")
@@ -224,6 +230,15 @@ class Settings(BaseSettings):
         None, description="JSON list of further sub-processors: `[{name, purpose, location, transfer}]`")
 
     # ----------------------------------------------------------------------------------------------------------
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("is not a Redis URL (expected redis://, rediss:// or unix://)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str | None) -> str | None:
@@ -357,6 +372,11 @@ class Settings(BaseSettings):
         secret = self.storage_secret.get_secret_value() if self.storage_secret else None
         if secret is not None and len(secret) < 32:
             problems.append("RUPALI_STORAGE_SECRET must be at least 32 characters")
+        if self.redis_url is not None and secret is None:
+            # Redis means several instances: a secret made per data folder would differ between them, so a cookie
+            # signed by one would be refused by the next, and rate-limit keys would not match.
+            problems.append("RUPALI_STORAGE_SECRET must be set when RUPALI_REDIS_URL is (every instance needs the "
+                            "same one)")
         return problems
 
     # --- derived values ----------------------------------------------------------------------------------------

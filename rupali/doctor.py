@@ -56,7 +56,26 @@ def run(*, timeout: float = NETWORK_TIMEOUT) -> list[Check]:
     if settings is None:
         return [config]
     return [config, database(settings), *storage(settings), content_credentials(settings),
-            smtp(settings, timeout=timeout), *providers(settings, timeout=timeout)]
+            smtp(settings, timeout=timeout), *shared_state(settings, timeout=timeout),
+            *providers(settings, timeout=timeout)]
+
+
+def shared_state(settings: Settings, *, timeout: float = NETWORK_TIMEOUT) -> list[Check]:
+    """Redis, when configured: instances count rate limits and hear of session changes there."""
+    if settings.redis_url is None:
+        return []
+    import redis
+
+    url = settings.redis_url.get_secret_value()
+    shown = url.rpartition("@")[2] if "@" in url else url  # never the password
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        version = client.info("server").get("redis_version", "unknown")
+    except redis.RedisError as exc:
+        return [Check("redis", Verdict.FAIL, f"cannot use {shown}: {exc}")]
+    finally:
+        client.close()
+    return [Check("redis", Verdict.OK, f"Redis {version} at {shown}")]
 
 
 def failed(checks: list[Check]) -> bool:

@@ -13,7 +13,8 @@ from rupali.nsfw import NsfwScorer
 from rupali.provenance import ContentCredentials
 from rupali.providers import ImageProviders
 from rupali.providers.creem import CreemClient
-from rupali.services import orders
+from rupali.revocations import Revocations
+from rupali.services import orders, sessions
 from rupali.services.credits import CreditHook, FreeGeneration
 from rupali.services.ledger import LedgerCredits
 from rupali.storage import LocalStorage
@@ -35,6 +36,7 @@ class Runtime:
     credentials: ContentCredentials
     creem: CreemClient | None = None  # Creem's checkout API, when credit packs are sold (billing = creem)
     technical_log: TechnicalLog | None = None  # the request log's batch writer, unless RUPALI_TECHNICAL_LOG=false
+    revocations: Revocations | None = None  # session changes told to the other instances, with RUPALI_REDIS_URL
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -51,18 +53,25 @@ class Runtime:
         if settings.billing_enabled:
             orders.install_listeners()  # the balance-alert mail; registering twice keeps one listener
         technical_log = TechnicalLog(settings) if settings.technical_log else None
+        revocations = Revocations.from_settings(settings, sessions.forget, sessions.forget_all)
         return cls(settings, providers, storage, scorer, credits, queue, DownloadTickets(), credentials, creem,
-                   technical_log)
+                   technical_log, revocations)
 
     async def start(self) -> None:
         # The media sweep first: what a crash left half-stored is resolved before the queue writes anything new.
         await asyncio.to_thread(jobs.run_at_startup, self.settings)
+        if self.revocations is not None:
+            self.revocations.start()
+            sessions.announce_with(self.revocations.publish)
         await self.queue.start()
         if self.technical_log is not None:
             self.technical_log.start()
 
     async def stop(self) -> None:
         await self.queue.stop()
+        if self.revocations is not None:
+            sessions.announce_with(None)
+            await asyncio.to_thread(self.revocations.stop)
         await self.providers.aclose()
         if self.technical_log is not None:
             await asyncio.to_thread(self.technical_log.stop)  # writes what is still buffered

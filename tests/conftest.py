@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -26,12 +21,14 @@ from sqlmodel import SQLModel
 import rupali.oidc_client  # noqa: F401  (installs its Authlib notice filter before any test imports Authlib)
 from rupali import db, migrate
 from rupali.config import reset_settings
+from tests.utils.serve import serve
 
 POSTGRES_URL = os.environ.get("RUPALI_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("RUPALI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
 # Settings the developer's shell or .env might carry must not leak into tests.
-_CLEARED_PREFIXES = ("RUPALI_", "DATABASE_URL", "PORT", "RAILWAY_")
+_CLEARED_PREFIXES = ("RUPALI_", "DATABASE_URL", "REDIS_URL", "PORT", "RAILWAY_")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,40 +123,23 @@ def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 @pytest.fixture
 def live_server(rupali_env: str, tmp_path: Path) -> Iterator[str]:
     """``rupali serve`` on a free loopback port, with this test's data directory and database."""
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    # Without pytest's marker variable, NiceGUI runs exactly as it does for an operator.
-    env = {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
-    process = subprocess.Popen([sys.executable, "-m", "rupali", "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, process, tmp_path / "server.log")
+    with serve(tmp_path) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def shared_redis(rupali_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The machine's Redis (127.0.0.1:6379, ``RUPALI_TEST_REDIS_URL`` to change) configured for the app, under a key
+    prefix of this test's own; yields the prefix. Its keys are deleted afterwards."""
+    import redis
 
-
-def _wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"rupali serve exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"rupali serve did not become healthy:\n{log.read_text()}")
+    url = REDIS_URL
+    prefix = f"rupali-test-{uuid.uuid4().hex[:12]}:"
+    monkeypatch.setenv("RUPALI_REDIS_URL", url)
+    monkeypatch.setenv("RUPALI_REDIS_KEY_PREFIX", prefix)
+    reset_settings()
+    yield prefix
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()

@@ -30,6 +30,19 @@ def test_the_core_never_imports_nicegui_except_the_web_wiring():
     assert offenders == []
 
 
+def test_no_state_in_nicegui_server_side_storage():
+    # Instances share the database and Redis, not NiceGUI's storage files: only the browser's signed cookie
+    # (app.storage.browser) may hold anything, so whichever instance serves a request reads the same state.
+    offenders = [
+        f"{path.relative_to(ROOT)}: storage.{node.attr}"
+        for folder in ("rupali", "pages", "components") for path in (ROOT / folder).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "storage"
+        and node.attr in {"user", "general", "tab", "client"}
+    ]
+    assert offenders == []
+
+
 def test_pages_and_components_hold_no_sql():
     forbidden = {"sqlmodel", "sqlalchemy"}
     offenders = [

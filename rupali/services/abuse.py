@@ -6,10 +6,9 @@ refusal is a :class:`Refused` carrying ``retry_after`` in seconds and a sentence
 studio page and the API) ask here before the work, so the generation service itself stays free of limits and
 tests or benchmarks that create many generations through it are unaffected.
 
-The windows live in this process's memory (:func:`_storage`, the one place that chooses). That is exact for one
-instance; several instances behind a load balancer would each count on their own, so they need a shared store
-such as ``limits``' Redis storage, swapped in there. Addresses are only ever stored as a keyed hash, so a shared
-store would not hold them in the clear either.
+The windows live in Redis when ``RUPALI_REDIS_URL`` is set, so several instances behind a load balancer count in
+the same windows, and otherwise in this process's memory (:func:`_storage`, the one place that chooses). Addresses
+are only ever stored as a keyed hash, so Redis does not hold them in the clear either.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.storage import MovingWindowSupport, Storage
+from limits.storage import MovingWindowSupport, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 from sqlmodel import Session, col, func, select
 
@@ -143,8 +142,11 @@ def _seconds() -> float:
 
 
 def _storage(settings: Settings) -> Storage:
-    """Where the windows are kept: the one place to choose, e.g. ``limits.storage.RedisStorage`` for several
-    instances (whose moving window is atomic in Redis; its time is then the system clock)."""
+    """Where the windows are kept: in Redis when configured, so every instance counts in the same windows (the
+    moving window is atomic there; its time is then the system clock), else in this process."""
+    if settings.redis_url is not None:
+        return RedisStorage(settings.redis_url.get_secret_value(), key_prefix=f"{settings.redis_key_prefix}limits",
+                            socket_connect_timeout=5, socket_timeout=5)
     return ClockMemoryStorage()
 
 

@@ -11,10 +11,13 @@ import hmac
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 from user_agents import parse as parse_user_agent
 
@@ -189,8 +192,9 @@ class _RecentSessions:
 
     Correctness does not rest on the time limit: every change to a session or to a user row (revocation, sign-out
     everywhere, a new password, deactivation, confirmed e-mail or age) drops that user's entries at once, through
-    the SQLAlchemy events below, so revoking a session still ends it at the very next request. The app runs as one
-    process (NiceGUI), so the cache sees every change the app makes; the time limit bounds anything else.
+    the SQLAlchemy events below, so revoking a session still ends it at the very next request. A change made by
+    another instance arrives over Redis when several share the database (:mod:`rupali.revocations`); the time limit
+    bounds anything else (a change made outside the app, or one whose message was lost).
     """
 
     def __init__(self, size: int = 10_000) -> None:
@@ -208,6 +212,10 @@ class _RecentSessions:
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def forget_user(self, user_id: object) -> None:
         with self._lock:
             for digest in [key for key, (entry, _) in self._items.items() if entry.user.id == user_id]:
@@ -217,13 +225,57 @@ class _RecentSessions:
 _recent = _RecentSessions()
 
 
+_CHANGED = "rupali.sessions.changed_users"  # key in a database session's info: users whose sign-ins changed
+_announce: Callable[[Iterable[uuid.UUID]], None] | None = None
+
+
+def announce_with(publish: Callable[[Iterable[uuid.UUID]], None] | None) -> None:
+    """Tell ``publish`` (the other instances, see :mod:`rupali.revocations`) after each commit that changed sessions
+    or accounts; None stops it."""
+    global _announce
+    _announce = publish
+
+
+def forget(user_id: uuid.UUID) -> None:
+    """Drop the person's cached sign-ins here (a change made on another instance arrived)."""
+    _recent.forget_user(user_id)
+
+
+def forget_all() -> None:
+    """Drop every cached sign-in here (this instance may have missed changes made on others)."""
+    _recent.clear()
+
+
+def _changed(target: object, user_id: uuid.UUID) -> None:
+    _recent.forget_user(user_id)
+    if (owner := object_session(target)) is not None:
+        owner.info.setdefault(_CHANGED, set()).add(user_id)
+
+
 @event.listens_for(AuthSession, "after_update")
 @event.listens_for(AuthSession, "after_delete")
 def _session_changed(_mapper: object, _connection: object, target: AuthSession) -> None:
-    _recent.forget_user(target.user_id)
+    _changed(target, target.user_id)
 
 
 @event.listens_for(User, "after_update")
 @event.listens_for(User, "after_delete")
 def _user_changed(_mapper: object, _connection: object, target: User) -> None:
-    _recent.forget_user(target.id)
+    _changed(target, target.id)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _committed(session: OrmSession) -> None:
+    changed = session.info.pop(_CHANGED, None)
+    if not changed:
+        return
+    # Again after the commit: a request on another thread may have cached the old rows between flush and commit.
+    for user_id in changed:
+        _recent.forget_user(user_id)
+    if _announce is not None:
+        _announce(changed)
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _rolled_back(session: OrmSession) -> None:
+    session.info.pop(_CHANGED, None)

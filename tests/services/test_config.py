@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, storage_secret
+from rupali.config import ConfigError, Settings, ensure_data_dir, get_settings, masked, reset_settings, storage_secret
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -126,3 +126,29 @@ def test_production_never_derives_the_public_url(monkeypatch):
     monkeypatch.setenv("RUPALI_PORT", "9101")
     with pytest.raises(ConfigError, match="RUPALI_PUBLIC_URL must be https://"):
         get_settings()
+
+
+def test_a_redis_url_must_be_one_and_is_kept_secret(monkeypatch):
+    monkeypatch.setenv("RUPALI_REDIS_URL", "http://cache:6379")
+    with pytest.raises(ConfigError, match="RUPALI_REDIS_URL") as caught:
+        get_settings()
+    assert "is not a Redis URL" in str(caught.value)
+    monkeypatch.setenv("RUPALI_REDIS_URL", "redis://:hunter2@cache:6379/0")
+    reset_settings()
+    assert "hunter2" not in repr(masked(get_settings()))
+    monkeypatch.delenv("RUPALI_REDIS_URL")
+    monkeypatch.setenv("REDIS_URL", "rediss://cache:6380")  # the name Railway's Redis plugin gives it
+    reset_settings()
+    assert get_settings().redis_url.get_secret_value() == "rediss://cache:6380"
+
+
+def test_production_with_redis_needs_a_storage_secret_every_instance_shares(monkeypatch):
+    for name, value in PRODUCTION.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("RUPALI_STORAGE_SECRET", raising=False)
+    monkeypatch.setenv("RUPALI_REDIS_URL", "redis://cache:6379/0")
+    with pytest.raises(ConfigError, match="RUPALI_STORAGE_SECRET must be set when RUPALI_REDIS_URL is"):
+        get_settings()
+    monkeypatch.setenv("RUPALI_STORAGE_SECRET", "s" * 40)
+    reset_settings()
+    assert get_settings().production_problems() == []

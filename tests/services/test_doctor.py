@@ -264,3 +264,15 @@ def test_lines_put_failures_in_capitals_and_align_the_names():
               doctor.Check("smtp", Verdict.FAIL, "could not connect\nto smtp.example.com:587: Connection refused")]
     assert doctor.lines(checks) == ["ok    database  SQLite at revision 0011 (head)",
                                     "FAIL  smtp      could not connect to smtp.example.com:587: Connection refused"]
+
+
+def test_redis_is_checked_only_when_configured(monkeypatch, shared_redis):
+    [check] = doctor.shared_state(get_settings())
+    assert check.name == "redis" and check.verdict is doctor.Verdict.OK and check.detail.startswith("Redis ")
+    monkeypatch.setenv("RUPALI_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    reset_settings()
+    [check] = doctor.shared_state(get_settings(), timeout=2)
+    assert check.verdict is doctor.Verdict.FAIL and "127.0.0.1:1/0" in check.detail and "hunter2" not in check.detail
+    monkeypatch.delenv("RUPALI_REDIS_URL")
+    reset_settings()
+    assert doctor.shared_state(get_settings()) == []

@@ -1,0 +1,148 @@
+"""What instances share through Redis: the rate-limit windows, and news of changed sessions and accounts.
+
+Each "instance" here is what one process builds for itself (its own limiter and storage connection, its own
+subscription); the two-process version is ``tests/api/test_instances.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+
+from rupali.config import get_settings, reset_settings
+from rupali.db import session_scope
+from rupali.models import User
+from rupali.revocations import Revocations
+from rupali.services import abuse, sessions
+from tests.utils.factories import make_user
+
+API = "Too many requests; wait {wait}."
+
+
+@pytest.fixture
+def three_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUPALI_RATE_LIMIT_API_PER_MINUTE", "3")
+    reset_settings()
+
+
+def instance_limiter() -> abuse._Limiter:
+    # What each process builds from the same settings.
+    return abuse._Limiter.build(get_settings())
+
+
+def test_with_redis_two_instances_count_in_the_same_window(shared_redis, three_a_minute):
+    first, second = instance_limiter(), instance_limiter()
+    person = uuid.uuid4()
+    first.admit(first.api, person, "198.51.100.7", API)
+    first.admit(first.api, person, "198.51.100.8", API)
+    second.admit(second.api, person, "198.51.100.9", API)
+    with pytest.raises(abuse.RateLimited) as refused:
+        second.admit(second.api, person, "198.51.100.10", API)
+    assert 55 <= refused.value.retry_after <= 60
+    with pytest.raises(abuse.RateLimited):
+        first.admit(first.api, person, "198.51.100.11", API)
+    # Addresses reach Redis only as keyed hashes.
+    client = redis.Redis.from_url(get_settings().redis_url.get_secret_value())
+    keys = b" ".join(client.scan_iter(f"{shared_redis}*"))
+    assert keys and b"198.51.100" not in keys and str(person).encode() in keys
+
+
+def test_without_redis_each_instance_counts_alone(three_a_minute):
+    # The contrast that gives the test above its meaning: in-process windows are not shared.
+    first, second = instance_limiter(), instance_limiter()
+    person = uuid.uuid4()
+    for limiter in (first, first, first, second, second, second):
+        limiter.admit(limiter.api, person, "", API)
+
+
+class Instance:
+    """A subscription of its own that records what it was told to forget."""
+
+    def __init__(self) -> None:
+        self.forgotten: list[uuid.UUID] = []
+        self.cleared = 0
+        self.arrived = threading.Event()
+        self.revocations = Revocations.from_settings(get_settings(), self._forget, self._clear)
+        assert self.revocations is not None
+
+    def _forget(self, user_id: uuid.UUID) -> None:
+        self.forgotten.append(user_id)
+        self.arrived.set()
+
+    def _clear(self) -> None:
+        self.cleared += 1
+
+    def __enter__(self) -> Instance:
+        self.revocations.start()
+        assert self.revocations.subscribed.wait(5)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.revocations.stop()
+
+
+def test_a_committed_change_of_sessions_or_account_reaches_every_other_instance(shared_redis):
+    user = make_user()
+    sender = Revocations.from_settings(get_settings(), sessions.forget, sessions.forget_all)
+    sessions.announce_with(sender.publish)
+    try:
+        with Instance() as other:
+            assert other.cleared == 1  # a new subscription starts from nothing cached
+            with session_scope() as session:
+                sessions.revoke_all(session, session.get(User, user.id))  # nothing to revoke: no row changes
+                assert not other.arrived.wait(0.3)
+                session.get(User, user.id).full_name = "Ada King"
+            assert other.arrived.wait(5)
+            assert other.forgotten == [user.id]
+    finally:
+        sessions.announce_with(None)
+        sender.stop()
+
+
+def test_a_rolled_back_change_is_not_announced(shared_redis):
+    user = make_user()
+    sender = Revocations.from_settings(get_settings(), sessions.forget, sessions.forget_all)
+    sessions.announce_with(sender.publish)
+    try:
+        with Instance() as other:
+            with pytest.raises(RuntimeError), session_scope() as session:
+                session.get(User, user.id).full_name = "Ada King"
+                session.flush()
+                raise RuntimeError("the action failed")
+            with session_scope() as session:
+                session.get(User, user.id).full_name = "Ada Byron"
+            assert other.arrived.wait(5)
+            time.sleep(0.2)
+            assert other.forgotten == [user.id]  # once: for the committed change only
+    finally:
+        sessions.announce_with(None)
+        sender.stop()
+
+
+def test_messages_that_are_not_user_ids_are_ignored(shared_redis):
+    with Instance() as other:
+        client = redis.Redis.from_url(get_settings().redis_url.get_secret_value())
+        known = uuid.uuid4()
+        client.publish(other.revocations.channel, f"DROP\x00TABLE '\\ {known} not-a-uuid")
+        assert other.arrived.wait(5)
+        assert other.forgotten == [known]
+
+
+def test_an_unreachable_redis_never_fails_the_change(monkeypatch, rupali_env):
+    monkeypatch.setenv("RUPALI_REDIS_URL", "redis://127.0.0.1:1/0")
+    reset_settings()
+    user = make_user()
+    sender = Revocations.from_settings(get_settings(), sessions.forget, sessions.forget_all)
+    sessions.announce_with(sender.publish)
+    try:
+        with session_scope() as session:
+            session.get(User, user.id).full_name = "Ada King"
+        with session_scope() as session:
+            assert session.get(User, user.id).full_name == "Ada King"
+    finally:
+        sessions.announce_with(None)
+        sender.stop()
