@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         None, description="Signs cookies; generated on first run into `<data_dir>/storage_secret` when unset")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log verbosity")
     heartbeat_seconds: int = Field(60, ge=5, le=3600, description="Interval of the scheduler's heartbeat job")
+    drain_seconds: int = Field(
+        20, ge=0, le=3600,
+        description="On SIGTERM, how long running generations may still finish; those still waiting for their "
+                    "provider then are queued again and run after the restart (set the platform's stop timeout "
+                    "longer)")
     scheduler_lease_seconds: int = Field(
         30, ge=3, le=600,
         description="How long the instance that runs the scheduled jobs holds its lease; when it dies, another "

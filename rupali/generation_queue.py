@@ -34,6 +34,8 @@ from rupali.storage import Intent, LocalStorage
 log = logging.getLogger(__name__)
 _WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-write")
 UNEXPECTED = "Something went wrong while making these images. Nothing was charged; please try again."
+# How long a draining instance still waits, after its deadline, for jobs that are storing their images.
+STORING_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class GenerationQueue:
         self._started: dict[uuid.UUID, float] = {}
         self._provider_of: dict[uuid.UUID, str] = {}  # the provider of each started job, for the metrics
         self._outcome: dict[uuid.UUID, str] = {}  # how a job that ran to the end finished (succeeded, blocked)
+        self._generating: set[uuid.UUID] = set()  # jobs waiting for their provider: safe to hand back
+        self._handed_back: set[uuid.UUID] = set()  # jobs a draining instance stopped, to run again from the start
         self._wakeup = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
 
@@ -84,6 +88,31 @@ class GenerationQueue:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def drain(self, seconds: float) -> int:
+        """Stop starting jobs, give the running ones ``seconds`` to finish, and hand back those still waiting for
+        their provider: queued again, they run from the start after the restart. Returns how many were handed back.
+
+        A job already storing its images is never interrupted (that takes moments, and an interruption there would
+        throw finished work away); queued jobs stay queued in the database and are resumed at the next start.
+        """
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=max(0.0, seconds))
+        stopping = [generation_id for generation_id in self._running if generation_id in self._generating]
+        for generation_id in stopping:
+            self._handed_back.add(generation_id)
+            self._running[generation_id].cancel()
+        if self._running:
+            # The handed-back ones record that in a moment; a job that is storing finishes its images.
+            await asyncio.wait(list(self._running.values()), timeout=STORING_GRACE_SECONDS)
+        if stopping:
+            log.warning("handed back %d running generation(s) to run again after the restart", len(stopping))
+        return len(stopping)
 
     def submit(self, generation_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Queue a generation that is recorded as queued in the database."""
@@ -169,10 +198,14 @@ class GenerationQueue:
         try:
             await self._execute(generation_id)
         except asyncio.CancelledError:
-            outcome = "cancelled"
-            await asyncio.shield(asyncio.to_thread(
-                transact, generations.fail, generation_id, "Cancelled. Nothing was charged.", self._credits,
-                status=GenerationStatus.CANCELLED))
+            if generation_id in self._handed_back:
+                outcome = "handed_back"
+                await asyncio.shield(asyncio.to_thread(transact, generations.hand_back, generation_id))
+            else:
+                outcome = "cancelled"
+                await asyncio.shield(asyncio.to_thread(
+                    transact, generations.fail, generation_id, "Cancelled. Nothing was charged.", self._credits,
+                    status=GenerationStatus.CANCELLED))
         except ProviderError as exc:
             # The kind and the provider's own detail, not the message shown to the person (it may quote them).
             log.warning("generation %s failed: %s %s", generation_id, exc.kind, exc.detail[:300])
@@ -194,6 +227,7 @@ class GenerationQueue:
                 if started is not None:
                     metrics.generation_seconds.labels(provider).observe(time.monotonic() - started)
             self._running.pop(generation_id, None)
+            self._handed_back.discard(generation_id)
             self._progress.pop(generation_id, None)
             self._owner.pop(generation_id, None)
             self._running_per_user[user_id] -= 1
@@ -213,7 +247,11 @@ class GenerationQueue:
         def report(fraction: float) -> None:
             self._progress[generation_id] = max(0.0, min(1.0, fraction))
 
-        result = await provider.generate(request, progress=report)
+        self._generating.add(generation_id)
+        try:
+            result = await provider.generate(request, progress=report)
+        finally:
+            self._generating.discard(generation_id)
         await asyncio.to_thread(self._finish, generation, result, request.source_image)
 
     def _finish(self, generation: Generation, result: GenerationResult, parent: bytes | None = None) -> None:

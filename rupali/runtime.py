@@ -68,6 +68,7 @@ class Runtime:
             self.technical_log.start()
 
     async def stop(self) -> None:
+        await self.queue.drain(self.settings.drain_seconds)
         await self.queue.stop()
         if self.revocations is not None:
             sessions.announce_with(None)

@@ -185,6 +185,20 @@ def start(session: Session, generation_id: uuid.UUID) -> Generation | None:
     return generation
 
 
+def hand_back(session: Session, generation_id: uuid.UUID) -> bool:
+    """Queue a running generation again: the instance running it is stopping before its provider answered.
+
+    Its credit reservation stays; it runs from the start after the restart and is charged once, when it finishes.
+    False when it is not running any more (it finished or was cancelled meanwhile).
+    """
+    generation = session.get(Generation, generation_id)
+    if generation is None or generation.status != GenerationStatus.RUNNING:
+        return False
+    generation.status, generation.started_at = GenerationStatus.QUEUED, None
+    session.add(generation)
+    return True
+
+
 def complete(session: Session, settings: Settings, generation_id: uuid.UUID, result: GenerationResult,
              stored: list[StoredImage], withheld: int, credits: CreditHook) -> Generation:
     """Record the images; a generation whose every image was withheld by the NSFW policy ends as blocked."""

@@ -140,3 +140,26 @@ async def test_recovery_with_billing_switched_off_still_gives_the_held_credits_b
     assert transact(generations.recover_after_restart, off, FreeGeneration()) == [(queued.id, person.id)]
     assert _endings(running.id) == [("release", 2)] and _held(queued.id) == 3
     assert _state(person.id) == (17, 17)
+
+
+async def test_a_handed_back_generation_keeps_its_reservation_and_is_charged_once_when_it_runs_again(billing):
+    """A draining instance queues a job that was waiting for its provider again (generation_queue.drain)."""
+    person, choice = make_user(), await _choice()
+    settings, hook = get_settings(), LedgerCredits(get_settings())
+    handed = _submit(person, choice, 3)
+    with session_scope() as session:
+        generations.start(session, handed.id)
+    assert transact(generations.hand_back, handed.id) is True
+    assert transact(generations.hand_back, handed.id) is False  # only a running job can be handed back
+    assert _generation(handed.id).status == GenerationStatus.QUEUED and _held(handed.id) == 3
+    assert transact(generations.recover_after_restart, settings, hook) == [(handed.id, person.id)]
+    assert _held(handed.id) == 3 and _state(person.id) == (17, 17)
+
+    runtime = Runtime.build(settings)
+    await runtime.start()
+    try:
+        done = await _finished(handed.id)
+    finally:
+        await runtime.stop()
+    assert (done.status, done.credits) == (GenerationStatus.SUCCEEDED, 3)
+    assert _held(handed.id) == 0 and _endings(handed.id) == [("settle", 0)] and _state(person.id) == (17, 17)
