@@ -25,6 +25,15 @@ from tests.utils.serve import serve
 
 POSTGRES_URL = os.environ.get("RUPALI_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("RUPALI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# CI sets this: a service a test needs (Redis, HAProxy) that is missing fails the test instead of skipping it.
+REQUIRE_SERVICES = bool(os.environ.get("RUPALI_REQUIRE_SERVICES"))
+
+
+def missing_service(reason: str) -> None:
+    """Skip with ``reason`` locally; fail in CI, where every service must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(reason)
+    pytest.skip(reason)
 BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
 # Settings the developer's shell or .env might carry must not leak into tests.
@@ -134,6 +143,10 @@ def shared_redis(rupali_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     import redis
 
     url = REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis does not answer at {url} ({exc}); set RUPALI_TEST_REDIS_URL")
     prefix = f"rupali-test-{uuid.uuid4().hex[:12]}:"
     monkeypatch.setenv("RUPALI_REDIS_URL", url)
     monkeypatch.setenv("RUPALI_REDIS_KEY_PREFIX", prefix)

@@ -6,9 +6,7 @@ The provider is the loopback Runware server, told to answer late, so a job is pr
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,36 +22,11 @@ from rupali.models import Generation, GenerationStatus, Image
 from rupali.services import api_keys
 from tests.utils.factories import make_user
 from tests.utils.runware_server import RunwareServer
-from tests.utils.serve import free_port, wait_healthy
+from tests.utils.serve import Server
 
 KEY = "rw-drain-key-0123456789abcdef"
 AIR = "runware:100@1"
 MODEL = f"runware:{AIR}"  # Rupali's model ids name the provider, then the model
-
-
-class Instance:
-    """One ``rupali serve`` process that the test stops with SIGTERM, as a platform does at a deploy."""
-
-    def __init__(self, tmp_path: Path, name: str, env: dict[str, str]) -> None:
-        self.log = tmp_path / f"{name}.log"
-        self.base = f"http://127.0.0.1:{free_port()}"
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rupali", "serve", "--port", self.base.rsplit(":", 1)[1]], env=env,
-                stdout=log, stderr=log)
-        wait_healthy(self.base, self.process, self.log)
-
-    def terminate(self) -> float:
-        """SIGTERM, then the seconds until the process is gone."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
-        return time.monotonic() - started
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -64,15 +37,13 @@ def runware() -> Iterator[RunwareServer]:
 
 @pytest.fixture
 def start(runware: RunwareServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    import os
-
-    started: list[Instance] = []
+    started: list[Server] = []
     env = {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"} | {
         "RUPALI_RUNWARE_API_KEY": KEY, "RUPALI_RUNWARE_URL": runware.url,
         "RUPALI_RUNWARE_MODELS": f"{AIR}=FLUX.1 schnell"}
 
-    def instance(name: str, drain_seconds: int) -> Instance:
-        started.append(Instance(tmp_path, name, env | {"RUPALI_DRAIN_SECONDS": str(drain_seconds)}))
+    def instance(name: str, drain_seconds: int) -> Server:
+        started.append(Server(tmp_path, name, env | {"RUPALI_DRAIN_SECONDS": str(drain_seconds)}))
         return started[-1]
 
     yield instance
