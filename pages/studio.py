@@ -387,7 +387,7 @@ class Studio:
                 upload_id=state.upload_id, strength=state.strength if state.upload_id else None)
             # Input to correct is not a generation: only a valid request counts against the limits.
             generations.validate(current.settings, choice, form)
-            abuse.check_generation(current.settings, signed_in.user.id, self.ip)
+            await abuse.checked(abuse.check_generation, current.settings, signed_in.user.id, self.ip)
             generation = await blocking.io_bound(transact, abuse.submit, current.settings, signed_in.user, choice,
                                                  form, current.credits)
         except generations.InvalidGeneration as exc:

@@ -70,7 +70,8 @@ class Checker:
         viewer = auth.viewer()
         self.result.clear()
         try:
-            abuse.check_image_check(current.settings, viewer.user.id if viewer else None, auth.client_ip())
+            await abuse.checked(abuse.check_image_check, current.settings, viewer.user.id if viewer else None,
+                                auth.client_ip())
         except abuse.Refused as exc:
             self.banner.error(str(exc))
             return

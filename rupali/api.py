@@ -282,7 +282,7 @@ def _register(router: FastAPI) -> None:
             form = generations.GenerationForm(**body.model_dump())
             # A request refused for its input is not a generation: only valid ones count against the limits.
             generations.validate(current.settings, choice, form)
-            abuse.check_generation(current.settings, user.id, _client_ip(request.scope))
+            await abuse.checked(abuse.check_generation, current.settings, user.id, _client_ip(request.scope))
             generation = await run_in_threadpool(transact, abuse.submit, current.settings, user, choice, form,
                                                  current.credits)
         except generations.InvalidGeneration as exc:
@@ -611,8 +611,8 @@ class _RateLimits:
             # The gate admits only authenticated requests to /v1; the address is the one ClientAddress resolved.
             auth = scope.get("state", {}).get("auth")
             try:
-                abuse.check_api(runtime.current().settings, auth.user.id if auth is not None else None,
-                                _client_ip(scope))
+                await abuse.checked(abuse.check_api, runtime.current().settings,
+                                    auth.user.id if auth is not None else None, _client_ip(scope))
             except abuse.Refused as exc:
                 await _too_many(exc)(scope, receive, send)
                 return

@@ -274,7 +274,10 @@ class GenerationQueue:
             raise
         faults.reached(faults.AFTER_COMMIT)
         if intent is not None:
-            intent.commit()
+            if done is None:
+                intent.rollback()  # it stopped running meanwhile: no row names the files
+            else:
+                intent.commit()
 
     def _begin(self, generation_id: uuid.UUID) -> tuple[Generation, GenerationRequest] | None:
         """Mark the job running and build its request, in one trip to a worker thread."""

@@ -79,9 +79,14 @@ def acquire(settings: Settings, name: str, *, length: timedelta, holder: str | N
 
 def release(settings: Settings, lease: Lease) -> None:
     """Give the claim back (only if it is still this lease's: a taken-over claim stays with its new holder)."""
+    release_holder(settings, lease.name, lease.holder)
+
+
+def release_holder(settings: Settings, name: str, holder: str) -> None:
+    """Give the claim ``name`` back if ``holder`` has it."""
     table = JobLock.__table__  # type: ignore[attr-defined]
     with session_scope(settings) as session:
-        session.execute(delete(table).where(table.c.name == lease.name, table.c.holder == lease.holder))
+        session.execute(delete(table).where(table.c.name == name, table.c.holder == holder))
 
 
 def holder_of(settings: Settings, name: str) -> str | None:

@@ -23,6 +23,8 @@ import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import insert, select, update
@@ -40,6 +42,7 @@ TICK_PREFIX = "tick:"
 # APScheduler fires a job a little after its due time, never before; the tolerance only absorbs clock rounding
 # between the timetable APScheduler keeps and the one in the database.
 TOLERANCE = timedelta(seconds=1)
+JOB_THREADS = 4  # more than the jobs that can be due at once after a takeover would need to wait in turn
 
 
 class JobScheduler:
@@ -47,10 +50,14 @@ class JobScheduler:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        # Job bodies get threads of their own: a long job (retention) must not starve the lease checks, which use
+        # the event loop's default executor.
+        self._scheduler = AsyncIOScheduler(timezone=UTC, executors={
+            "default": AsyncIOExecutor(), "jobs": ThreadPoolExecutor(JOB_THREADS)})
         self.instance = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease: leases.Lease | None = None
         self._checking = asyncio.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         """Start on the running event loop: the jobs wait, paused, until this instance leads."""
@@ -58,23 +65,25 @@ class JobScheduler:
             # APScheduler reads next_run_time=None as "paused": nothing runs before the lease is ours.
             self._scheduler.add_job(
                 self._tick, IntervalTrigger(seconds=job.interval(self._settings).total_seconds()), args=[job.name],
-                id=job.name, name=job.name, max_instances=1, coalesce=True, misfire_grace_time=None,
-                replace_existing=True, next_run_time=None,
+                id=job.name, name=job.name, executor="jobs", max_instances=1, coalesce=True,
+                misfire_grace_time=None, replace_existing=True, next_run_time=None,
             )
         self._scheduler.add_job(
             self.check_leadership, IntervalTrigger(seconds=self._check_seconds), id="leadership", name="leadership",
-            max_instances=1, coalesce=True, replace_existing=True, next_run_time=datetime.now(UTC),
+            max_instances=1, coalesce=True, misfire_grace_time=None, replace_existing=True,
+            next_run_time=datetime.now(UTC),
         )
         self._scheduler.start()
 
     async def shutdown(self) -> None:
         """Stop, and hand the lease back so another instance leads at its next check instead of after the lease."""
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        lease, self._lease = self._lease, None
-        if lease is not None:
+        async with self._checking:  # a check under way finishes first, so it cannot take the lease back after this
+            self._lease = None
             try:
-                await asyncio.to_thread(leases.release, self._settings, lease)
+                await asyncio.to_thread(leases.release_holder, self._settings, LEADER, self.instance)
             except Exception:  # the database may be gone at shutdown; the lease then simply runs out
                 log.warning("could not hand the scheduler lease back; another instance leads when it runs out")
 
@@ -98,6 +107,8 @@ class JobScheduler:
     async def check_leadership(self) -> bool:
         """Take or renew the leader lease; start the timetable on becoming leader, pause it on losing the lease."""
         async with self._checking:
+            if self._stopping:
+                return False
             try:
                 lease = await asyncio.to_thread(leases.acquire, self._settings, LEADER, length=self._lease_length,
                                                 holder=self.instance)

@@ -13,18 +13,24 @@ are only ever stored as a keyed hash, so Redis does not hold them in the clear e
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hashlib
 import hmac
+import logging
 import math
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.storage import MovingWindowSupport, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlmodel import Session, col, func, select
 
 from rupali import clock
@@ -34,6 +40,8 @@ from rupali.providers import ModelChoice
 from rupali.services import generation as generations
 from rupali.services.credits import CreditHook
 from rupali.services.generation import GenerationForm
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -137,6 +145,9 @@ class ClockMemoryStorage(Storage, MovingWindowSupport):
         raise NotImplementedError("ClockMemoryStorage keeps moving windows only")
 
 
+REDIS_TIMEOUT = 1.0  # seconds per Redis connect or reply
+
+
 def _seconds() -> float:
     return clock.now().timestamp()
 
@@ -145,8 +156,11 @@ def _storage(settings: Settings) -> Storage:
     """Where the windows are kept: in Redis when configured, so every instance counts in the same windows (the
     moving window is atomic there; its time is then the system clock), else in this process."""
     if settings.redis_url is not None:
+        # Short timeouts and one retry: redis-py's default of ten retries would hold a request for most of a
+        # minute when Redis stops answering.
         return RedisStorage(settings.redis_url.get_secret_value(), key_prefix=f"{settings.redis_key_prefix}limits",
-                            socket_connect_timeout=5, socket_timeout=5)
+                            socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
+                            retry=Retry(NoBackoff(), 1))
     return ClockMemoryStorage()
 
 
@@ -181,11 +195,17 @@ class _Limiter:
                  ([(address, self.address(ip))] if ip else [])
         # Look at every window before counting in any, so a request refused by one limit uses up nothing in the
         # others; a hit can still lose a race with a concurrent request, and is then refused the same way.
-        full = [(item, key) for item, key in checks if not self.strategy.test(item, key)]
-        if not full:
-            full = [(item, key) for item, key in checks if not self.strategy.hit(item, key)][:1]
+        try:
+            full = [(item, key) for item, key in checks if not self.strategy.test(item, key)]
+            if not full:
+                full = [(item, key) for item, key in checks if not self.strategy.hit(item, key)][:1]
+            wait = max((self.strategy.get_window_stats(item, key).reset_time - _seconds() for item, key in full),
+                       default=0.0)
+        except self.strategy.storage.base_exceptions as exc:
+            # Open, not closed: Redis being away must not take the studio and the API with it. Logged once a minute.
+            _storage_down(exc)
+            return
         if full:
-            wait = max(self.strategy.get_window_stats(item, key).reset_time - _seconds() for item, key in full)
             seconds = max(1, math.ceil(wait))
             raise RateLimited(message.format(wait=_duration(seconds)), seconds)
 
@@ -211,7 +231,27 @@ def reset() -> None:
         _current = None
 
 
+_last_warning = 0.0
+
+
+def _storage_down(error: Exception) -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning >= 60:
+        _last_warning = time.monotonic()
+        log.warning("rate limits are not enforced while their store does not answer: %s", error)
+
+
 # --- the checks ----------------------------------------------------------------------------------------------------
+
+async def checked(check: Callable[..., None], settings: Settings,
+                  user_id: uuid.UUID | None, ip: str) -> None:
+    """Run one of the checks below from async code: at once when the windows are in this process, in a worker
+    thread when they are in Redis (a network round trip must not hold the event loop)."""
+    if settings.redis_url is None:
+        check(settings, user_id, ip)
+    else:
+        await asyncio.to_thread(check, settings, user_id, ip)
+
 
 def check_api(settings: Settings, user_id: uuid.UUID | None, ip: str) -> None:
     """Count one REST API request; raise :class:`RateLimited` when the person or the address is over its limit."""

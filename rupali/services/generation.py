@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, delete, func, select
+from sqlmodel import Session, col, delete, func, select, update
 
 from rupali import metrics, text
 from rupali.clock import now
@@ -176,13 +176,14 @@ def submit(session: Session, settings: Settings, user: User, choice: ModelChoice
 
 
 def start(session: Session, generation_id: uuid.UUID) -> Generation | None:
-    """Mark a queued generation running; ``None`` when it is no longer queued (cancelled meanwhile)."""
-    generation = session.get(Generation, generation_id)
-    if generation is None or generation.status != GenerationStatus.QUEUED:
+    """Mark a queued generation running; ``None`` when it is no longer queued (cancelled meanwhile, or started by
+    another instance: the update is conditional, so of two starters exactly one gets it)."""
+    claimed = session.execute(
+        update(Generation).where(col(Generation.id) == generation_id, col(Generation.status) == GenerationStatus.QUEUED)
+        .values(status=GenerationStatus.RUNNING, started_at=now())).rowcount
+    if claimed != 1:
         return None
-    generation.status, generation.started_at = GenerationStatus.RUNNING, now()
-    session.add(generation)
-    return generation
+    return session.get(Generation, generation_id, populate_existing=True)
 
 
 def hand_back(session: Session, generation_id: uuid.UUID) -> bool:
@@ -200,10 +201,15 @@ def hand_back(session: Session, generation_id: uuid.UUID) -> bool:
 
 
 def complete(session: Session, settings: Settings, generation_id: uuid.UUID, result: GenerationResult,
-             stored: list[StoredImage], withheld: int, credits: CreditHook) -> Generation:
-    """Record the images; a generation whose every image was withheld by the NSFW policy ends as blocked."""
-    generation = session.get(Generation, generation_id)
-    assert generation is not None
+             stored: list[StoredImage], withheld: int, credits: CreditHook) -> Generation | None:
+    """Record the images; a generation whose every image was withheld by the NSFW policy ends as blocked.
+
+    None, recording nothing, when it is not running any more: cancelled while its images were made (its credits
+    were given back then), or failed by a restart meanwhile; the caller discards the images.
+    """
+    generation = session.get(Generation, generation_id, with_for_update=True)
+    if generation is None or generation.status != GenerationStatus.RUNNING:
+        return None
     moment = now()
     expires = moment + timedelta(days=settings.content_expiry_days) if settings.content_expiry_days else None
     for position, item in enumerate(stored):

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import SessionTransaction, object_session
 from sqlmodel import Session, col, select
 from user_agents import parse as parse_user_agent
 
@@ -266,6 +266,8 @@ def _user_changed(_mapper: object, _connection: object, target: User) -> None:
 
 @event.listens_for(OrmSession, "after_commit")
 def _committed(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's release is not the commit: the outer transaction may still roll back
     changed = session.info.pop(_CHANGED, None)
     if not changed:
         return
@@ -276,6 +278,7 @@ def _committed(session: OrmSession) -> None:
         _announce(changed)
 
 
-@event.listens_for(OrmSession, "after_rollback")
-def _rolled_back(session: OrmSession) -> None:
-    session.info.pop(_CHANGED, None)
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _rolled_back(session: OrmSession, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint inside it
+        session.info.pop(_CHANGED, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 import uuid
 
@@ -13,9 +14,10 @@ from sqlmodel import select
 
 from rupali import media
 from rupali.config import get_settings, reset_settings
-from rupali.db import session_scope
+from rupali.db import session_scope, transact
 from rupali.imaging import InvalidImage
 from rupali.models import Generation, GenerationStatus, Image, Upload, User
+from rupali.providers.base import GenerationResult
 from rupali.runtime import Runtime
 from rupali.services import generation as generations
 from rupali.services import uploads
@@ -271,3 +273,49 @@ def test_infotext_follows_the_automatic1111_format():
     assert media.infotext(generation, image) == (
         "a castle on a cliff, golden hour\nNegative prompt: lowres, blurry\n"
         "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1234567890, Size: 512x768, Model: FLUX.1 dev")
+
+
+def _queued(user: User) -> uuid.UUID:
+    with session_scope() as session:
+        generation = Generation(user_id=user.id, status=GenerationStatus.QUEUED, provider="offline",
+                                model="sketch-v1", prompt="a harbour", width=512, height=512, steps=20, guidance=7.0,
+                                count=1, seed=7)
+        session.add(generation)
+        session.flush()
+        return generation.id
+
+
+def test_of_two_starters_of_one_queued_job_exactly_one_gets_it():
+    # Two queues (two instances, or a resumed job also queued again) may pick the same row: one must win.
+    generation_id = _queued(make_user())
+    get_settings()
+    barrier = threading.Barrier(4)
+    won: list[Generation | None] = []
+
+    def start() -> None:
+        barrier.wait()
+        won.append(transact(generations.start, generation_id))
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(won) == 4 and sum(generation is not None for generation in won) == 1
+    started = next(generation for generation in won if generation is not None)
+    assert started.status == GenerationStatus.RUNNING and started.started_at is not None
+
+
+def test_a_job_that_stopped_running_while_its_images_were_made_records_none_of_them():
+    generation_id = _queued(make_user())
+    transact(generations.start, generation_id)
+    with session_scope() as session:
+        generations.cancel(session, session.get(Generation, generation_id).user_id, generation_id,
+                           Runtime.build(get_settings()).credits)
+    result = GenerationResult(images=[], model_version="1")
+    with session_scope() as session:
+        assert generations.complete(session, get_settings(), generation_id, result, [], 0,
+                                    Runtime.build(get_settings()).credits) is None
+    with session_scope() as session:
+        assert session.get(Generation, generation_id).status == GenerationStatus.CANCELLED
+    assert _images(generation_id) == []

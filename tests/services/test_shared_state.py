@@ -6,9 +6,11 @@ subscription); the two-process version is ``tests/api/test_instances.py``.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -88,6 +90,7 @@ class Instance:
 def test_a_committed_change_of_sessions_or_account_reaches_every_other_instance(shared_redis):
     user = make_user()
     sender = Revocations.from_settings(get_settings(), sessions.forget, sessions.forget_all)
+    sender.start()
     sessions.announce_with(sender.publish)
     try:
         with Instance() as other:
@@ -106,6 +109,7 @@ def test_a_committed_change_of_sessions_or_account_reaches_every_other_instance(
 def test_a_rolled_back_change_is_not_announced(shared_redis):
     user = make_user()
     sender = Revocations.from_settings(get_settings(), sessions.forget, sessions.forget_all)
+    sender.start()
     sessions.announce_with(sender.publish)
     try:
         with Instance() as other:
@@ -132,17 +136,62 @@ def test_messages_that_are_not_user_ids_are_ignored(shared_redis):
         assert other.forgotten == [known]
 
 
-def test_an_unreachable_redis_never_fails_the_change(monkeypatch, rupali_env):
-    monkeypatch.setenv("RUPALI_REDIS_URL", "redis://127.0.0.1:1/0")
-    reset_settings()
+@pytest.fixture
+def silent_redis(monkeypatch: pytest.MonkeyPatch, rupali_env: str) -> Iterator[None]:
+    """A Redis address that takes connections and never answers (a hung server, not a refused port)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # the kernel completes the connections; nobody ever reads or writes
+        monkeypatch.setenv("RUPALI_REDIS_URL", f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
+        reset_settings()
+        yield
+
+
+def test_a_redis_that_does_not_answer_never_fails_or_holds_up_a_commit(silent_redis):
     user = make_user()
     sender = Revocations.from_settings(get_settings(), sessions.forget, sessions.forget_all)
+    sender.start()
     sessions.announce_with(sender.publish)
     try:
+        started = time.monotonic()
+        for name in ("Ada King", "Ada Byron", "Ada Lovelace"):
+            with session_scope() as session:
+                session.get(User, user.id).full_name = name
+        assert time.monotonic() - started < 1  # the sender thread waits for Redis, not the commits
         with session_scope() as session:
-            session.get(User, user.id).full_name = "Ada King"
-        with session_scope() as session:
-            assert session.get(User, user.id).full_name == "Ada King"
+            assert session.get(User, user.id).full_name == "Ada Lovelace"
     finally:
         sessions.announce_with(None)
+        stopping = time.monotonic()
         sender.stop()
+        assert time.monotonic() - stopping < 12  # short timeouts, one retry: it gives up, it does not hang
+
+
+def test_rate_limits_stay_open_and_quick_while_redis_does_not_answer(silent_redis, three_a_minute, caplog):
+    limiter = instance_limiter()
+    person = uuid.uuid4()
+    started = time.monotonic()
+    for _ in range(5):  # more than the limit: nothing can be counted, so nobody is refused
+        limiter.admit(limiter.api, person, "198.51.100.7", API)
+    assert time.monotonic() - started < 5 * 2 * (abuse.REDIS_TIMEOUT * 2 + 0.5)
+    assert "rate limits are not enforced while their store does not answer" in caplog.text
+
+
+def test_a_change_inside_a_savepoint_is_announced_with_the_outer_commit_only(shared_redis):
+    user = make_user()
+    announced: list[set[uuid.UUID]] = []
+    sessions.announce_with(lambda ids: announced.append(set(ids)))
+    try:
+        with pytest.raises(RuntimeError), session_scope() as session:
+            with session.begin_nested():
+                session.get(User, user.id).full_name = "Ada King"
+            assert announced == []  # the savepoint was released, but nothing is committed yet
+            raise RuntimeError("the outer transaction fails")
+        assert announced == []
+        with session_scope() as session:
+            with session.begin_nested():
+                session.get(User, user.id).full_name = "Ada Byron"
+            assert announced == []
+        assert announced == [{user.id}]
+    finally:
+        sessions.announce_with(None)
