@@ -21,7 +21,7 @@ from rupali.imaging import InvalidImage
 from rupali.models import ApiKey, ApiKeyScope, AuthSession, User
 from rupali.services import accounts, api_keys, profile, sessions, users
 from rupali.services.sessions import SignedIn
-from rupali.storage import LocalStorage
+from rupali.storage import from_settings as storage_from_settings
 
 
 def create() -> None:
@@ -95,7 +95,7 @@ def _upload(avatar: Avatar, banner: Banner):
     async def handle(signed_in: SignedIn, event: events.UploadEventArguments) -> None:
         banner.clear()
         data = await event.file.read()
-        storage = LocalStorage.from_settings(get_settings())
+        storage = storage_from_settings(get_settings())
         try:
             user = await blocking.io_bound(transact, profile.set_avatar, storage, signed_in.user, data)
         except InvalidImage as exc:
@@ -108,7 +108,7 @@ def _upload(avatar: Avatar, banner: Banner):
 
 def _remove(avatar: Avatar, banner: Banner):
     async def handle(signed_in: SignedIn) -> None:
-        storage = LocalStorage.from_settings(get_settings())
+        storage = storage_from_settings(get_settings())
         user = await blocking.io_bound(transact, profile.remove_avatar, storage, signed_in.user)
         avatar.paint(user)
         banner.success("Your picture was removed.")

@@ -29,7 +29,7 @@ from rupali.models import User
 from rupali.services import admin
 from rupali.services.privacy_requests import LABELS, MAIL_KINDS
 from rupali.services.sessions import SignedIn
-from rupali.storage import LocalStorage
+from rupali.storage import from_settings as storage_from_settings
 
 KIND_CHOICES = {kind.value: LABELS[kind] for kind in MAIL_KINDS}
 CLOSE_CHOICES = {status.value: admin.STATUS_LABELS[status] for status in admin.CLOSING_STATUSES}
@@ -147,7 +147,7 @@ class AccountsSection:
 
             async def erase(signed_in: SignedIn) -> None:
                 banner.clear()
-                storage = LocalStorage.from_settings(get_settings())
+                storage = storage_from_settings(get_settings())
                 try:
                     await blocking.io_bound(transact, admin.erase_account_now, get_settings(), storage, signed_in.user,
                                             account.id, typed_email=typed.value or "", reason=reason.value)

@@ -53,7 +53,8 @@ def create() -> None:
         if signed_in is None or not signed_in.user.is_admin:
             return image_files.NOT_FOUND
         return await image_files.thumbnail(runtime.current().storage, signed_in.user, image_id,
-                                           request.headers.get("if-none-match"))
+                                           request.headers.get("if-none-match"),
+                                           redirect_seconds=image_files.redirect_seconds(get_settings()))
 
 
 class ModerationView:

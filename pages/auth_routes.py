@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from nicegui import app
 
 from components import blocking
@@ -19,7 +19,8 @@ from rupali.db import transact
 from rupali.gate import safe_next
 from rupali.oidc_client import OidcClient
 from rupali.services import oidc, sessions, users
-from rupali.storage import InvalidKey, LocalStorage
+from rupali.storage import InvalidKey
+from rupali.storage import from_settings as storage_from_settings
 
 FLASH_KEY = "flash"  # a refusal message for the sign-in page, kept in the signed session cookie
 
@@ -90,14 +91,14 @@ def create() -> None:
         if owner_id != auth.user.id and not auth.user.is_admin:
             return not_found
         key = await blocking.io_bound(transact, users.avatar_key, owner_id)
-        storage = LocalStorage.from_settings(get_settings())
-        try:
-            path = storage.path(key) if key else None
-        except InvalidKey:
-            path = None
-        if path is None or not path.is_file():
+        if not key:
             return not_found
-        return FileResponse(path, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
+        storage = storage_from_settings(get_settings())
+        try:
+            data = await blocking.io_bound(storage.read, key)  # avatars are small: one read, on either backend
+        except (OSError, InvalidKey):
+            return not_found
+        return Response(data, media_type="image/webp", headers={"Cache-Control": "private, max-age=86400"})
 
 
 def _visitor(request: Request) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from nicegui import app
 from starlette.concurrency import run_in_threadpool
 
@@ -29,5 +29,4 @@ def create() -> None:
             return Response("This download has expired and its file has been deleted. You can ask for a new one in "
                             "the privacy center.", status_code=410, media_type="text/plain; charset=utf-8")
         assert isinstance(found, exports.Download)
-        return FileResponse(found.path, media_type="application/zip", filename=found.filename,
-                            headers={"Cache-Control": "private, no-store"})
+        return exports.response(found)

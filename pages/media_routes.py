@@ -8,6 +8,7 @@ from nicegui import app
 from starlette.concurrency import run_in_threadpool
 
 from rupali import image_files, runtime, zips
+from rupali.config import get_settings
 from rupali.db import transact
 from rupali.services import uploads
 
@@ -17,12 +18,14 @@ def create() -> None:
     async def original(request: Request, image_id: str, parameters: int | None = None) -> Response:
         return await image_files.original(runtime.current().storage, request.state.auth.user, image_id,
                                           request.headers.get("range"),
-                                          parameters=None if parameters is None else bool(parameters))
+                                          parameters=None if parameters is None else bool(parameters),
+                                          redirect_seconds=image_files.redirect_seconds(get_settings()))
 
     @app.get("/media/thumbnails/{image_id}", include_in_schema=False)
     async def thumbnail(request: Request, image_id: str) -> Response:
         return await image_files.thumbnail(runtime.current().storage, request.state.auth.user, image_id,
-                                           request.headers.get("if-none-match"))
+                                           request.headers.get("if-none-match"),
+                                           redirect_seconds=image_files.redirect_seconds(get_settings()))
 
     @app.get("/media/zip/{ticket}", include_in_schema=False)
     async def zip_download(request: Request, ticket: str) -> Response:

@@ -149,8 +149,16 @@ class Studio:
         self.given.update(opening.given)
         with self.results:
             for generation in opening.recent:
-                if generation.id not in self.jobs:  # one submitted meanwhile already has its card
+                if generation.id in self.jobs:  # one submitted meanwhile already has its card
+                    continue
+                if generation.finished:
                     self._generation_card(generation, opening.images.get(generation.id, []))
+                else:  # still queued or running, here or on another instance: follow it to its end
+                    card = ui.element("div").classes("r-job")
+                    live = runtime.current().queue.state(generation.id)
+                    if live is None:
+                        self._paint_job(card, generation, [])
+                    self._follow(card, generation.id, live)
         self._show_empty(not opening.recent and not self.jobs)
 
     # --- the form --------------------------------------------------------------------------------------------------
@@ -413,10 +421,7 @@ class Studio:
         self._show_empty(False)
         live = current.queue.state(generation.id)
         if live is not None:
-            self.jobs[generation.id] = card
-            self._paint_live(card, generation.id, live)  # at once, not at the next refresh tick
-            if self.timer is None:
-                self.timer = ui.timer(0.5, self._refresh_jobs)
+            self._follow(card, generation.id, live)
         else:
             self._paint_job(card, generation, [])  # blocked before it was queued
             self.announcer.say(_outcome(generation, 0))
@@ -466,6 +471,14 @@ class Studio:
             self.announcer.say(_outcome(generation, len(images[generation_id])))
             _reveal(card, only_if_watched=True)  # the images made the card taller: keep them in view
             await self._refresh_balance()  # settled or given back
+
+    def _follow(self, card: ui.element, generation_id: uuid.UUID, live: JobState | None) -> None:
+        """Watch an unfinished job's card until the job ends (``live``: its state now, painted at once)."""
+        self.jobs[generation_id] = card
+        if live is not None:
+            self._paint_live(card, generation_id, live)  # at once, not at the next refresh tick
+        if self.timer is None:
+            self.timer = ui.timer(0.5, self._refresh_jobs)
 
     def _paint_live(self, card: ui.element, generation_id: uuid.UUID, live: JobState) -> None:
         self._announce_live(generation_id, live)

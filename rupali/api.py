@@ -402,13 +402,15 @@ def _register(router: FastAPI) -> None:
     async def image(request: Request, image_id: str, parameters: bool | None = None) -> Response:
         return await image_files.original(runtime.current().storage, _user(request), image_id,
                                           request.headers.get("range"), parameters=parameters,
-                                          if_range=request.headers.get("if-range"))
+                                          if_range=request.headers.get("if-range"),
+                                          redirect_seconds=image_files.redirect_seconds(runtime.current().settings))
 
     @router.get("/v1/images/{image_id}/thumbnail", summary="An image's WebP thumbnail", response_class=Response,
                 dependencies=READ, responses={404: {"description": "Not found"}})
     async def image_thumbnail(request: Request, image_id: str) -> Response:
         return await image_files.thumbnail(runtime.current().storage, _user(request), image_id,
-                                           request.headers.get("if-none-match"))
+                                           request.headers.get("if-none-match"),
+                                           redirect_seconds=image_files.redirect_seconds(runtime.current().settings))
 
     @router.post("/v1/verify", response_model=VerificationOut, summary="Check an image's Content Credentials",
                  description="Send a PNG, JPEG or WebP as the request body (any image Content-Type). Open to anyone, "
@@ -475,8 +477,7 @@ def _register(router: FastAPI) -> None:
             return JSONResponse({"detail": "This export has expired and its file has been deleted. Ask for a new "
                                            "one."}, status_code=410)
         assert isinstance(found, exports.Download)
-        return FileResponse(found.path, media_type="application/zip", filename=found.filename,
-                            headers={"Cache-Control": "private, no-store"})
+        return exports.response(found)
 
 
 def _register_docs(api: FastAPI) -> None:

@@ -30,7 +30,7 @@ from rupali.imaging import InvalidImage
 from rupali.models import RequestSource, User
 from rupali.privacy import erasure, retention
 from rupali.services import deletion, ledger, users
-from rupali.storage import LocalStorage
+from rupali.storage import from_settings as storage_from_settings
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -136,6 +136,14 @@ def _parser() -> _Parser:
     inspect.add_argument("--json", action="store_true", help="print the result as JSON")
     inspect.set_defaults(handler=_image_inspect)
 
+    media = commands.add_parser("storage", help="media storage")
+    media_commands = media.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser, required=True)
+    move = media_commands.add_parser(
+        "migrate", help="copy the local media folder into the configured S3 bucket (resumable, verified)")
+    move.add_argument("--to", choices=["s3"], required=True, help="the backend to copy to")
+    move.add_argument("--dry-run", action="store_true", help="list what would be copied and skipped; copy nothing")
+    move.set_defaults(handler=_storage_migrate)
+
     checkup = commands.add_parser(
         "doctor", help="check settings, database, storage, SMTP and each image service; one line each")
     checkup.add_argument("--timeout", type=float, default=doctor.NETWORK_TIMEOUT, metavar="SECONDS",
@@ -212,7 +220,7 @@ def _users_erase(args: argparse.Namespace) -> int:
             user = _account(session, args.email)
             try:
                 if args.now:
-                    record = deletion.erase_now(session, settings, LocalStorage.from_settings(settings), user)
+                    record = deletion.erase_now(session, settings, storage_from_settings(settings), user)
                 else:
                     user = deletion.schedule_deletion(session, settings, user, source=RequestSource.ADMIN)
             except deletion.DeletionError as exc:
@@ -321,7 +329,7 @@ def _retention_dry_run(name: str, settings: Settings) -> int:
         raise CliError(f"--dry-run only applies to {retention.LOCK_NAME} ({name} has no dry run)")
     with _database(settings):
         migrate.upgrade(get_engine(settings))
-        report = retention.apply(settings, LocalStorage.from_settings(settings), dry_run=True)
+        report = retention.apply(settings, storage_from_settings(settings), dry_run=True)
     width = max(len(outcome.name) for outcome in report.outcomes)
     print(f"{name} (dry run): nothing was deleted; a run now would delete")
     print(f"{'TABLE':<{width}}  {'ROWS':>9}  {'FILES':>7}  RULE")
@@ -375,6 +383,30 @@ def _config_check(args: argparse.Namespace) -> int:
         print("\nproblems: " + "; ".join(problems))
         return EXIT_FAILURE
     print("\nconfiguration OK")
+    return 0
+
+
+def _storage_migrate(args: argparse.Namespace) -> int:
+    from rupali import media_migrate
+    from rupali.storage import LocalStorage
+    from rupali.storage_s3 import S3Storage
+
+    settings = _settings()
+    if not (settings.s3_bucket and settings.s3_access_key_id and settings.s3_secret_access_key):
+        raise CliError("set RUPALI_S3_BUCKET, RUPALI_S3_ACCESS_KEY_ID and RUPALI_S3_SECRET_ACCESS_KEY (and "
+                       "RUPALI_S3_ENDPOINT_URL unless the bucket is on AWS) to migrate")
+    source = LocalStorage(settings.effective_media_dir)
+    if not source.root.is_dir():
+        raise CliError(f"no media folder at {source.root}")
+    target = S3Storage.from_settings(settings)
+    print(f"{'dry run: ' if args.dry_run else ''}{source.describe()} -> {target.describe()}")
+    report = media_migrate.migrate(source, target, dry_run=args.dry_run, say=print)
+    print(report.summary())
+    if report.failed:
+        print("rupali: not copied: " + ", ".join(sorted(report.failed)), file=sys.stderr)
+        return EXIT_FAILURE
+    if not args.dry_run and settings.media_backend != "s3":
+        print("every file is in the bucket; set RUPALI_MEDIA_BACKEND=s3 and restart to use it")
     return 0
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,24 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("RUPALI_DATABASE_URL", "DATABASE_URL"),
         description="SQLAlchemy URL; default `sqlite:///<data_dir>/rupali.db`. `postgres://` URLs are accepted")
     media_dir: Path | None = Field(None, description="Where images live; default `<data_dir>/media`")
+    media_backend: Literal["local", "s3"] = Field(
+        "local", description="Where media are stored: `local` (`RUPALI_MEDIA_DIR`) or `s3` (an S3-compatible bucket)")
+    s3_bucket: str | None = Field(None, min_length=3, max_length=63, description="Bucket of the `s3` media backend")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (R2, MinIO, B2, …); unset = AWS S3 of `RUPALI_S3_REGION`")
+    s3_region: str = Field("us-east-1", pattern=r"^[a-z0-9-]{1,40}$",
+                           description="Region of the bucket (`auto` for Cloudflare R2)")
+    s3_access_key_id: str | None = Field(None, max_length=256, description="Access key id of the `s3` backend")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret access key of the `s3` backend")
+    s3_prefix: str = Field("", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*)?$",
+                           max_length=200, description="Key prefix inside the bucket (several installations in one)")
+    s3_allow_http: bool = Field(
+        False, description="Allow a plain `http://` S3 endpoint in production: only for a bucket on a private network "
+                           "(a MinIO beside the app, as in deploy/docker-compose.yml)")
+    media_delivery: Literal["stream", "redirect"] = Field(
+        "stream", description="`redirect`: authorized image routes answer 307 to a short-lived presigned URL "
+                              "of the bucket (`s3` only; local media are always streamed)")
+    media_redirect_seconds: int = Field(60, ge=5, le=3600, description="How long a presigned media URL is valid")
     redis_url: SecretStr | None = Field(
         None, validation_alias=AliasChoices("RUPALI_REDIS_URL", "REDIS_URL"),
         description="Redis for what several instances share: rate-limit windows and session changes "
@@ -145,6 +164,14 @@ class Settings(BaseSettings):
 
     generation_concurrency: int = Field(2, ge=1, le=32, description="Generations running at once, in total")
     generation_per_user: int = Field(1, ge=1, le=8, description="Generations running at once for one person")
+    generation_cluster_limit: int | None = Field(
+        None, ge=1, le=1024,
+        description="On PostgreSQL, generations running at once across all instances (unset: each instance's "
+                    "RUPALI_GENERATION_CONCURRENCY, added up)")
+    job_lease_seconds: int = Field(
+        30, ge=3, le=600,
+        description="On PostgreSQL, how long an instance's claim on a running generation holds without its "
+                    "heartbeat; a job whose instance died is queued again (once; then failed) after this time")
     generation_queue_per_user: int = Field(8, ge=1, le=100, description="Generations one person may have waiting")
     max_images_per_request: int = Field(4, ge=1, le=16, description="Most images one request may ask for")
     prompt_blocklist: str = Field(
@@ -261,7 +288,8 @@ class Settings(BaseSettings):
             raise ValueError(f"uses unsupported database {url.get_backend_name()!r} (use SQLite or PostgreSQL)")
         return value
 
-    @field_validator("public_url", "supervisory_authority_url", "oidc_metadata_url", "runware_url", "a1111_url")
+    @field_validator("public_url", "supervisory_authority_url", "oidc_metadata_url", "runware_url", "a1111_url",
+                     "s3_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -350,6 +378,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.media_backend == "s3":
+            needed = (("RUPALI_S3_BUCKET", self.s3_bucket), ("RUPALI_S3_ACCESS_KEY_ID", self.s3_access_key_id),
+                      ("RUPALI_S3_SECRET_ACCESS_KEY", self.s3_secret_access_key))
+            missing = [name for name, value in needed if not value]
+            if missing:
+                raise ValueError("RUPALI_MEDIA_BACKEND=s3 needs " + ", ".join(missing))
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if "public_url" not in self.model_fields_set and not self.is_production:
             # Links in mails must lead back to where this instance really listens (say RUPALI_PORT=9101);
@@ -369,6 +407,11 @@ class Settings(BaseSettings):
         problems = []
         if not self.public_url.startswith("https://"):
             problems.append(f"RUPALI_PUBLIC_URL must be https:// (got {self.public_url})")
+        if self.media_backend == "s3" and self.s3_endpoint_url and self.s3_endpoint_url.startswith("http://") \
+                and not _loopback(self.s3_endpoint_url) and not self.s3_allow_http:
+            # Keys and every image would cross the network in clear; loopback (a MinIO beside the app) is fine.
+            problems.append("RUPALI_S3_ENDPOINT_URL must be https:// unless it is loopback or RUPALI_S3_ALLOW_HTTP "
+                            f"says it is on a private network (got {self.s3_endpoint_url})")
         for field in ("operator_name", "operator_address", "operator_email"):
             if field not in self.model_fields_set:
                 problems.append(f"RUPALI_{field.upper()} must be set to your own details")
@@ -388,6 +431,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def shared_queue(self) -> bool:
+        """Whether generations are claimed from the database by every instance (PostgreSQL) rather than queued in
+        this process (SQLite, which only one process uses)."""
+        return make_url(self.effective_database_url).get_backend_name() == "postgresql"
 
     @property
     def effective_database_url(self) -> str:
@@ -640,3 +689,17 @@ def masked(settings: Settings) -> dict[str, str]:
         shown[name] = text
     shown["media_dir"] = str(settings.effective_media_dir)
     return shown
+
+
+def _loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost`` or a loopback address)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,9 +1,9 @@
 """``rupali doctor``: check what a running Rupali depends on, one line per check.
 
 Each check is a plain function returning a :class:`Check` (name, verdict, one line of detail): the settings, the
-database and its migration, writing in the data and media folders, the SMTP server (a conversation up to the login,
-no mail sent) and every enabled image provider. The checks only read, except for a probe file each storage check
-writes and deletes again, and the database file SQLite creates when there is none yet.
+database and its migration, writing in the data and media folders (or listing the media bucket), the SMTP server (a
+conversation up to the login, no mail sent) and every enabled image provider. The checks only read, except for a
+probe file each storage check writes and deletes again, and the database file SQLite creates when there is none yet.
 """
 
 from __future__ import annotations
@@ -153,9 +153,26 @@ def database(settings: Settings) -> Check:
 
 
 def storage(settings: Settings) -> list[Check]:
-    """Writing, reading and deleting a file works in the data directory and in the media folder."""
+    """Writing, reading and deleting a file works in the data directory and in the media folder (or the bucket
+    answers, with the ``s3`` backend)."""
+    if settings.media_backend == "s3":
+        return [folder_check("data-dir", settings.data_dir.resolve()), bucket_check(settings)]
     return [folder_check("data-dir", settings.data_dir.resolve()),
             folder_check("media-dir", settings.effective_media_dir)]
+
+
+def bucket_check(settings: Settings) -> Check:
+    """List at most one key of the media bucket: it exists, answers and accepts the credentials (only reads)."""
+    from rupali.storage_s3 import S3Storage
+
+    bucket = S3Storage.from_settings(settings)
+    try:
+        bucket.probe()
+    except OSError as exc:
+        cause = exc.__cause__
+        detail = str(cause).splitlines()[0][:300] if cause is not None else str(exc)
+        return Check("media-bucket", Verdict.FAIL, f"{bucket.describe()} does not answer: {detail}")
+    return Check("media-bucket", Verdict.OK, f"{bucket.describe()} answers")
 
 
 def folder_check(name: str, folder: Path) -> Check:

@@ -3,6 +3,9 @@
 Waiting jobs sit in one queue per person, and the dispatcher takes from those queues in turn (round-robin), so
 one person's burst cannot starve everyone else. A person can cancel their own queued or running job. After a
 restart, jobs that were running are failed with a clear reason and queued ones are resumed.
+
+This is the queue of one process, for SQLite. On PostgreSQL every instance claims jobs from the database instead
+(:mod:`rupali.shared_queue`, a subclass that keeps the running of a job as it is here).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from rupali.providers.base import GeneratedImage, GenerationRequest, GenerationR
 from rupali.services import generation as generations
 from rupali.services import uploads
 from rupali.services.credits import CreditHook
-from rupali.storage import Intent, LocalStorage
+from rupali.storage import Intent, MediaStorage
 
 log = logging.getLogger(__name__)
 _WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-write")
@@ -51,7 +54,7 @@ class JobState:
 class GenerationQueue:
     """The job runner. Start it on the server's event loop; all database work happens in worker threads."""
 
-    def __init__(self, settings: Settings, providers: ImageProviders, storage: LocalStorage,
+    def __init__(self, settings: Settings, providers: ImageProviders, storage: MediaStorage,
                  scorer: nsfw.NsfwScorer, credits: CreditHook, credentials: ContentCredentials) -> None:
         self._settings = settings
         self._credentials = credentials
@@ -96,11 +99,7 @@ class GenerationQueue:
         A job already storing its images is never interrupted (that takes moments, and an interruption there would
         throw finished work away); queued jobs stay queued in the database and are resumed at the next start.
         """
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-            self._dispatcher = None
+        await self._stop_claiming()
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=max(0.0, seconds))
         stopping = [generation_id for generation_id in self._running if generation_id in self._generating]
@@ -112,7 +111,24 @@ class GenerationQueue:
             await asyncio.wait(list(self._running.values()), timeout=STORING_GRACE_SECONDS)
         if stopping:
             log.warning("handed back %d running generation(s) to run again after the restart", len(stopping))
+        await self._stop_dispatcher()
         return len(stopping)
+
+    async def _stop_claiming(self) -> None:
+        """Start no more jobs (here: stop the dispatcher, which only starts jobs)."""
+        await self._stop_dispatcher()
+
+    async def _stop_dispatcher(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+
+    def _holder(self, generation_id: uuid.UUID) -> str | None:
+        """The claim by which this process holds the job, for the database to check when it ends (the shared queue);
+        None here, where this process is the only one and holds them all."""
+        return None
 
     def submit(self, generation_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Queue a generation that is recorded as queued in the database."""
@@ -200,12 +216,13 @@ class GenerationQueue:
         except asyncio.CancelledError:
             if generation_id in self._handed_back:
                 outcome = "handed_back"
-                await asyncio.shield(asyncio.to_thread(transact, generations.hand_back, generation_id))
+                await asyncio.shield(asyncio.to_thread(transact, generations.hand_back, generation_id,
+                                                       worker=self._holder(generation_id)))
             else:
                 outcome = "cancelled"
                 await asyncio.shield(asyncio.to_thread(
                     transact, generations.fail, generation_id, "Cancelled. Nothing was charged.", self._credits,
-                    status=GenerationStatus.CANCELLED))
+                    status=GenerationStatus.CANCELLED, worker=self._holder(generation_id)))
         except ProviderError as exc:
             # The kind and the provider's own detail, not the message shown to the person (it may quote them).
             log.warning("generation %s failed: %s %s", generation_id, exc.kind, exc.detail[:300])
@@ -213,11 +230,13 @@ class GenerationQueue:
             outcome = "blocked" if blocked else "failed"
             status = GenerationStatus.BLOCKED if blocked else GenerationStatus.FAILED
             await asyncio.to_thread(transact, generations.fail, generation_id, exc.user_message, self._credits,
-                                    status=status, blocked_by="provider" if blocked else None)
+                                    status=status, blocked_by="provider" if blocked else None,
+                                    worker=self._holder(generation_id))
         except Exception:
             outcome = "error"
             log.exception("generation %s failed unexpectedly", generation_id)
-            await asyncio.to_thread(transact, generations.fail, generation_id, UNEXPECTED, self._credits)
+            await asyncio.to_thread(transact, generations.fail, generation_id, UNEXPECTED, self._credits,
+                                    worker=self._holder(generation_id))
         finally:
             started = self._started.pop(generation_id, None)
             provider = self._provider_of.pop(generation_id, None)
@@ -264,7 +283,7 @@ class GenerationQueue:
         try:
             with session_scope() as session:
                 done = generations.complete(session, self._settings, generation.id, result, stored, withheld,
-                                            self._credits)
+                                            self._credits, worker=self._holder(generation.id))
                 self._outcome[generation.id] = str(done.status) if done is not None else "cancelled"
                 session.flush()
                 faults.reached(faults.BEFORE_COMMIT)

@@ -6,41 +6,52 @@ expired images are all plain 404s, with no hint which it was.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections import OrderedDict
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from rupali import media
 from rupali.clock import now
+from rupali.config import Settings
 from rupali.db import transact
 from rupali.models import Generation, Image, User
 from rupali.provenance import ContentCredentials, Inspection
 from rupali.services import gallery, users
 from rupali.services import generation as generations
-from rupali.storage import InvalidKey, LocalStorage
+from rupali.storage import InvalidKey, MediaStorage
 
 NOT_FOUND = Response("Not Found", status_code=404, media_type="text/plain")
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+# A redirect to a presigned URL must not be cached: the URL expires, and it is this person's authorization.
+REDIRECT_HEADERS = {"Cache-Control": "private, no-store"}
 # One range-spec of RFC 9110 §14.1.1, ASCII digits only (\d would also take other scripts' digits).
 _RANGE_SPEC = re.compile(r"(?P<first>[0-9]+)-(?P<last>[0-9]*)|-(?P<suffix>[0-9]+)")
 _BEYOND = 10**18
 
 
-async def original(storage: LocalStorage, user: User, image_id: str, range_header: str | None = None, *,
-                   parameters: bool | None = None, if_range: str | None = None) -> Response:
+async def original(storage: MediaStorage, user: User, image_id: str, range_header: str | None = None, *,
+                   parameters: bool | None = None, if_range: str | None = None,
+                   redirect_seconds: int | None = None) -> Response:
     """The original file as a download. PNGs carry the A1111 ``parameters`` text when ``parameters`` says so, or,
-    when it is None, unless the owner opted out."""
+    when it is None, unless the owner opted out.
+
+    With ``redirect_seconds`` (``RUPALI_MEDIA_DELIVERY=redirect``), a file served as stored is answered with a 307
+    to a presigned URL of the backend, once the person is authorized; files that must be rewritten here (PNGs from
+    before signing) and backends without URLs are streamed as usual."""
     found = await _find(user, image_id)
     if found is None:
         return NOT_FOUND
     image, generation = found
     strip = not parameters if parameters is not None else \
         await run_in_threadpool(transact, users.strips_metadata, image.user_id)
+    if redirect_seconds and (key := stored_original_key(image, strip)) is not None:
+        redirect = await _redirect(storage, key, redirect_seconds)
+        if redirect is not None:
+            return redirect
     try:
         data = await run_in_threadpool(prepared_original, storage, image, generation, strip)
     except (OSError, InvalidKey):
@@ -56,7 +67,14 @@ def download_name(image: Image) -> str:
     return f"rupali-{image.seed}-{image.id.hex[:8]}.{extension}"
 
 
-def prepared_original(storage: LocalStorage, image: Image, generation: Generation, strip: bool) -> bytes:
+def stored_original_key(image: Image, strip: bool) -> str | None:
+    """The key whose bytes are exactly what :func:`prepared_original` gives, or None when it rewrites them."""
+    if image.signed:
+        return image.plain_key if strip and image.plain_key else image.original_key
+    return None if image.format == "PNG" else image.original_key
+
+
+def prepared_original(storage: MediaStorage, image: Image, generation: Generation, strip: bool) -> bytes:
     """The original as downloads give it: PNGs with (or, when ``strip``, without) their parameters text.
 
     A signed image's files are served as they are: each variant was signed when it was made, so any rewrite here
@@ -69,7 +87,7 @@ def prepared_original(storage: LocalStorage, image: Image, generation: Generatio
     return data
 
 
-def content_credentials(storage: LocalStorage, credentials: ContentCredentials, image: Image) -> Inspection | None:
+def content_credentials(storage: MediaStorage, credentials: ContentCredentials, image: Image) -> Inspection | None:
     """What the stored original's Content Credentials say, checked now (None when its file is gone)."""
     try:
         data = storage.read(image.original_key)
@@ -78,8 +96,11 @@ def content_credentials(storage: LocalStorage, credentials: ContentCredentials, 
     return credentials.inspect(data, image.format)
 
 
-async def thumbnail(storage: LocalStorage, user: User, image_id: str, if_none_match: str | None = None) -> Response:
-    """The WebP thumbnail. Its content never changes, so browsers keep it for a year and revalidate by ETag."""
+async def thumbnail(storage: MediaStorage, user: User, image_id: str, if_none_match: str | None = None, *,
+                    redirect_seconds: int | None = None) -> Response:
+    """The WebP thumbnail. Its content never changes, so browsers keep it for a year and revalidate by ETag.
+
+    With ``redirect_seconds`` and a backend that signs URLs, a 307 to a presigned URL instead of the bytes."""
     try:
         parsed = uuid.UUID(image_id)
     except ValueError:
@@ -96,12 +117,33 @@ async def thumbnail(storage: LocalStorage, user: User, image_id: str, if_none_ma
     headers = {"Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{parsed.hex}"'}
     if if_none_match and headers["ETag"] in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
+    if redirect_seconds:
+        redirect = await _redirect(storage, key, redirect_seconds)
+        if redirect is not None:
+            return redirect
     try:
-        path = storage.path(key)
-        status = await run_in_threadpool(os.stat, path)  # a deleted image's file is gone, whatever we remember
+        # Read from the backend each time: a deleted image's file is gone, whatever we remember. Thumbnails are
+        # small, so one read beats a stream's extra round trips.
+        data = await run_in_threadpool(storage.read, key)
     except (OSError, InvalidKey):
         return NOT_FOUND
-    return FileResponse(path, media_type="image/webp", headers=headers, stat_result=status)
+    return Response(data, media_type="image/webp", headers=headers)
+
+
+def redirect_seconds(settings: Settings) -> int | None:
+    """How long presigned URLs live when images are delivered by redirect, or None when they are streamed."""
+    return settings.media_redirect_seconds if settings.media_delivery == "redirect" else None
+
+
+async def _redirect(storage: MediaStorage, key: str, seconds: int) -> Response | None:
+    """A 307 to a presigned URL of ``key``, or None when the backend has no URLs (local: stream instead)."""
+    try:
+        url = await run_in_threadpool(storage.signed_url, key, seconds)
+    except (OSError, InvalidKey):
+        return NOT_FOUND
+    if url is None:
+        return None
+    return RedirectResponse(url, status_code=307, headers=REDIRECT_HEADERS)
 
 
 class _FactsCache:
@@ -192,7 +234,7 @@ def _position(digits: str) -> int:
     return int(digits) if len(digits) <= 18 else _BEYOND
 
 
-async def delete_images(storage: LocalStorage, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> int:
+async def delete_images(storage: MediaStorage, user_id: uuid.UUID, image_ids: list[uuid.UUID]) -> int:
     """Delete the person's images: rows first (one transaction), then the files they pointed to."""
     keys = await run_in_threadpool(transact, gallery.delete_images, user_id, image_ids)
     await run_in_threadpool(lambda: [storage.delete(key) for key in keys])

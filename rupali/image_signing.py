@@ -26,7 +26,7 @@ from rupali.models import Generation, Image
 from rupali.provenance import ContentCredentials, Origin, SigningUnavailable
 from rupali.providers import ImageProviders
 from rupali.services import holds, uploads
-from rupali.storage import InvalidKey, LocalStorage
+from rupali.storage import InvalidKey, MediaStorage
 
 log = logging.getLogger(__name__)
 BATCH = 100  # images signed per job run: a run stays short, the next one goes on
@@ -57,7 +57,7 @@ def plain_key(original_key: str) -> str:
     return str(path.with_name(f"{path.stem}.plain{path.suffix}"))
 
 
-def sign_stored(settings: Settings, storage: LocalStorage, credentials: ContentCredentials, limit: int = BATCH) -> str:
+def sign_stored(settings: Settings, storage: MediaStorage, credentials: ContentCredentials, limit: int = BATCH) -> str:
     """Sign up to ``limit`` images stored before signing existed, each in the crash-safe order of rupali.storage:
     intent, new files under new names, row, commit.
 
@@ -87,7 +87,7 @@ def sign_stored(settings: Settings, storage: LocalStorage, credentials: ContentC
     return f"signed {signed} stored images" + (f", {failed} could not be signed" if failed else "")
 
 
-def _sign_one(settings: Settings, storage: LocalStorage, credentials: ContentCredentials, image_id: uuid.UUID) -> int:
+def _sign_one(settings: Settings, storage: MediaStorage, credentials: ContentCredentials, image_id: uuid.UUID) -> int:
     with session_scope(settings) as session:
         found = _load(session, storage, image_id)
     if found is None:
@@ -131,7 +131,7 @@ def _mark_failed(session: Session, image_id: uuid.UUID) -> None:
         session.add(row)
 
 
-def _load(session: Session, storage: LocalStorage, image_id: uuid.UUID
+def _load(session: Session, storage: MediaStorage, image_id: uuid.UUID
           ) -> tuple[Image, Generation, bytes, bytes | None] | None:
     image = session.get(Image, image_id)
     if image is None or image.signed:

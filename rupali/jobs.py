@@ -22,7 +22,7 @@ from rupali.models import JobRun, JobRunStatus
 from rupali.privacy import retention
 from rupali.provenance import ContentCredentials
 from rupali.services import exports, mail
-from rupali.storage import LocalStorage
+from rupali.storage import from_settings as storage_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _heartbeat(session: Session, settings: Settings) -> str:
 def _apply_retention(session: Session, settings: Settings) -> str:
     """Enforce every retention rule of the personal-data inventory (batched, one runner at a time)."""
     # The run's batches open their own short transactions: this session stays unused, so it holds no lock.
-    return retention.apply(settings, LocalStorage.from_settings(settings)).summary()
+    return retention.apply(settings, storage_from_settings(settings)).summary()
 
 
 def _deliver_mail(session: Session, settings: Settings) -> str:
@@ -56,7 +56,7 @@ def _deliver_mail(session: Session, settings: Settings) -> str:
 
 
 def _sweep_media(session: Session, settings: Settings) -> str:
-    return media_sweep.sweep(session, LocalStorage.from_settings(settings)).summary()
+    return media_sweep.sweep(session, storage_from_settings(settings)).summary()
 
 
 def _build_exports(_session: Session, settings: Settings) -> str:
@@ -72,7 +72,7 @@ def _remind_privacy_requests(session: Session, settings: Settings) -> str:
 
 def _sign_images(_session: Session, settings: Settings) -> str:
     # Each image is signed in short transactions of its own; this session stays unused.
-    return image_signing.sign_stored(settings, LocalStorage.from_settings(settings),
+    return image_signing.sign_stored(settings, storage_from_settings(settings),
                                      ContentCredentials.from_settings(settings))
 
 

@@ -13,6 +13,10 @@ that nothing is being written, and a crash's residue goes at once through its in
 
 It never follows a symbolic link, leaves links themselves alone, and touches nothing outside the folders Rupali
 writes (``AREAS``) and its journal.
+
+On an object store (:class:`rupali.storage_s3.S3Storage`) the same rules apply to a listing of the areas' prefixes:
+an object's age is its last-modified time, an intent is abandoned once older than its grace period (the bucket has no
+locks, see :mod:`rupali.storage`), and there are no temporaries or links.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from sqlmodel import Session, col, select, update
 
 from rupali.clock import now
 from rupali.models import DataExport, Image, Upload, User
-from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage, key_of_temporary
+from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage, MediaStorage, key_of_temporary
 
 log = logging.getLogger(__name__)
 # Data exports are swept too: an archive whose row is gone (erased account, expired export) goes like any orphan.
@@ -62,17 +66,20 @@ class SweepReport:
 @dataclass(frozen=True)
 class _Found:
     key: str  # the path relative to the root, "/"-separated; not necessarily a valid key
-    path: Path
+    path: Path | None  # None on an object store
     mtime: float
 
 
-def sweep(session: Session, storage: LocalStorage, *, grace: timedelta = GRACE) -> SweepReport:
+def sweep(session: Session, storage: MediaStorage, *, grace: timedelta = GRACE) -> SweepReport:
     """Sweep ``storage`` against the rows ``session`` sees; returns the counts."""
     report = SweepReport()
     cutoff = now().timestamp() - grace.total_seconds()
     # The order matters. A file found on disk was created after its intent; if that intent is gone by the time the
     # journal is read, its rows were committed before the rows are read below. So nothing in flight is missed.
-    files, temporaries = _walk(storage.root, report)
+    if isinstance(storage, LocalStorage):
+        files, temporaries = _walk(storage.root, report)
+    else:
+        files, temporaries = _listed(storage), []
     abandoned, live = storage.abandoned_intents()
     try:
         named, images = _named(session)
@@ -81,7 +88,7 @@ def sweep(session: Session, storage: LocalStorage, *, grace: timedelta = GRACE) 
             if found.key in named or found.key in live:
                 continue
             if found.key in dead or found.mtime < cutoff:
-                report.orphans += _unlink(found.path)
+                report.orphans += _remove(storage, found)
             else:
                 report.young += 1
         for found in temporaries:
@@ -90,13 +97,13 @@ def sweep(session: Session, storage: LocalStorage, *, grace: timedelta = GRACE) 
             if target in live:
                 continue
             if target in dead or found.mtime < cutoff:
-                report.temporaries += _unlink(found.path)
+                report.temporaries += _remove(storage, found)
             else:
                 report.young += 1
         for intent in abandoned:
             for key in intent.keys:
                 if key not in named:  # also what its writer made after the walk, before it died
-                    orphans, partial = _unlink_key(storage.root, key)
+                    orphans, partial = _remove_key(storage, key)
                     report.orphans += orphans
                     report.temporaries += partial
             intent.forget()
@@ -147,6 +154,35 @@ def _walk(root: Path, report: SweepReport) -> tuple[list[_Found], list[_Found]]:
             else:
                 report.skipped += 1
     return files, temporaries
+
+
+def _listed(storage: MediaStorage) -> list[_Found]:
+    """The objects under the areas' prefixes (an object store: no folders, links or temporaries)."""
+    return [_Found(stored.key, None, stored.modified) for area in AREAS for stored in storage.list(f"{area}/")]
+
+
+def _remove(storage: MediaStorage, found: _Found) -> int:
+    if found.path is not None:
+        return _unlink(found.path)
+    try:
+        storage.remove(found.key)  # type: ignore[attr-defined]  # S3Storage: also keys that are not valid keys
+    except OSError as exc:
+        log.warning("media sweep cannot delete %r: %s", found.key, exc)
+        return 0
+    return 1
+
+
+def _remove_key(storage: MediaStorage, key: str) -> tuple[int, int]:
+    if isinstance(storage, LocalStorage):
+        return _unlink_key(storage.root, key)
+    try:
+        if not storage.exists(key):
+            return 0, 0
+        storage.delete(key)
+    except (OSError, InvalidKey) as exc:
+        log.warning("media sweep cannot delete %r: %s", key, exc)
+        return 0, 0
+    return 1, 0
 
 
 def _named(session: Session) -> tuple[set[str], Sequence[_ImageFiles]]:
@@ -203,7 +239,7 @@ def _is_regular(path: Path) -> bool:
         return False
 
 
-def _mark_missing(session: Session, storage: LocalStorage, images: Sequence[_ImageFiles], on_disk: set[str],
+def _mark_missing(session: Session, storage: MediaStorage, images: Sequence[_ImageFiles], on_disk: set[str],
                   report: SweepReport) -> None:
     missing: list[uuid.UUID] = []
     back: list[uuid.UUID] = []
@@ -223,7 +259,7 @@ def _mark_missing(session: Session, storage: LocalStorage, images: Sequence[_Ima
         log.warning("media sweep: %d images are missing their files (marked, not deleted)", len(missing))
 
 
-def _present(storage: LocalStorage, key: str, on_disk: set[str]) -> bool:
+def _present(storage: MediaStorage, key: str, on_disk: set[str]) -> bool:
     if key in on_disk:
         return True
     try:

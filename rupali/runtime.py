@@ -17,7 +17,9 @@ from rupali.revocations import Revocations
 from rupali.services import orders, sessions
 from rupali.services.credits import CreditHook, FreeGeneration
 from rupali.services.ledger import LedgerCredits
-from rupali.storage import LocalStorage
+from rupali.shared_queue import SharedGenerationQueue
+from rupali.storage import MediaStorage
+from rupali.storage import from_settings as storage_from_settings
 from rupali.techlog import TechnicalLog
 from rupali.zips import DownloadTickets
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     providers: ImageProviders
-    storage: LocalStorage
+    storage: MediaStorage
     scorer: NsfwScorer
     credits: CreditHook
     queue: GenerationQueue
@@ -41,14 +43,16 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         providers = ImageProviders.from_settings(settings)
-        storage = LocalStorage.from_settings(settings)
+        storage = storage_from_settings(settings)  # the local folder, or an S3-compatible bucket
         scorer = NsfwScorer()
         credits: CreditHook = FreeGeneration() if settings.billing == "off" else LedgerCredits(settings)
         credentials = ContentCredentials.from_settings(settings)
         if credentials.self_made and settings.is_production:
             log.warning("Content Credentials are signed with this installation's self-made certificate, which no one "
                         "else trusts; set RUPALI_C2PA_CERTIFICATE and RUPALI_C2PA_PRIVATE_KEY to sign as yourself")
-        queue = GenerationQueue(settings, providers, storage, scorer, credits, credentials)
+        # On PostgreSQL every instance claims from the database; on SQLite the one process queues in memory.
+        queue_type = SharedGenerationQueue if settings.shared_queue else GenerationQueue
+        queue = queue_type(settings, providers, storage, scorer, credits, credentials)
         creem = CreemClient.from_settings(settings) if settings.billing == "creem" else None
         if settings.billing_enabled:
             orders.install_listeners()  # the balance-alert mail; registering twice keeps one listener

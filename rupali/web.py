@@ -6,12 +6,14 @@ which is why everything is registered by :func:`build` rather than at import tim
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from nicegui import app, run, ui
+from nicegui.storage import Storage
 from starlette.formparsers import MultiPartParser
 
 import components
@@ -51,6 +53,7 @@ def build(settings: Settings) -> JobScheduler:
     # Quasar's loading bar flashes during NiceGUI's own background requests, tells the person nothing, and is an
     # unnamed progressbar to screen readers: leave Ajax requests alone.
     app.config.quasar_config["loadingBar"]["skipHijack"] = True
+    _share_nicegui_storage(settings)
     # Starlette runs the middleware added last first: the client address is settled before anything else looks at
     # it, every request (refused ones too) is observed for the technical log and the metrics, every response gets
     # the security headers, oversized bodies are refused before the gate reads a cookie.
@@ -94,6 +97,21 @@ def build(settings: Settings) -> JobScheduler:
         return Response(await run.io_bound(metrics.exposition), media_type=metrics.CONTENT_TYPE)
 
     return scheduler
+
+
+# NiceGUI's own defaults, read as it reads them (this module may be run again, after an app changed them).
+_NICEGUI_STORAGE = (os.environ.get("NICEGUI_REDIS_URL"), os.environ.get("NICEGUI_REDIS_KEY_PREFIX", "nicegui:"))
+
+
+def _share_nicegui_storage(settings: Settings) -> None:
+    """With Redis configured, NiceGUI keeps ``app.storage.user`` (and its other server-side storage created from now
+    on) there, so it follows a person to whichever instance serves them. Rupali itself keeps no state in it (see
+    tests/test_architecture.py); this is for anything that ever does."""
+    if settings.redis_url is not None:
+        Storage.redis_url = settings.redis_url.get_secret_value()
+        Storage.redis_key_prefix = f"{settings.redis_key_prefix}nicegui:"
+    else:  # as NiceGUI found it (its own NICEGUI_REDIS_URL, or files): an app built earlier may have changed it
+        Storage.redis_url, Storage.redis_key_prefix = _NICEGUI_STORAGE
 
 
 def _install_metrics(settings: Settings, services: Runtime) -> None:

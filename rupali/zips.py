@@ -22,13 +22,13 @@ from rupali.db import transact
 from rupali.image_files import NOT_FOUND, download_name, prepared_original
 from rupali.models import Generation, Image, User
 from rupali.services import gallery, users
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 
 TICKET_SECONDS = 300
 MAX_IMAGES = 5000
 
 
-def archive(storage: LocalStorage, items: list[tuple[Image, Generation]], *, strip: bool) -> Iterator[bytes]:
+def archive(storage: MediaStorage, items: list[tuple[Image, Generation]], *, strip: bool) -> Iterator[bytes]:
     """The ZIP of these images as a stream of chunks (stored, not deflated: images are compressed already)."""
     stream = ZipStream(compress_type=zipfile.ZIP_STORED)
     for image, generation in items:
@@ -36,7 +36,7 @@ def archive(storage: LocalStorage, items: list[tuple[Image, Generation]], *, str
     return iter(stream)
 
 
-def _lazy(storage: LocalStorage, image: Image, generation: Generation, strip: bool) -> Iterator[bytes]:
+def _lazy(storage: MediaStorage, image: Image, generation: Generation, strip: bool) -> Iterator[bytes]:
     yield prepared_original(storage, image, generation, strip)
 
 
@@ -73,7 +73,7 @@ class DownloadTickets:
             del self._tickets[ticket]
 
 
-async def download(storage: LocalStorage, user: User, image_ids: list[uuid.UUID]) -> Response:
+async def download(storage: MediaStorage, user: User, image_ids: list[uuid.UUID]) -> Response:
     """A streamed ZIP of the person's own images among ``image_ids`` (others' ids are silently left out)."""
     items = await run_in_threadpool(transact, gallery.owned_images, user.id, image_ids)
     if not items:

@@ -42,12 +42,15 @@ _CLEARED_PREFIXES = ("RUPALI_", "DATABASE_URL", "REDIS_URL", "PORT", "RAILWAY_")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: test does not depend on the database backend")
+    config.addinivalue_line("markers", "postgresql_only: test of what only PostgreSQL does (the shared queue)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("backend", ["sqlite"] if only_sqlite else BACKENDS, scope="session")
+        only_postgresql = metafunc.definition.get_closest_marker("postgresql_only") is not None
+        backends = ["sqlite"] if only_sqlite else ["postgresql"] if only_postgresql else BACKENDS
+        metafunc.parametrize("backend", backends, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +92,8 @@ def rupali_env(backend: str, database_template: dict[str, str], tmp_path: Path,
             monkeypatch.delenv(name)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
+    if backend == "postgresql" and "postgresql" not in database_template:
+        missing_service("PostgreSQL is not configured: set RUPALI_TEST_DATABASE_URL")
     if backend == "sqlite":
         shutil.copyfile(database_template["sqlite"], data_dir / "rupali.db")
         url = f"sqlite:///{data_dir / 'rupali.db'}"
@@ -156,3 +161,22 @@ def shared_redis(rupali_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[object]:
+    """moto's S3 server on loopback, started once per run; yields its :class:`tests.utils.s3.S3Server`."""
+    from tests.utils.s3 import s3_server
+
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_media(rupali_env: str, s3_endpoint: object, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket configured as the media backend (``RUPALI_MEDIA_BACKEND=s3``); yields the bucket's name."""
+    bucket = s3_endpoint.create_bucket()  # type: ignore[attr-defined]
+    for name, value in s3_endpoint.env(bucket).items():  # type: ignore[attr-defined]
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    return bucket

@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Numeric, String, Text, Uuid
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Numeric, String, Text, Uuid, text
 from sqlmodel import Field, SQLModel
 
 from rupali.clock import now
@@ -51,7 +51,13 @@ class Generation(SQLModel, table=True):
     """One request for images, from queued to its outcome, with every parameter that produced them."""
 
     __tablename__ = "generation"
-    __table_args__ = (Index("ix_generation_user_created_id", "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_generation_user_created_id", "user_id", "created_at", "id"),
+        # The shared queue reads the unfinished jobs every second: a partial index keeps that off the history.
+        Index("ix_generation_unfinished", "status", "created_at",
+              postgresql_where=text("status IN ('queued', 'running')"),
+              sqlite_where=text("status IN ('queued', 'running')")),
+    )
     __personal_data__: ClassVar[PersonalData] = PersonalData(
         subject_column="user_id",
         holds="Prompts, negative prompts, parameters, model and version, status, timings, provider cost",
@@ -87,6 +93,11 @@ class Generation(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     duration_ms: int | None = None
+    # The shared queue (PostgreSQL): which instance runs the job, until when its claim holds unless renewed, and how
+    # many times it was started (a job whose instance died is queued once more, then failed).
+    worker: str | None = Field(default=None, max_length=80)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    attempts: int = Field(default=0, sa_column=Column(Integer(), nullable=False, server_default="0"))
 
     @property
     def finished(self) -> bool:

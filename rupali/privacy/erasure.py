@@ -33,7 +33,7 @@ from rupali.models import ErasureRecord, PrivacyRequest, RequestKind, RequestSta
 from rupali.privacy import inventory
 from rupali.privacy.inventory import Erasure, InventoryEntry, Subject
 from rupali.services import holds, privacy_requests
-from rupali.storage import LocalStorage
+from rupali.storage import LocalStorage, MediaStorage
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ HELD = ("This account is under an evidence hold: it cannot be erased until an ad
         "Nothing was erased.")
 
 
-def purge_user(session: Session, storage: LocalStorage, user_id: uuid.UUID, *, reason: str) -> ErasureRecord | None:
+def purge_user(session: Session, storage: MediaStorage, user_id: uuid.UUID, *, reason: str) -> ErasureRecord | None:
     """Erase the account ``user_id`` and everything the inventory ties to it; ``None`` if it no longer exists.
 
     Runs in the caller's transaction (nothing is committed here); files are deleted when it commits. Idempotent:
@@ -174,7 +174,7 @@ def _file_keys(row: Any, columns: Iterable[str]) -> set[str]:
 
 # --- storage ---------------------------------------------------------------------------------------------------------
 
-def _remove_empty_folders_after_commit(session: Session, storage: LocalStorage, keys: set[str]) -> None:
+def _remove_empty_folders_after_commit(session: Session, storage: MediaStorage, keys: set[str]) -> None:
     """After the commit (and after ``settle_with`` has deleted the files), remove the folders they leave empty.
 
     Folders are named after account and generation ids; an empty one would outlive the person for nothing.
@@ -197,7 +197,9 @@ def _remove_empty_folders_after_commit(session: Session, storage: LocalStorage, 
     event.listen(session, "after_transaction_end", ended)  # registered after settle_with's, so it runs after it
 
 
-def _remove_empty_parents(storage: LocalStorage, keys: set[str]) -> None:
+def _remove_empty_parents(storage: MediaStorage, keys: set[str]) -> None:
+    if not isinstance(storage, LocalStorage):
+        return  # an object store has no folders: a prefix goes with its last object
     folders: set[Path] = set()
     for key in keys:
         try:

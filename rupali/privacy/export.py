@@ -36,9 +36,7 @@ import csv
 import enum
 import io
 import json
-import os
 import re
-import tempfile
 import textwrap
 import typing
 import uuid
@@ -48,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from decimal import Decimal
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import ARRAY, JSON, Column, Table, TypeDecorator, func, select
@@ -62,7 +60,7 @@ from rupali.db import session_scope
 from rupali.models import CreditOrder, Generation, Image, User
 from rupali.privacy import inventory
 from rupali.privacy.inventory import InventoryEntry, Subject
-from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage
+from rupali.storage import InvalidKey, MediaStorage
 
 README = "README.txt"
 BATCH = 500  # rows per database round trip
@@ -164,12 +162,11 @@ class _Plan:
     held_back: list[InventoryEntry] = field(default_factory=list)  # declared, about accounts, not exported
 
 
-def write_archive(settings: Settings, storage: LocalStorage, user_id: uuid.UUID, key: str, *,
+def write_archive(settings: Settings, storage: MediaStorage, user_id: uuid.UUID, key: str, *,
                   progress: Progress | None = None) -> ArchiveResult:
     """Build the export of account ``user_id`` at storage ``key`` (replacing any file there); raises on failure,
     leaving no partial file behind. ``progress`` is called with the fraction done after each file of the archive."""
     plan = _plan(settings, storage, user_id)
-    target = storage.path(key)
     units = sum(2 if table.tabular else 1 for table in plan.tables) + \
         sum(2 if item.sibling else 1 for item in plan.files) + len(plan.receipts) + 1
     done = 0
@@ -197,13 +194,13 @@ def write_archive(settings: Settings, storage: LocalStorage, user_id: uuid.UUID,
     for receipt in plan.receipts:  # PDFs compress their own content: stored as they are
         stream.add(_counted(_receipt(settings, user_id, receipt, vanished), tick), arcname=receipt.arcname)
     stream.add(_counted(_readme(plan, vanished), tick), arcname=README, **text_entry)
-    written = _write_atomically(target, stream)
+    written = storage.put_stream(key, stream)
     return ArchiveResult(bytes=written, files=units, missing=tuple(plan.missing + vanished))
 
 
 # --- what goes in ------------------------------------------------------------------------------------------------
 
-def _plan(settings: Settings, storage: LocalStorage, user_id: uuid.UUID) -> _Plan:
+def _plan(settings: Settings, storage: MediaStorage, user_id: uuid.UUID) -> _Plan:
     with session_scope(settings) as session:
         user = session.get(User, user_id)
         if user is None:
@@ -224,7 +221,7 @@ def _plan(settings: Settings, storage: LocalStorage, user_id: uuid.UUID) -> _Pla
     return plan
 
 
-def _plan_files(session: Session, storage: LocalStorage, entry: InventoryEntry, user_id: uuid.UUID,
+def _plan_files(session: Session, storage: MediaStorage, entry: InventoryEntry, user_id: uuid.UUID,
                 plan: _Plan) -> None:
     """The files the person's rows of ``entry`` name, each checked to exist now."""
     columns = [name for name in entry.declaration.file_columns
@@ -249,7 +246,7 @@ def _plan_files(session: Session, storage: LocalStorage, entry: InventoryEntry, 
             _add_file(storage, plan, _FilePlan(f"{folder}/{stem}{suffix}", key, entry.table, name))
 
 
-def _plan_images(session: Session, storage: LocalStorage, user_id: uuid.UUID, plan: _Plan) -> None:
+def _plan_images(session: Session, storage: MediaStorage, user_id: uuid.UUID, plan: _Plan) -> None:
     query = (select(Image, Generation).join(Generation, Image.generation_id == Generation.id)  # type: ignore[arg-type]
              .where(Image.user_id == user_id).order_by(Image.created_at, Image.id))  # type: ignore[arg-type]
     for image, generation in session.execute(query.execution_options(yield_per=BATCH)):
@@ -262,9 +259,9 @@ def _plan_images(session: Session, storage: LocalStorage, user_id: uuid.UUID, pl
         _add_file(storage, plan, item)
 
 
-def _add_file(storage: LocalStorage, plan: _Plan, item: _FilePlan) -> None:
+def _add_file(storage: MediaStorage, plan: _Plan, item: _FilePlan) -> None:
     try:
-        present = storage.path(item.key).is_file()
+        present = storage.exists(item.key)
     except InvalidKey:
         present = False
     if present:
@@ -369,7 +366,7 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def _file(storage: LocalStorage, item: _FilePlan, strip: bool, vanished: list[str]) -> Iterator[bytes]:
+def _file(storage: MediaStorage, item: _FilePlan, strip: bool, vanished: list[str]) -> Iterator[bytes]:
     try:
         data = storage.read(item.key)
     except (OSError, InvalidKey):
@@ -390,31 +387,6 @@ def _receipt(settings: Settings, user_id: uuid.UUID, item: _ReceiptPlan, vanishe
         vanished.append(item.arcname)  # erased or changed while the export was being built: the entry stays empty
         return
     yield receipts.receipt_pdf(settings, order)
-
-
-def _write_atomically(target: Path, chunks: Iterable[bytes]) -> int:
-    """Stream ``chunks`` into a temporary beside ``target``, make it durable, rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary carries the key's name, so the media sweep can tell whose it is (rupali.storage).
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{TEMPORARY_PREFIX}{target.name}.")
-    written = 0
-    try:
-        with os.fdopen(fd, "wb", buffering=1024 * 1024) as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                written += len(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the new name as durable as the bytes
-    finally:
-        os.close(directory)
-    return written
 
 
 # --- README ------------------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ from rupali.policy import RetentionKey, RetentionRule, RetentionTrigger, retenti
 from rupali.privacy import inventory
 from rupali.privacy.inventory import InventoryEntry, Subject
 from rupali.services import holds
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class _Rule:
     carries_credits: bool = False
 
 
-def apply(settings: Settings, storage: LocalStorage, *, dry_run: bool = False, batch_size: int | None = None,
+def apply(settings: Settings, storage: MediaStorage, *, dry_run: bool = False, batch_size: int | None = None,
           entries: Sequence[InventoryEntry] | None = None) -> RetentionReport:
     """Enforce every retention rule once; ``dry_run`` counts what would go and changes nothing.
 
@@ -243,7 +243,7 @@ def _count(settings: Settings, rule: _Rule, outcome: Outcome) -> None:
     outcome.files += sum(files)
 
 
-def _purge(writer: _Writer, storage: LocalStorage, rule: _Rule, outcome: Outcome, report: RetentionReport,
+def _purge(writer: _Writer, storage: MediaStorage, rule: _Rule, outcome: Outcome, report: RetentionReport,
            lease: leases.Lease, batch_size: int | None) -> None:
     """Delete the rule's rows batch by batch, each batch one statement in its own transaction."""
     (key,) = rule.table.primary_key.columns  # every table of Rupali has a one-column primary key
@@ -378,7 +378,7 @@ class _Writer:
                                                      time.perf_counter() - started)
 
 
-def _erase_accounts(settings: Settings, storage: LocalStorage, report: RetentionReport,
+def _erase_accounts(settings: Settings, storage: MediaStorage, report: RetentionReport,
                     lease: leases.Lease | None) -> None:
     """Accounts past their grace period, and never-confirmed ones (no lease: a dry run, which only counts)."""
     # Imported here: the erasure service builds on the whole model and mail stack, which needs nothing from here.

@@ -38,7 +38,7 @@ from rupali.models import (
 )
 from rupali.services import api_keys, audit, billing, deletion, mail, privacy_requests, sessions, suspension, users
 from rupali.services.privacy_requests import LABELS, MAIL_KINDS, RequestError
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 from rupali.text import InvalidText, clean
 
 
@@ -265,7 +265,7 @@ ERASE_REASONS = {
 }
 
 
-def erase_account_now(session: Session, settings: Settings, storage: LocalStorage, actor: User,
+def erase_account_now(session: Session, settings: Settings, storage: MediaStorage, actor: User,
                       account_id: uuid.UUID | str, *, typed_email: str | None, reason: str | None) -> ErasureRecord:
     """Erase an account at once, without the grace period, once the administrator has typed its address."""
     _require_admin(actor)

@@ -42,7 +42,7 @@ from rupali.privacy import erasure
 from rupali.services import api_keys, holds, ledger, mail, privacy_requests, sessions
 from rupali.services import generation as generations
 from rupali.services.credits import CreditHook
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def cancel_by_token(session: Session, settings: Settings, token: str) -> User:
 
 # --- erasing ---------------------------------------------------------------------------------------------------------
 
-def erase_now(session: Session, settings: Settings, storage: LocalStorage, user: User, *,
+def erase_now(session: Session, settings: Settings, storage: MediaStorage, user: User, *,
               reason: str = ADMINISTRATOR) -> ErasureRecord:
     """An administrator erases an account at once, without a grace period (e.g. a person under 18).
 
@@ -181,7 +181,7 @@ def erase_now(session: Session, settings: Settings, storage: LocalStorage, user:
     return record
 
 
-def purge_due(session: Session, settings: Settings, storage: LocalStorage, *, limit: int = 50,
+def purge_due(session: Session, settings: Settings, storage: MediaStorage, *, limit: int = 50,
               dry_run: bool = False) -> int:
     """Erase up to ``limit`` accounts whose grace period is over; how many were (or, in a dry run, would be) erased.
 
@@ -200,7 +200,7 @@ def purge_due(session: Session, settings: Settings, storage: LocalStorage, *, li
     return _erase_each(session, storage, due, still_due, _reason_for_due)
 
 
-def purge_never_confirmed(session: Session, settings: Settings, storage: LocalStorage, *, limit: int = 50,
+def purge_never_confirmed(session: Session, settings: Settings, storage: MediaStorage, *, limit: int = 50,
                           dry_run: bool = False) -> int:
     """Erase single-sign-on accounts (no password) that never confirmed being 18 or older within 24 hours.
 
@@ -220,7 +220,7 @@ def purge_never_confirmed(session: Session, settings: Settings, storage: LocalSt
     return _erase_each(session, storage, found, still_unconfirmed, lambda _session, _user: NEVER_CONFIRMED)
 
 
-def _erase_each(session: Session, storage: LocalStorage, user_ids: Sequence[uuid.UUID],
+def _erase_each(session: Session, storage: MediaStorage, user_ids: Sequence[uuid.UUID],
                 still: Callable[[User], bool], reason_for: Callable[[Session, User], str]) -> int:
     """Erase each account that still qualifies under its row lock (and is not on hold), committing after each."""
     erased = 0

@@ -23,12 +23,13 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 
 from sqlmodel import Session, col, select, update
+from starlette.responses import Response, StreamingResponse
 
 from rupali import mail_templates
 from rupali.clock import now
@@ -39,7 +40,8 @@ from rupali.models import DataExport, ExportStatus, MailKind, RequestKind, User
 from rupali.policy import EXPORT_DAYS
 from rupali.privacy import export as archive
 from rupali.services import mail, privacy_requests
-from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage
+from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage, MediaStorage
+from rupali.storage import from_settings as storage_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,18 @@ class Unavailable(StrEnum):
 
 @dataclass(frozen=True)
 class Download:
-    """A ready export's file, for a response to stream."""
+    """A ready export's file, opened for a response to stream."""
 
-    path: Path
+    chunks: Iterator[bytes]
     filename: str
     size: int
+
+
+def response(found: Download) -> Response:
+    """The download as a streamed ZIP attachment, whatever the media backend."""
+    return StreamingResponse(found.chunks, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{found.filename}"', "Content-Length": str(found.size),
+        "Cache-Control": "private, no-store"})
 
 
 def storage_key(user_id: uuid.UUID, export_id: uuid.UUID) -> str:
@@ -137,7 +146,7 @@ def for_owner(session: Session, user: User, export_id: object) -> DataExport | N
     return _reported(session, export)
 
 
-def download(session: Session, user: User, export_id: object, storage: LocalStorage | None = None
+def download(session: Session, user: User, export_id: object, storage: MediaStorage | None = None
              ) -> Download | Unavailable:
     """The file of the person's ready export, or why there is none (others' exports are simply not found)."""
     export = for_owner(session, user, export_id)
@@ -147,12 +156,13 @@ def download(session: Session, user: User, export_id: object, storage: LocalStor
         return Unavailable.GONE
     if export.status != ExportStatus.READY or not export.storage_key:
         return Unavailable.NOT_READY
+    storage = storage or _storage()
     try:
-        path = (storage or _storage()).path(export.storage_key)
-        size = path.stat().st_size
+        size = storage.size(export.storage_key)
+        chunks = storage.stream(export.storage_key)
     except (OSError, InvalidKey):
         return Unavailable.GONE
-    return Download(path, archive.archive_name(export.finished_at), size)
+    return Download(chunks, archive.archive_name(export.finished_at), size)
 
 
 def _reported(session: Session, export: DataExport | None) -> DataExport | None:
@@ -172,17 +182,17 @@ def _typed(export: DataExport) -> DataExport:
     return export
 
 
-def _file_present(storage: LocalStorage, export: DataExport) -> bool:
+def _file_present(storage: MediaStorage, export: DataExport) -> bool:
     try:
         return bool(export.storage_key) and storage.exists(export.storage_key)  # type: ignore[arg-type]
     except InvalidKey:
         return False
 
 
-def _storage() -> LocalStorage:
+def _storage() -> MediaStorage:
     from rupali.config import get_settings
 
-    return LocalStorage.from_settings(get_settings())
+    return storage_from_settings(get_settings())
 
 
 # --- building ------------------------------------------------------------------------------------------------------
@@ -214,7 +224,7 @@ def build(settings: Settings, export_id: uuid.UUID) -> bool:
     Opens short sessions of its own. On failure the export is marked failed with a short text and a reference
     to the log, and no file stays behind.
     """
-    storage = LocalStorage.from_settings(settings)
+    storage = storage_from_settings(settings)
     with session_scope(settings) as session:
         export = session.get(DataExport, export_id)
         if export is None or export.status != ExportStatus.QUEUED:
@@ -244,7 +254,7 @@ def build(settings: Settings, export_id: uuid.UUID) -> bool:
 def build_pending(settings: Settings) -> str:
     """The ``build_exports`` job: requeue exports a crash left running (or fail them after :data:`MAX_ATTEMPTS`),
     then build every queued one, oldest first. Returns a one-line summary."""
-    storage = LocalStorage.from_settings(settings)
+    storage = storage_from_settings(settings)
     requeued, failed = _recover(settings, storage)
     with session_scope(settings) as session:
         queued = session.exec(select(DataExport.id).where(DataExport.status == ExportStatus.QUEUED)
@@ -261,7 +271,7 @@ def _claim(settings: Settings, export_id: uuid.UUID, key: str) -> bool:
         return bool(result.rowcount == 1)
 
 
-def _recover(settings: Settings, storage: LocalStorage) -> tuple[int, int]:
+def _recover(settings: Settings, storage: MediaStorage) -> tuple[int, int]:
     """Exports left running by a process that is gone: back to the queue, or failed after too many attempts."""
     with session_scope(settings) as session:
         running = session.exec(select(DataExport).where(DataExport.status == ExportStatus.RUNNING)).all()
@@ -322,7 +332,7 @@ class _ProgressWriter:
             ).values(progress=round(min(fraction, 0.99), 4)))
 
 
-def _finish(settings: Settings, storage: LocalStorage, export_id: uuid.UUID, key: str,
+def _finish(settings: Settings, storage: MediaStorage, export_id: uuid.UUID, key: str,
             result: archive.ArchiveResult) -> None:
     finished = now()
     expires = finished + VALID_FOR
@@ -347,14 +357,14 @@ def _finish(settings: Settings, storage: LocalStorage, export_id: uuid.UUID, key
     log.info("data export %s ready: %d files, %d bytes", export_id, result.files, result.bytes)
 
 
-def _fail(settings: Settings, storage: LocalStorage, export_id: uuid.UUID, key: str, message: str) -> None:
+def _fail(settings: Settings, storage: MediaStorage, export_id: uuid.UUID, key: str, message: str) -> None:
     _delete(storage, key)
     with session_scope(settings) as session:
         session.exec(update(DataExport).where(col(DataExport.id) == export_id).values(  # type: ignore[call-overload]
             status=ExportStatus.FAILED, finished_at=now(), storage_key=None, progress=0.0, error=message[:500]))
 
 
-def _delete(storage: LocalStorage, key: str | None) -> None:
+def _delete(storage: MediaStorage, key: str | None) -> None:
     if not key:
         return
     try:
@@ -364,8 +374,12 @@ def _delete(storage: LocalStorage, key: str | None) -> None:
     _clear_temporaries(storage, key)
 
 
-def _clear_temporaries(storage: LocalStorage, key: str) -> None:
-    """Delete the ``.tmp-`` files beside ``key``: only its claimed builder writes them, so they are leftovers."""
+def _clear_temporaries(storage: MediaStorage, key: str) -> None:
+    """Delete the ``.tmp-`` files beside ``key``: only its claimed builder writes them, so they are leftovers.
+
+    Only a local folder has them: an object store writes an object whole or not at all."""
+    if not isinstance(storage, LocalStorage):
+        return
     try:
         target = storage.path(key)
         leftovers = list(target.parent.glob(f"{TEMPORARY_PREFIX}{target.name}.*"))

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, delete, func, select, update
 
-from rupali import metrics, text
+from rupali import job_events, metrics, text
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.models import Generation, GenerationStatus, Image, Upload, User
@@ -172,6 +172,7 @@ def submit(session: Session, settings: Settings, user: User, choice: ModelChoice
     session.flush()
     credits.reserve(session, user, generation)
     session.add(generation)
+    job_events.notify(session, job_events.QUEUED, generation.id)  # wakes every instance's dispatcher at the commit
     return generation
 
 
@@ -186,29 +187,35 @@ def start(session: Session, generation_id: uuid.UUID) -> Generation | None:
     return session.get(Generation, generation_id, populate_existing=True)
 
 
-def hand_back(session: Session, generation_id: uuid.UUID) -> bool:
+def hand_back(session: Session, generation_id: uuid.UUID, *, worker: str | None = None) -> bool:
     """Queue a running generation again: the instance running it is stopping before its provider answered.
 
-    Its credit reservation stays; it runs from the start after the restart and is charged once, when it finishes.
-    False when it is not running any more (it finished or was cancelled meanwhile).
+    Its credit reservation stays; it runs from the start (on another instance, or after the restart) and is charged
+    once, when it finishes. False when it is not running any more (it finished or was cancelled meanwhile), or,
+    given ``worker``, when that instance no longer holds it.
     """
-    generation = session.get(Generation, generation_id)
-    if generation is None or generation.status != GenerationStatus.RUNNING:
+    generation = session.get(Generation, generation_id, with_for_update=True)
+    if generation is None or generation.status != GenerationStatus.RUNNING or not _holds(generation, worker):
         return False
     generation.status, generation.started_at = GenerationStatus.QUEUED, None
+    generation.worker, generation.lease_until = None, None
+    generation.attempts = max(0, generation.attempts - 1)  # a hand-back is not a death: it does not use up an attempt
     session.add(generation)
+    job_events.notify(session, job_events.QUEUED, generation.id)
     return True
 
 
 def complete(session: Session, settings: Settings, generation_id: uuid.UUID, result: GenerationResult,
-             stored: list[StoredImage], withheld: int, credits: CreditHook) -> Generation | None:
+             stored: list[StoredImage], withheld: int, credits: CreditHook, *,
+             worker: str | None = None) -> Generation | None:
     """Record the images; a generation whose every image was withheld by the NSFW policy ends as blocked.
 
     None, recording nothing, when it is not running any more: cancelled while its images were made (its credits
-    were given back then), or failed by a restart meanwhile; the caller discards the images.
+    were given back then), or failed by a restart meanwhile; or, given ``worker``, when that instance no longer
+    holds it (re-queued after its lease ran out). The caller discards the images.
     """
     generation = session.get(Generation, generation_id, with_for_update=True)
-    if generation is None or generation.status != GenerationStatus.RUNNING:
+    if generation is None or generation.status != GenerationStatus.RUNNING or not _holds(generation, worker):
         return None
     moment = now()
     expires = moment + timedelta(days=settings.content_expiry_days) if settings.content_expiry_days else None
@@ -233,34 +240,47 @@ def complete(session: Session, settings: Settings, generation_id: uuid.UUID, res
         generation.status, generation.blocked_by = GenerationStatus.BLOCKED, "nsfw"
         generation.error = "The content filter withheld every image. Nothing was charged."
         credits.release(session, generation)
+    generation.lease_until = None
     session.add(generation)
+    job_events.notify(session, job_events.ENDED, generation.id)
     return generation
 
 
 def fail(session: Session, generation_id: uuid.UUID, message: str, credits: CreditHook, *,
-         status: GenerationStatus = GenerationStatus.FAILED, blocked_by: str | None = None) -> Generation | None:
+         status: GenerationStatus = GenerationStatus.FAILED, blocked_by: str | None = None,
+         worker: str | None = None) -> Generation | None:
     """End a generation without images (failed, blocked by the provider, or cancelled); credits go back.
 
-    ``blocked_by`` says what stopped a blocked one (``"provider"``): the moderation queue shows it.
+    ``blocked_by`` says what stopped a blocked one (``"provider"``): the moderation queue shows it. Given
+    ``worker``, only while that instance holds the job (a job re-queued meanwhile is someone else's now).
     """
-    generation = session.get(Generation, generation_id)
+    # Locked before it is judged: a job completing at this moment is seen completed, never overwritten (and the
+    # row before the credit account, the order complete() takes them in).
+    generation = session.get(Generation, generation_id, with_for_update=True, populate_existing=True)
     if generation is None or generation.finished:
         return generation
+    if not _holds(generation, worker):
+        return generation
     generation.status, generation.error, generation.finished_at = status, message[:500], now()
+    generation.lease_until = None
     if blocked_by is not None:
         generation.blocked_by = blocked_by
     generation.duration_ms = _duration_ms(generation)
     credits.release(session, generation)
     session.add(generation)
+    job_events.notify(session, job_events.ENDED, generation.id)
     return generation
 
 
 def cancel(session: Session, user_id: uuid.UUID, generation_id: uuid.UUID, credits: CreditHook) -> Generation:
     """Cancel one of the person's own queued or running generations."""
-    generation = for_user(session, user_id, generation_id)
+    generation = session.get(Generation, generation_id, with_for_update=True, populate_existing=True)
+    if generation is None or generation.user_id != user_id:
+        raise GenerationNotFound()
     if generation.finished:
         return generation
     fail(session, generation.id, "Cancelled. Nothing was charged.", credits, status=GenerationStatus.CANCELLED)
+    job_events.notify(session, job_events.CANCELLED, generation.id)  # the instance running it stops it
     return generation
 
 
@@ -382,6 +402,11 @@ def set_favourite(session: Session, user: User, image_id: uuid.UUID, favourite: 
     image.favourite = favourite
     session.add(image)
     return image
+
+
+def _holds(generation: Generation, worker: str | None) -> bool:
+    """Whether ``worker`` holds the job (None: the single-process queue, which holds them all)."""
+    return worker is None or generation.worker == worker
 
 
 def _duration_ms(generation: Generation) -> int | None:

@@ -49,7 +49,7 @@ from rupali.privacy import inventory
 from rupali.privacy.export import DERIVED_FILES, is_secret, redact_links
 from rupali.privacy.inventory import InventoryEntry, Subject
 from rupali.services import audit
-from rupali.storage import InvalidKey, LocalStorage
+from rupali.storage import InvalidKey, MediaStorage
 from rupali.text import InvalidText, clean
 
 REASON_MIN, REASON_MAX = 3, 2000  # EvidenceHold.reason and release_reason hold 2000 characters
@@ -245,7 +245,7 @@ def evidence_entries() -> list[InventoryEntry]:
     return [entry for entry in inventory.entries() if entry.declaration.subject is Subject.USER]
 
 
-def prepare_evidence(session: Session, settings: Settings, storage: LocalStorage, actor: User,
+def prepare_evidence(session: Session, settings: Settings, storage: MediaStorage, actor: User,
                      user_id: object) -> EvidencePlan | None:
     """Plan the bundle of a held account and record the download in the audit log; None for an unknown account.
 
@@ -276,7 +276,7 @@ def prepare_evidence(session: Session, settings: Settings, storage: LocalStorage
     return plan
 
 
-def evidence_stream(settings: Settings, storage: LocalStorage, plan: EvidencePlan) -> Iterator[bytes]:
+def evidence_stream(settings: Settings, storage: MediaStorage, plan: EvidencePlan) -> Iterator[bytes]:
     """The bundle as a stream of ZIP chunks: each table read in a short session of its own, one file in memory at a
     time, the manifest last (it holds the SHA-256 of every entry before it, computed as they were written)."""
     digests: dict[str, tuple[str, int]] = {}
@@ -296,7 +296,7 @@ def evidence_stream(settings: Settings, storage: LocalStorage, plan: EvidencePla
     return iter(stream)
 
 
-def _plan_files(session: Session, storage: LocalStorage, entry: InventoryEntry, user_id: uuid.UUID,
+def _plan_files(session: Session, storage: MediaStorage, entry: InventoryEntry, user_id: uuid.UUID,
                 plan: EvidencePlan) -> None:
     columns = [name for name in entry.declaration.file_columns if (entry.table, name) not in COPIES]
     if not columns:
@@ -313,7 +313,7 @@ def _plan_files(session: Session, storage: LocalStorage, entry: InventoryEntry, 
             stem = row_id if len(columns) == 1 else f"{row_id}-{name}"
             arcname = f"files/{entry.table}/{stem}{PurePosixPath(key).suffix}"
             try:
-                present = storage.path(key).is_file()
+                present = storage.exists(key)
             except InvalidKey:
                 present = False
             if present:
@@ -380,7 +380,7 @@ def _buffered(pieces: Iterator[str]) -> Iterator[bytes]:
         yield "".join(buffer).encode()
 
 
-def _file(storage: LocalStorage, item: _File, vanished: list[str]) -> Iterator[bytes]:
+def _file(storage: MediaStorage, item: _File, vanished: list[str]) -> Iterator[bytes]:
     try:
         data = storage.read(item.key)
     except (OSError, InvalidKey):

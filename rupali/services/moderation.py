@@ -24,7 +24,7 @@ from rupali.config import Settings
 from rupali.models import AuditEntry, Generation, GenerationStatus, Image, PromptStrike, User
 from rupali.services import audit, gallery, mail
 from rupali.services.suspension import suspend_account
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 from rupali.text import InvalidText, clean
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def dismiss_generation(session: Session, actor: User, generation_id: object) -> 
     return generation
 
 
-def remove_image(session: Session, settings: Settings, storage: LocalStorage, actor: User, image_id: object, *,
+def remove_image(session: Session, settings: Settings, storage: MediaStorage, actor: User, image_id: object, *,
                  reason: str | None) -> None:
     """Remove an image for ``reason``: its row goes, its files go once the transaction has committed (as the
     gallery's own delete does, see :mod:`rupali.storage`), and its owner is mailed which image it was and why."""

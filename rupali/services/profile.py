@@ -9,14 +9,14 @@ from sqlmodel import Session
 from rupali import imaging
 from rupali.clock import now
 from rupali.models import User
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 
 AVATAR_SIZE = 256
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 
 
-def set_avatar(session: Session, storage: LocalStorage, user: User, data: bytes) -> User:
+def set_avatar(session: Session, storage: MediaStorage, user: User, data: bytes) -> User:
     """Replace the user's picture; raises :class:`rupali.imaging.InvalidImage` for an unacceptable upload."""
     image = imaging.decode_untrusted(data, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
     encoded = imaging.square_webp(image, AVATAR_SIZE)
@@ -34,7 +34,7 @@ def set_avatar(session: Session, storage: LocalStorage, user: User, data: bytes)
     return user
 
 
-def remove_avatar(session: Session, storage: LocalStorage, user: User) -> User:
+def remove_avatar(session: Session, storage: MediaStorage, user: User) -> User:
     previous, user.avatar_key, user.updated_at = user.avatar_key, None, now()
     session.add(user)
     if previous:

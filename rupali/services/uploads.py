@@ -10,10 +10,10 @@ from sqlmodel import Session
 from rupali import imaging
 from rupali.config import Settings
 from rupali.models import Upload, User
-from rupali.storage import LocalStorage
+from rupali.storage import MediaStorage
 
 
-def store(session: Session, storage: LocalStorage, settings: Settings, user: User, data: bytes) -> Upload:
+def store(session: Session, storage: MediaStorage, settings: Settings, user: User, data: bytes) -> Upload:
     """Keep an upload; raises :class:`rupali.imaging.InvalidImage` with a sentence when it is not acceptable."""
     image = imaging.decode_untrusted(data, max_bytes=settings.upload_max_mb * 1024 * 1024,
                                      max_pixels=settings.upload_max_megapixels * 1_000_000)
@@ -36,12 +36,12 @@ def store(session: Session, storage: LocalStorage, settings: Settings, user: Use
     return upload
 
 
-def source_bytes(session: Session, storage: LocalStorage, upload_id: uuid.UUID) -> bytes | None:
+def source_bytes(session: Session, storage: MediaStorage, upload_id: uuid.UUID) -> bytes | None:
     upload = session.get(Upload, upload_id)
     return storage.read(upload.key) if upload is not None and storage.exists(upload.key) else None
 
 
-def owned_bytes(session: Session, storage: LocalStorage, user: User, upload_id: str) -> bytes | None:
+def owned_bytes(session: Session, storage: MediaStorage, user: User, upload_id: str) -> bytes | None:
     """An upload's bytes for its owner; None for anyone else, or for a malformed id."""
     try:
         parsed = uuid.UUID(upload_id)

@@ -5,9 +5,11 @@ does not share a GIL with the server. Settings come from the environment, as in 
 
 * ``/media/thumbnails/{image_id}`` — behind the real :class:`~rupali.gate.AuthGate` (the ``rupali_auth`` cookie is
   resolved through ``sessions.resolve``), answered by :func:`rupali.image_files.thumbnail` exactly as
-  ``pages/media_routes.py`` does, with ``LocalStorage.from_settings`` standing in for ``runtime.current().storage``.
-* ``/assets/bench-thumbnails/<key below thumbnails/>`` — Starlette's ``StaticFiles`` over the same folder. ``/assets/``
-  is one of the gate's static prefixes, so the gate passes it straight through, as it does the app's own assets.
+  ``pages/media_routes.py`` does, with ``rupali.storage.from_settings`` standing in for ``runtime.current().storage``
+  (the local folder, or a bucket with ``RUPALI_MEDIA_BACKEND=s3``) and ``RUPALI_MEDIA_DELIVERY`` honoured.
+* ``/assets/bench-thumbnails/<key below thumbnails/>`` — Starlette's ``StaticFiles`` over the same folder (local media
+  only). ``/assets/`` is one of the gate's static prefixes, so the gate passes it straight through, as it does the
+  app's own assets.
 """
 
 from __future__ import annotations
@@ -25,22 +27,25 @@ from starlette.staticfiles import StaticFiles
 from rupali import image_files
 from rupali.config import get_settings
 from rupali.gate import AuthGate
-from rupali.storage import LocalStorage
+from rupali.storage import LocalStorage, from_settings
 
 STATIC_PREFIX = "/assets/bench-thumbnails"
 THUMBNAIL_PREFIX = "/media/thumbnails"
 
 
 def create_app() -> Starlette:
-    storage = LocalStorage.from_settings(get_settings())
+    settings = get_settings()
+    storage = from_settings(settings)
+    redirect_seconds = image_files.redirect_seconds(settings)
 
     async def thumbnail(request: Request) -> Response:
         return await image_files.thumbnail(storage, request.state.auth.user, request.path_params["image_id"],
-                                           request.headers.get("if-none-match"))
+                                           request.headers.get("if-none-match"), redirect_seconds=redirect_seconds)
 
-    return Starlette(routes=[Route(THUMBNAIL_PREFIX + "/{image_id}", thumbnail),
-                             Mount(STATIC_PREFIX, StaticFiles(directory=storage.root / "thumbnails"))],
-                     middleware=[Middleware(AuthGate)])
+    routes: list[Route | Mount] = [Route(THUMBNAIL_PREFIX + "/{image_id}", thumbnail)]
+    if isinstance(storage, LocalStorage):
+        routes.append(Mount(STATIC_PREFIX, StaticFiles(directory=storage.root / "thumbnails")))
+    return Starlette(routes=routes, middleware=[Middleware(AuthGate)])
 
 
 if __name__ == "__main__":

@@ -104,6 +104,22 @@ def test_storage_writes_reads_and_deletes_a_probe_in_both_folders():
 
 
 @pytest.mark.sqlite_only
+def test_the_media_bucket_must_answer(s3_media, s3_endpoint, monkeypatch):
+    checks = doctor.storage(get_settings())
+    assert [(check.name, check.verdict) for check in checks] == [("data-dir", Verdict.OK), ("media-bucket", Verdict.OK)]
+    assert s3_media in checks[1].detail and s3_endpoint.endpoint_url in checks[1].detail
+    monkeypatch.setenv("RUPALI_S3_BUCKET", "no-such-bucket")
+    reset_settings()
+    failed = doctor.storage(get_settings())[1]
+    assert failed.verdict == Verdict.FAIL and "no-such-bucket" in failed.detail and "does not answer" in failed.detail
+    monkeypatch.setenv("RUPALI_S3_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    reset_settings()
+    unreachable = doctor.storage(get_settings())[1]
+    assert unreachable.verdict == Verdict.FAIL
+    assert "rupali-test-secret" not in failed.detail + unreachable.detail
+
+
+@pytest.mark.sqlite_only
 def test_storage_that_cannot_be_written_fails(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -164,7 +164,8 @@ async def test_one_persons_burst_does_not_starve_another(studio, monkeypatch):
     busy, patient = make_user(), make_user()
     burst = [await _submit(studio, busy, prompt=f"burst {n}") for n in range(4)]
     single = await _submit(studio, patient, prompt="just one")
-    assert studio.queue.state(single.id).position == 1  # second in line, not fifth
+    # Next, or second behind the burst's first (depending on whether that one has started yet): not fifth.
+    assert studio.queue.state(single.id).position <= 1
     for generation in [*burst, single]:
         await _finished(generation.id)
     with session_scope() as session:
@@ -200,6 +201,9 @@ async def test_blur_policy_marks_flagged_images(studio, monkeypatch):
 
 
 async def test_after_a_restart_running_jobs_fail_clearly_and_queued_ones_resume():
+    """One process (SQLite): what was running when it stopped fails clearly. The shared queue (PostgreSQL) cannot
+    tell a dead instance's job from a live one's at start-up; it runs it again once its claim has lapsed (a row
+    without a claim has none), as in tests/services/test_shared_queue.py."""
     user = make_user()
     with session_scope() as session:
         for status in (GenerationStatus.RUNNING, GenerationStatus.QUEUED):
@@ -212,7 +216,10 @@ async def test_after_a_restart_running_jobs_fail_clearly_and_queued_ones_resume(
         with session_scope() as session:
             rows = {g.prompt: g for g in session.exec(select(Generation)).all()}
         interrupted = rows["left running"]
-        assert interrupted.status == GenerationStatus.FAILED and "server restarted" in interrupted.error
+        if get_settings().shared_queue:
+            assert (await _finished(interrupted.id)).status == GenerationStatus.SUCCEEDED
+        else:
+            assert interrupted.status == GenerationStatus.FAILED and "server restarted" in interrupted.error
         assert (await _finished(rows["left queued"].id)).status == GenerationStatus.SUCCEEDED
     finally:
         await runtime.stop()

@@ -71,6 +71,7 @@ class _Canned:
     body: bytes | None = None  # None: do the real work after ``delay``
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    task_type: str | None = None  # served only to a POST whose first task is of this type
 
 
 class _TaskError(Exception):
@@ -218,9 +219,10 @@ class RunwareServer(LoopbackHTTPServer):
         """Answer the next ``times`` POSTs with HTTP 200 and a body that is not JSON."""
         self._queue(_Canned(200, body), times)
 
-    def delay_next(self, seconds: float, *, times: int = 1) -> None:
-        """Do the real work for the next ``times`` POSTs, but answer only after ``seconds``."""
-        self._queue(_Canned(delay=seconds), times)
+    def delay_next(self, seconds: float, *, times: int = 1, task_type: str | None = None) -> None:
+        """Do the real work for the next ``times`` POSTs (of ``task_type`` only, when given: health checks send
+        ``accountManagement``), but answer only after ``seconds``."""
+        self._queue(_Canned(delay=seconds, task_type=task_type), times)
 
     def clear(self) -> None:
         """Forget recorded requests and scripted answers."""
@@ -269,8 +271,13 @@ class RunwareServer(LoopbackHTTPServer):
         self._record(handler, body)
         if handler.path != "/v1":
             return self._json(404, envelope("notFound", f"No endpoint {handler.path}"))
+        first = body[0].get("taskType") if isinstance(body, list) and body and isinstance(body[0], dict) else None
         with self._lock:
-            canned = self._canned.popleft() if self._canned else None
+            canned = self._canned[0] if self._canned else None
+            if canned is not None and canned.task_type not in (None, first):
+                canned = None  # kept for a POST of its type
+            elif canned is not None:
+                self._canned.popleft()
         if canned is not None and canned.body is not None:
             return canned.status, canned.body, canned.headers
         if handler.headers.get("Authorization") != f"Bearer {self.api_key}":
