@@ -24,23 +24,14 @@ from rupali.services import generation as generations
 from rupali.services import ledger
 from rupali.services.credits import FreeGeneration
 from rupali.services.ledger import LedgerCredits
+from tests.utils.credits_mode import OFFLINE, offline_choice, use_credits
 from tests.utils.factories import make_user
-
-OFFLINE = "offline:sketch-v1"
 
 
 @pytest.fixture
 def billing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credits mode: a sign-up bonus of 20, the offline model at 1 credit an image."""
-    monkeypatch.setenv("RUPALI_BILLING", "credits")
-    monkeypatch.setenv("RUPALI_CREDITS_SIGNUP_BONUS", "20")
-    monkeypatch.setenv("RUPALI_CREDITS_MODEL_PRICES", f"{OFFLINE}=1")
-    monkeypatch.setenv("RUPALI_GENERATION_QUEUE_PER_USER", "10")
-    reset_settings()
-
-
-async def _choice() -> ModelChoice:
-    return await Runtime.build(get_settings()).providers.find(OFFLINE)
+    use_credits(monkeypatch, bonus=20, queue_per_user=10)
 
 
 def _submit(person: User, choice: ModelChoice, count: int) -> Generation:
@@ -83,7 +74,7 @@ async def _finished(generation_id: uuid.UUID) -> Generation:
 
 
 async def test_recovery_releases_the_interrupted_keeps_the_queued_and_settles_them_once(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     settings, hook = get_settings(), LedgerCredits(get_settings())
     interrupted = _submit(person, choice, 3)  # it was running when the server died
     waiting = _submit(person, choice, 2)  # still queued
@@ -118,7 +109,7 @@ async def test_recovery_releases_the_interrupted_keeps_the_queued_and_settles_th
 
 async def test_recovery_gives_back_a_reservation_whose_generation_was_deleted(billing):
     """A generation row gone without an ending (removed by hand, or by code that bypassed the hook)."""
-    person, choice, settings = make_user(), await _choice(), get_settings()
+    person, choice, settings = make_user(), await offline_choice(), get_settings()
     gone = _submit(person, choice, 4)
     with session_scope() as session:
         session.delete(session.get(Generation, gone.id))
@@ -130,7 +121,7 @@ async def test_recovery_gives_back_a_reservation_whose_generation_was_deleted(bi
 async def test_recovery_with_billing_switched_off_still_gives_the_held_credits_back(billing, monkeypatch):
     """Reserved while billing was on, recovered after the operator switched it off: the free hook ends the jobs and
     the reconciliation returns what they held."""
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     running, queued = _submit(person, choice, 2), _submit(person, choice, 3)
     with session_scope() as session:
         generations.start(session, running.id)
@@ -144,7 +135,7 @@ async def test_recovery_with_billing_switched_off_still_gives_the_held_credits_b
 
 async def test_a_handed_back_generation_keeps_its_reservation_and_is_charged_once_when_it_runs_again(billing):
     """A draining instance queues a job that was waiting for its provider again (generation_queue.drain)."""
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     settings, hook = get_settings(), LedgerCredits(get_settings())
     handed = _submit(person, choice, 3)
     with session_scope() as session:

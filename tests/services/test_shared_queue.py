@@ -30,23 +30,15 @@ from rupali.services import generation as generations
 from rupali.services import job_claims, ledger
 from rupali.services.ledger import LedgerCredits
 from rupali.shared_queue import SharedGenerationQueue
+from tests.utils.credits_mode import OFFLINE, offline_choice, use_credits
 from tests.utils.factories import make_user
 
 pytestmark = pytest.mark.postgresql_only
-OFFLINE = "offline:sketch-v1"
 
 
 @pytest.fixture
 def billing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUPALI_BILLING", "credits")
-    monkeypatch.setenv("RUPALI_CREDITS_SIGNUP_BONUS", "20")
-    monkeypatch.setenv("RUPALI_CREDITS_MODEL_PRICES", f"{OFFLINE}=1")
-    monkeypatch.setenv("RUPALI_GENERATION_QUEUE_PER_USER", "10")
-    reset_settings()
-
-
-async def _choice() -> ModelChoice:
-    return await Runtime.build(get_settings()).providers.find(OFFLINE)
+    use_credits(monkeypatch, bonus=20, queue_per_user=10)
 
 
 def _submit(person: User, choice: ModelChoice, count: int = 1, size: int = 512) -> uuid.UUID:
@@ -91,7 +83,7 @@ def _finish(worker: str, generation_id: uuid.UUID) -> Generation | None:
 async def test_each_person_gets_a_start_before_anyone_gets_a_second(billing, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RUPALI_GENERATION_PER_USER", "4")
     reset_settings()
-    flooder, other, choice = make_user(), make_user(), await _choice()
+    flooder, other, choice = make_user(), make_user(), await offline_choice()
     floods = [_submit(flooder, choice) for _ in range(4)]  # all older than the other person's
     others = [_submit(other, choice) for _ in range(2)]
     started = [generation.id for _ in range(6) for generation in _turn("a:1:x", free=1).claimed]
@@ -99,7 +91,7 @@ async def test_each_person_gets_a_start_before_anyone_gets_a_second(billing, mon
 
 
 async def test_the_per_person_limit_holds_across_instances(billing):
-    flooder, other, choice = make_user(), make_user(), await _choice()  # one running job each (the default)
+    flooder, other, choice = make_user(), make_user(), await offline_choice()  # one running job each (the default)
     floods = [_submit(flooder, choice) for _ in range(3)]
     first = _turn("host-a:1:a", free=4).claimed
     second = _turn("host-b:2:b", free=4).claimed  # another instance with room: still one per person
@@ -111,7 +103,7 @@ async def test_the_per_person_limit_holds_across_instances(billing):
 async def test_the_cluster_limit_holds_across_instances(billing, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("RUPALI_GENERATION_CLUSTER_LIMIT", "2")
     reset_settings()
-    choice = await _choice()
+    choice = await offline_choice()
     for person in (make_user(), make_user(), make_user()):
         _submit(person, choice)
     assert len(_turn("host-a:1:a", free=1).claimed) == 1
@@ -123,7 +115,7 @@ async def test_the_cluster_limit_holds_across_instances(billing, monkeypatch: py
 
 
 async def test_a_job_whose_instance_died_runs_again_once_and_ends_once(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     job = _submit(person, choice, count=2)
     assert _balance(person) == 18  # held
     assert [g.id for g in _turn("host-a:1:a", free=1).claimed] == [job]
@@ -151,7 +143,7 @@ async def test_a_job_whose_instance_died_runs_again_once_and_ends_once(billing):
 
 
 async def test_a_live_heartbeat_keeps_the_job(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     job = _submit(person, choice)
     _turn("host-a:1:a", free=1)
     token = _token(job)
@@ -164,7 +156,7 @@ async def test_a_live_heartbeat_keeps_the_job(billing):
 
 
 async def test_a_dead_process_on_this_host_is_taken_up_without_waiting(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     job = _submit(person, choice)
     host = job_claims.new_worker().rsplit(":", 2)[0]
     gone = await asyncio.create_subprocess_exec("true")
@@ -181,7 +173,7 @@ async def test_a_dead_process_on_this_host_is_taken_up_without_waiting(billing):
 
 
 async def test_a_cancelled_job_is_lost_to_its_instance(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     job = _submit(person, choice)
     _turn("host-a:1:a", free=1)
     token = _token(job)
@@ -192,7 +184,7 @@ async def test_a_cancelled_job_is_lost_to_its_instance(billing):
 
 
 async def test_an_instance_that_lost_a_job_and_claims_it_again_cannot_end_it_with_its_old_claim(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     job = _submit(person, choice)
     _turn("host-a:1:a", free=1)
     old = _token(job)
@@ -209,7 +201,7 @@ async def test_an_instance_that_lost_a_job_and_claims_it_again_cannot_end_it_wit
 
 
 async def test_a_cancel_waits_for_a_completion_in_progress_and_leaves_it_completed(billing):
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     job = _submit(person, choice)
     _turn("host-a:1:a", free=1)
     token, settings = _token(job), get_settings()
@@ -253,7 +245,7 @@ async def test_two_instances_run_every_job_once_and_follow_each_others_jobs(bill
     await second.queue.start()
     try:
         people = [make_user() for _ in range(3)]
-        choice = await _choice()
+        choice = await offline_choice()
         jobs = [_submit(person, choice) for person in people for _ in range(2)]
         first.queue.submit(jobs[0], people[0].id)  # as the page that submitted it does; the others only hear of it
         await _until(lambda: all(_generation(job).finished for job in jobs), 60)
@@ -332,7 +324,7 @@ def _wait_until(condition, seconds: float = 10.0) -> None:  # type: ignore[no-un
 
 async def test_a_queue_stopped_at_once_leaves_no_job_running_without_it(billing):
     runtime = Runtime.build(get_settings())
-    person, choice = make_user(), await _choice()
+    person, choice = make_user(), await offline_choice()
     jobs = [_submit(person, choice) for _ in range(3)]
     await runtime.queue.start()
     await asyncio.sleep(0.05)  # its first turn may be under way
