@@ -85,7 +85,7 @@ def cycle(session: Session, settings: Settings, credits: CreditHook, worker: str
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
     moment = now()
     lease = timedelta(seconds=settings.job_lease_seconds)
-    result = Cycle(reaped=_reap(session, credits, moment, worker))
+    result = Cycle(reaped=_reap(session, credits, moment, lease, worker))
     if mine:
         held = set(session.execute(
             update(Generation).where(col(Generation.worker).in_([token for token, _ in mine.values()]),
@@ -140,11 +140,15 @@ def fair_order(queued: list[tuple[uuid.UUID, uuid.UUID]], running: Counter[uuid.
 
 # --- the steps ----------------------------------------------------------------------------------------------------
 
-def _reap(session: Session, credits: CreditHook, moment: datetime, worker: str) -> int:
+def _reap(session: Session, credits: CreditHook, moment: datetime, lease: timedelta, worker: str) -> int:
     dead = _dead_here(session, worker)
+    # A running job without a lease was started outside the shared queue (an instance from before the leases, or a
+    # maintenance command): it gets the same grace as a leased one, counted from its start, rather than none.
+    unleased = col(Generation.lease_until).is_(None) & (
+        col(Generation.started_at).is_(None) | (col(Generation.started_at) < moment - lease))
     expired = session.exec(select(Generation).where(
         col(Generation.status) == GenerationStatus.RUNNING,
-        (col(Generation.lease_until) < moment) | col(Generation.lease_until).is_(None) | col(Generation.id).in_(dead))
+        (col(Generation.lease_until) < moment) | unleased | col(Generation.id).in_(dead))
         .with_for_update(skip_locked=True)).all()
     for generation in expired:
         if generation.attempts < MAX_ATTEMPTS:

@@ -22,6 +22,7 @@ from sqlmodel import select
 from rupali import xmp, zips
 from rupali.config import get_settings, reset_settings
 from rupali.db import session_scope, transact
+from rupali.generation_queue import GenerationQueue
 from rupali.image_files import prepared_original
 from rupali.models import GenerationStatus, Image, User
 from rupali.privacy.export import write_archive
@@ -190,8 +191,19 @@ async def test_a_stored_image_s_files_are_the_signed_ones_and_a_changed_byte_sho
 
 
 @pytest.mark.parametrize("image_format", ["JPEG", "WEBP"])
-async def test_a_provider_s_jpeg_or_webp_is_stored_signed_without_re_encoding(studio: Runtime, image_format: str):
-    """No provider here asks for JPEG or WebP today; the storing stage handles them when one answers with them."""
+async def test_a_provider_s_jpeg_or_webp_is_stored_signed_without_re_encoding(services, image_format: str):
+    """No provider here asks for JPEG or WebP today; the storing stage handles them when one answers with them.
+
+    The runtime is built but not started, and the storing stage is the one both queues share: on PostgreSQL a
+    started queue would claim the job from the database before this test could hand it its result."""
+    studio = Runtime.build(get_settings())
+    try:
+        await _store_provided_format(studio, image_format)
+    finally:
+        await studio.providers.aclose()
+
+
+async def _store_provided_format(studio: Runtime, image_format: str) -> None:
     person = _person()
     with session_scope() as session:
         generation = generations.submit(session, studio.settings, session.get(User, person.id),
@@ -204,7 +216,9 @@ async def test_a_provider_s_jpeg_or_webp_is_stored_signed_without_re_encoding(st
     picture.save(buffer, image_format, quality=90)
     provided = buffer.getvalue()
     result = GenerationResult([GeneratedImage(provided, image_format, 5, 512, 512)], model_version="runware:100@1")
-    await asyncio.to_thread(studio.queue._finish, started, result)
+    storing = GenerationQueue(studio.settings, studio.providers, studio.storage, studio.scorer, studio.credits,
+                              studio.credentials)
+    await asyncio.to_thread(storing._finish, started, result)
     with session_scope() as session:
         [image] = session.exec(select(Image).where(Image.generation_id == generation.id)).all()
     assert image.signed and image.format == image_format and image.plain_key is None

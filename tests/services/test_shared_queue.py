@@ -155,6 +155,22 @@ async def test_a_live_heartbeat_keeps_the_job(billing):
     assert _finish(token, job) is not None  # still its own to end
 
 
+async def test_a_job_started_outside_the_queue_gets_a_lease_s_grace(billing):
+    """A running job without a lease (started by an instance from before the leases, or by hand) is not taken from
+    under whoever runs it at the next turn: it waits a lease from its start, like a leased job."""
+    person, choice = make_user(), await offline_choice()
+    job = _submit(person, choice)
+    transact(generations.start, job)
+    assert _generation(job).lease_until is None
+    assert _turn("host-b:2:b", free=1).reaped == 0
+    lease = timedelta(seconds=get_settings().job_lease_seconds)
+    with travel(lease - timedelta(seconds=1)):
+        assert _turn("host-b:2:b", free=1).reaped == 0
+    with travel(lease + timedelta(seconds=1)):
+        retaken = _turn("host-b:2:b", free=1)
+    assert retaken.reaped == 1 and [g.id for g in retaken.claimed] == [job]
+
+
 async def test_a_dead_process_on_this_host_is_taken_up_without_waiting(billing):
     person, choice = make_user(), await offline_choice()
     job = _submit(person, choice)
