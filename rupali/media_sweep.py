@@ -16,7 +16,8 @@ writes (``AREAS``) and its journal.
 
 On an object store (:class:`rupali.storage_s3.S3Storage`) the same rules apply to a listing of the areas' prefixes:
 an object's age is its last-modified time, an intent is abandoned once older than its grace period (the bucket has no
-locks, see :mod:`rupali.storage`), and there are no temporaries or links.
+locks, see :mod:`rupali.storage`), and there are no temporaries or links in the bucket; the local spool files of
+uploads a crash cut short (:meth:`rupali.storage_s3.S3Storage.sweep_spool`) go once older than the grace period.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ def sweep(session: Session, storage: MediaStorage, *, grace: timedelta = GRACE) 
         files, temporaries = _walk(storage.root, report)
     else:
         files, temporaries = _listed(storage), []
+        from rupali.storage_s3 import S3Storage  # here: obstore is only loaded where a bucket is used
+
+        if isinstance(storage, S3Storage):
+            report.temporaries += storage.sweep_spool(cutoff)  # the local half of an upload a crash cut short
     abandoned, live = storage.abandoned_intents()
     try:
         named, images = _named(session)

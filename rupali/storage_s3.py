@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +30,7 @@ from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 from sqlalchemy.orm import Session
 
+from rupali import processes
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.storage import (
@@ -43,6 +46,7 @@ from rupali.storage import (
 
 log = logging.getLogger(__name__)
 INTENT_GRACE = timedelta(minutes=15)
+SPOOL_PREFIX = ".s3-spool-"  # a big upload being assembled in the spool folder (see put_stream)
 SHA256_METADATA = "sha256"  # user metadata (x-amz-meta-sha256) written by `rupali storage migrate`
 _CREATED = "created "
 _T = TypeVar("_T")
@@ -103,13 +107,31 @@ class S3Storage:
         """
         check_key(key)
         written = 0
-        with tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=".s3-spool-") as spool:
+        # Named for its process, so that the start-up sweep after a crash knows the spool's writer is gone.
+        prefix = f"{SPOOL_PREFIX}{os.getpid()}-{processes.host_name()}-"
+        with tempfile.NamedTemporaryFile(dir=self.spool_dir, prefix=prefix) as spool:
             for chunk in chunks:
                 spool.write(chunk)
                 written += len(chunk)
             spool.flush()
             self.put_file(key, Path(spool.name))
         return written
+
+    def sweep_spool(self, cutoff: float) -> int:
+        """Delete the spool files a process killed mid-upload left behind (a normal exit or an exception deletes its
+        own): at once when their process, on this host, is gone; otherwise once last written before ``cutoff`` (a
+        timestamp). Returns how many went."""
+        folder = self.spool_dir or Path(tempfile.gettempdir())
+        removed = 0
+        for path in folder.glob(f"{SPOOL_PREFIX}*"):
+            try:
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode) and (info.st_mtime < cutoff or _writer_gone(path.name)):
+                    path.unlink()  # an upload still reading it keeps its open file: POSIX frees it at the close
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its own writer closed it meanwhile
+        return removed
 
     def put_file(self, key: str, source: Path, *, metadata: dict[str, str] | None = None) -> None:
         check_key(key)
@@ -254,3 +276,9 @@ def _created(data: bytes) -> datetime | None:
 
 def _timestamp(moment: datetime) -> float:
     return moment.timestamp()
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the process named in spool file ``name`` (``<prefix><pid>-<host>-<random>``) ran here and is gone."""
+    pid, _dash, rest = name.removeprefix(SPOOL_PREFIX).partition("-")
+    return pid.isascii() and pid.isdigit() and rest.startswith(f"{processes.host_name()}-") and processes.gone(int(pid))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 
-from rupali import job_events
+from rupali import job_events, processes
 from rupali.clock import now
 from rupali.config import Settings
 from rupali.models import Generation, GenerationStatus
@@ -50,7 +49,7 @@ LOST_MESSAGE = ("The server making these images stopped twice while working on t
 def new_worker() -> str:
     """This instance's name: host, process and a random part (process ids repeat). Its claims' tokens in the
     ``worker`` column are this name, ``|`` and a random part of their own."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{processes.host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def instance_of(token: str | None) -> str:
@@ -166,7 +165,7 @@ def _reap(session: Session, credits: CreditHook, moment: datetime, lease: timede
 def _dead_here(session: Session, worker: str) -> list[uuid.UUID]:
     """Running jobs of another instance on this host whose process is gone: no need to wait out their lease.
 
-    Signal 0 checks that a process exists without signalling it. Only for the same host name: two containers with
+    Only for the same host name: two containers with
     the same host name would see each other as dead and re-queue early; the fencing still ends such a job once.
     """
     host = worker.rsplit(":", 2)[0]
@@ -177,11 +176,11 @@ def _dead_here(session: Session, worker: str) -> list[uuid.UUID]:
     dead = []
     for generation_id, other in found:
         try:
-            os.kill(int(instance_of(other).rsplit(":", 2)[1]), 0)
-        except ProcessLookupError:
+            pid = int(instance_of(other).rsplit(":", 2)[1])
+        except (ValueError, IndexError):
+            continue  # not one of ours
+        if processes.gone(pid):
             dead.append(generation_id)
-        except (ValueError, IndexError, PermissionError, OverflowError):
-            continue  # not one of ours, or a process we may not signal: it exists
     return dead
 
 

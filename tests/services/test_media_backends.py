@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import uuid
 import zipfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,13 +20,13 @@ from PIL import Image as PILImage
 from pydantic import ValidationError
 from sqlmodel import select
 
-from rupali import clock, media_sweep
+from rupali import clock, media_sweep, processes
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.models import DataExport, Generation, GenerationStatus, Image, Upload, User
 from rupali.services import exports, profile, uploads
 from rupali.storage import InvalidKey, LocalStorage, MediaStorage, from_settings
-from rupali.storage_s3 import INTENT_GRACE, S3Storage
+from rupali.storage_s3 import INTENT_GRACE, SPOOL_PREFIX, S3Storage
 from tests.utils.factories import make_user
 
 BACKENDS = ["local", "s3"]
@@ -194,6 +196,38 @@ def test_sweep_deletes_old_orphans_marks_missing_files_and_leaves_live_writes(me
         assert session.get(Image, image.id).files_missing_at is not None
     live.rollback()
     assert not media.exists("images/live/1.png")
+
+
+async def test_a_spool_file_a_crash_left_behind_is_swept(s3_media: str):
+    """A process killed while assembling a big upload leaves its local spool file. The sweep deletes it at once when
+    that process (on this host) is gone, else after the grace period; never a live process's spool, nor anything
+    else in the folder."""
+    storage = from_settings(get_settings())
+    assert isinstance(storage, S3Storage) and storage.spool_dir is not None
+    seen: list[str] = []
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in (b"a", b"b"):
+            seen.extend(path.name for path in storage.spool_dir.glob(f"{SPOOL_PREFIX}*"))
+            yield chunk
+
+    storage.put_stream("exports/whole.zip", chunks())
+    assert len(set(seen)) == 1 and seen[0].startswith(f"{SPOOL_PREFIX}{os.getpid()}-{processes.host_name()}-")
+    assert not list(storage.spool_dir.glob(f"{SPOOL_PREFIX}*"))  # a finished upload leaves none
+    killed = await asyncio.create_subprocess_exec("true")
+    await killed.wait()  # a process id that no longer exists
+    dead = storage.spool_dir / f"{SPOOL_PREFIX}{killed.pid}-{processes.host_name()}-x1"
+    live = storage.spool_dir / f"{SPOOL_PREFIX}{os.getpid()}-{processes.host_name()}-x2"
+    elsewhere = storage.spool_dir / f"{SPOOL_PREFIX}{killed.pid}-another-host-x3"  # its process cannot be checked
+    unrelated = storage.spool_dir / "rupali.db-journal-like"
+    for path in (dead, live, elsewhere, unrelated):
+        path.write_bytes(b"half an export")
+    with session_scope() as session:
+        assert media_sweep.sweep(session, storage).temporaries == 1
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+    with clock.travel(media_sweep.GRACE + timedelta(seconds=1)), session_scope() as session:
+        assert media_sweep.sweep(session, storage).temporaries == 2  # stale: an upload this slow is no upload
+    assert not live.exists() and not elsewhere.exists() and unrelated.exists()
 
 
 # --- the services storing files -------------------------------------------------------------------------------------
