@@ -14,6 +14,7 @@ from components.choice_group import ChoiceGroup
 from components.file_drop import FileDrop
 from components.forms import Banner
 from components.frame import frame
+from components.live_job import LiveJob
 from components.picture import Picture
 from components.size_picker import SizePicker
 from components.text import heading, set_attributes
@@ -118,7 +119,9 @@ class Studio:
         self.given: dict[uuid.UUID, feedback.Given] = {}  # the person's thumbs on the results shown
         self.catalogue = {choice.key: choice for choice in catalogue}
         self.state = state
-        self.jobs: dict[uuid.UUID, ui.element] = {}
+        self.jobs: dict[uuid.UUID, ui.element] = {}  # the cards of the jobs being watched
+        self.prompts: dict[uuid.UUID, str] = {}  # their prompts, for their live cards
+        self.live: dict[uuid.UUID, LiveJob] = {}  # the live cards built so far
         self.heard: dict[uuid.UUID, str] = {}  # the last thing announced about each running job
         self.fields: dict[str, ui.element] = {}
         self.size_picker: SizePicker | None = None
@@ -158,7 +161,7 @@ class Studio:
                     live = runtime.current().queue.state(generation.id)
                     if live is None:
                         self._paint_job(card, generation, [])
-                    self._follow(card, generation.id, live)
+                    self._follow(card, generation.id, generation.prompt, live)
         self._show_empty(not opening.recent and not self.jobs)
 
     # --- the form --------------------------------------------------------------------------------------------------
@@ -421,7 +424,7 @@ class Studio:
         self._show_empty(False)
         live = current.queue.state(generation.id)
         if live is not None:
-            self._follow(card, generation.id, live)
+            self._follow(card, generation.id, generation.prompt, live)
         else:
             self._paint_job(card, generation, [])  # blocked before it was queued
             self.announcer.say(_outcome(generation, 0))
@@ -467,14 +470,17 @@ class Studio:
             images = await blocking.io_bound(transact, generations.images_of, [generation_id])
             del self.jobs[generation_id]
             self.heard.pop(generation_id, None)
+            self.prompts.pop(generation_id, None)
+            self.live.pop(generation_id, None)
             self._paint_job(card, generation, images[generation_id])
             self.announcer.say(_outcome(generation, len(images[generation_id])))
             _reveal(card, only_if_watched=True)  # the images made the card taller: keep them in view
             await self._refresh_balance()  # settled or given back
 
-    def _follow(self, card: ui.element, generation_id: uuid.UUID, live: JobState | None) -> None:
+    def _follow(self, card: ui.element, generation_id: uuid.UUID, prompt: str, live: JobState | None) -> None:
         """Watch an unfinished job's card until the job ends (``live``: its state now, painted at once)."""
         self.jobs[generation_id] = card
+        self.prompts[generation_id] = prompt
         if live is not None:
             self._paint_live(card, generation_id, live)  # at once, not at the next refresh tick
         if self.timer is None:
@@ -482,20 +488,11 @@ class Studio:
 
     def _paint_live(self, card: ui.element, generation_id: uuid.UUID, live: JobState) -> None:
         self._announce_live(generation_id, live)
-        card.clear()
-        with card, ui.row().classes("w-full items-center justify-between no-wrap gap-3"):
-            with ui.column().classes("grow gap-1"):
-                if live.status == GenerationStatus.QUEUED:
-                    ahead = live.position or 0
-                    ui.label("Waiting to start" + (f" — {ahead} ahead of you" if ahead else " — you are next"))
-                    ui.linear_progress(show_value=False).props("indeterminate rounded color=grey-6")
-                elif live.progress is not None:
-                    ui.label(f"Generating — {round(live.progress * 100)}%")
-                    ui.linear_progress(value=live.progress, show_value=False).props('rounded aria-label="Progress"')
-                else:
-                    ui.label(f"Generating — {int(live.elapsed or 0)} s")
-                    ui.linear_progress(show_value=False).props("indeterminate rounded")
-            ui.button("Cancel", on_click=lambda: self._cancel(generation_id)).props("flat no-caps")
+        shown = self.live.get(generation_id)
+        if shown is None:
+            shown = self.live[generation_id] = LiveJob(card, self.prompts.get(generation_id, ""),
+                                                       lambda: self._cancel(generation_id))
+        shown.show(live)
 
     def _announce_live(self, generation_id: uuid.UUID, live: JobState) -> None:
         """Announce a job's state when it changes: queued, started, and each quarter of the progress."""

@@ -36,10 +36,11 @@ SIZE = "1024x1024"
 _WATCH_JOBS = """
 window.__jobStates = [];
 const record = () => document.querySelectorAll('.r-job').forEach(card => {
-  const text = card.innerText;
-  if (/Waiting to start|Generating —/.test(text)) {
+  const status = card.querySelector('.r-job-status');
+  if (status && /Waiting to start|Generating —/.test(status.innerText)) {
     const bar = card.querySelector('.q-linear-progress');
-    window.__jobStates.push({text: text.split('\\n')[0], bar: bar !== null,
+    const prompt = card.querySelector('.r-job-prompt');
+    window.__jobStates.push({text: status.innerText, prompt: prompt && prompt.innerText, bar: bar !== null,
                              value: bar && bar.getAttribute('aria-valuenow')});
   }
 });
@@ -88,6 +89,7 @@ def test_generate_watch_reuse_and_download(live_server: str, browser: WebDriver,
         states = browser.execute_script("return window.__jobStates")
         assert all(state["bar"] for state in states), states
         assert states[0]["text"].startswith(("Waiting to start", "Generating — ")), states
+        assert all(state["prompt"] == PROMPT for state in states), states  # which job it is, while it runs
         assert card.find_element(By.CSS_SELECTOR, ".r-job-prompt").text == PROMPT
         assert f"seed {SEED}" in card.text
         assert "Procedural sketch · " in card.text  # the offline generator's output is labelled as what it is
