@@ -38,6 +38,7 @@ from rupali.config import Settings, storage_secret
 from rupali.models import Generation, User
 from rupali.providers import ModelChoice
 from rupali.services import generation as generations
+from rupali.services import users
 from rupali.services.credits import CreditHook
 from rupali.services.generation import GenerationForm
 
@@ -279,9 +280,7 @@ def check_daily_cap(session: Session, settings: Settings, user_id: uuid.UUID) ->
     cap = settings.generation_daily_cap
     if cap is None:
         return
-    # Locks the account row for the rest of the transaction (PostgreSQL), so two submissions at once cannot both
-    # see the last free place; SQLite serialises writers anyway.
-    session.exec(select(User.id).where(User.id == user_id).with_for_update()).first()
+    users.take_turn(session, user_id)  # two submissions at once cannot both see the last free place
     moment = clock.now()
     midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     started = session.exec(select(func.count()).select_from(Generation).where(

@@ -39,7 +39,7 @@ from rupali.errors import reference_for
 from rupali.models import DataExport, ExportStatus, MailKind, RequestKind, User
 from rupali.policy import EXPORT_DAYS
 from rupali.privacy import export as archive
-from rupali.services import mail, privacy_requests
+from rupali.services import mail, privacy_requests, users
 from rupali.storage import TEMPORARY_PREFIX, InvalidKey, LocalStorage, MediaStorage
 from rupali.storage import from_settings as storage_from_settings
 
@@ -95,9 +95,7 @@ def storage_key(user_id: uuid.UUID, export_id: uuid.UUID) -> str:
 def request_export(session: Session, settings: Settings, user: User) -> DataExport:
     """Queue an export of everything about ``user`` and log the ACCESS request; raises :class:`ExportError` when
     the person already asked within :data:`MIN_INTERVAL`. Start the build with :func:`start_soon` after commit."""
-    # Locks the account row for the rest of the transaction (PostgreSQL), so two clicks at once make one export;
-    # SQLite serialises writers anyway.
-    session.exec(select(User.id).where(User.id == user.id).with_for_update()).first()
+    users.take_turn(session, user.id)  # two clicks at once make one export
     retry_at = next_allowed(session, user)
     if retry_at is not None:
         raise ExportError(f"You asked for a copy of your data less than 24 hours ago. You can ask for the next one "

@@ -21,7 +21,7 @@ from rupali.models import Generation, GenerationStatus, Image, Upload, User
 from rupali.nsfw import Verdict
 from rupali.providers import ModelChoice
 from rupali.providers.base import GeneratedImage, GenerationResult
-from rupali.services import feedback, ledger, moderation
+from rupali.services import feedback, ledger, moderation, users
 from rupali.services.credits import CreditHook
 from rupali.storage import LocalStorage
 
@@ -143,6 +143,7 @@ def submit(session: Session, settings: Settings, user: User, choice: ModelChoice
            credits: CreditHook) -> Generation:
     """Record a request. A blocked prompt is recorded as blocked (it costs nothing); otherwise it is queued."""
     form = validate(settings, choice, form)
+    users.take_turn(session, user.id)  # the count below then sees every earlier submission of theirs
     waiting = session.exec(select(func.count()).select_from(Generation).where(
         Generation.user_id == user.id,
         col(Generation.status).in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]))).one()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import uuid
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select, update
 
 from rupali import passwords, text
 from rupali.clock import now
@@ -105,3 +106,15 @@ def set_strip_metadata(session: Session, user: User, strip: bool) -> User:
     user.updated_at = now()
     session.add(user)
     return user
+
+
+def take_turn(session: Session, user_id: uuid.UUID) -> None:
+    """Hold the person's account row until the transaction ends, so that their requests that check and then record
+    something (a submission against their limits, an export against its interval) take turns: each check sees what
+    every earlier one recorded, on any instance.
+
+    A no-op update, because it locks on both engines: on PostgreSQL the row; on SQLite the whole database, which
+    needs a write for that (a ``FOR UPDATE`` is dropped there, and a read does not keep its snapshot). Take it first
+    in the transaction.
+    """
+    session.execute(update(User).where(col(User.id) == user_id).values(id=User.id))

@@ -3,6 +3,7 @@ and fresh windows for fresh settings. Time moves with the clock, never by sleepi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +17,11 @@ from rupali.models import Generation
 from rupali.runtime import Runtime
 from rupali.services import abuse
 from rupali.services import generation as generations
+from rupali.services.credits import FreeGeneration
+from rupali.services.generation import GenerationForm
 from tests.services.test_gallery import add_generation
+from tests.utils.at_once import ACCEPTED, at_once
+from tests.utils.credits_mode import offline_choice
 from tests.utils.factories import make_user
 
 ADDRESS, OTHER_ADDRESS = "203.0.113.7", "198.51.100.9"
@@ -155,6 +160,17 @@ def test_the_daily_cap_counts_today_utc_and_says_when_it_resets(monkeypatch):
         abuse.check_daily_cap(session, settings, other.id)  # their one is theirs
     with clock.travel(late + timedelta(seconds=31)), session_scope() as session:
         abuse.check_daily_cap(session, settings, person.id)  # a new UTC day
+
+
+async def test_submissions_at_the_same_moment_never_pass_the_daily_cap_together(monkeypatch):
+    monkeypatch.setenv("RUPALI_GENERATION_DAILY_CAP", "2")
+    reset_settings()
+    settings, person = get_settings(), make_user()
+    choice = await offline_choice()
+    form = GenerationForm(prompt="a lighthouse", model=choice.key, width=512, height=512, count=1)
+    outcomes = await asyncio.to_thread(at_once, 8, lambda session, _n: abuse.submit(
+        session, settings, person, choice, form, FreeGeneration()), abuse.DailyCapReached)
+    assert outcomes.count(ACCEPTED) == 2, outcomes
 
 
 async def test_a_capped_submission_records_nothing(monkeypatch):

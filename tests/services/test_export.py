@@ -57,6 +57,7 @@ from rupali.services import api_keys, exports, ledger, mail, privacy_requests, p
 from rupali.storage import TEMPORARY_PREFIX, LocalStorage
 from tests.services.test_gallery import add_generation
 from tests.services.test_receipts import pdf_text
+from tests.utils.at_once import ACCEPTED, at_once
 from tests.utils.factories import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -359,6 +360,14 @@ def test_one_export_a_day_with_the_next_time_named(backend):
     with session_scope() as session:
         requests = session.exec(select(PrivacyRequest).where(PrivacyRequest.user_id == person.id)).all()
         assert sorted(r.kind for r in requests) == [RequestKind.ACCESS, RequestKind.ACCESS]
+
+
+def test_several_clicks_at_once_make_one_export(backend):
+    person, settings = make_user(), get_settings()
+    outcomes = at_once(6, lambda session, _n: exports.request_export(session, settings, person), exports.ExportError)
+    assert outcomes.count(ACCEPTED) == 1, outcomes
+    with session_scope() as session:
+        assert len(session.exec(select(DataExport).where(DataExport.user_id == person.id)).all()) == 1
 
 
 def test_a_failed_export_or_one_whose_file_is_gone_does_not_make_the_person_wait(backend):

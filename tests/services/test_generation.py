@@ -21,7 +21,10 @@ from rupali.providers.base import GenerationResult
 from rupali.runtime import Runtime
 from rupali.services import generation as generations
 from rupali.services import uploads
+from rupali.services.credits import FreeGeneration
 from tests.services.test_profile import _png_claiming
+from tests.utils.at_once import ACCEPTED, at_once
+from tests.utils.credits_mode import offline_choice
 from tests.utils.factories import make_user
 
 OFFLINE = "offline:sketch-v1"
@@ -180,6 +183,18 @@ async def test_the_queue_limit_per_person(studio, monkeypatch):
     await _submit(studio, user, count=4, width=1024, height=1024)
     with pytest.raises(generations.InvalidGeneration, match="already have 2 generations waiting"):
         await _submit(studio, user)
+
+
+async def test_submissions_at_the_same_moment_never_pass_the_queue_limit_together(monkeypatch):
+    """Two tabs, the API, or two instances: however many submit at once, no more than the limit are waiting."""
+    monkeypatch.setenv("RUPALI_GENERATION_QUEUE_PER_USER", "3")
+    reset_settings()
+    settings, user, choice = get_settings(), make_user(), await offline_choice()
+    outcomes = await asyncio.to_thread(at_once, 12, lambda session, number: generations.submit(
+        session, settings, user, choice, _form(prompt=f"boat {number}"), FreeGeneration()),
+        generations.InvalidGeneration)
+    assert outcomes.count(ACCEPTED) == 3, outcomes
+    assert set(outcomes) - {ACCEPTED} == {"You already have 3 generations waiting. Let them finish first."}
 
 
 async def test_block_policy_withholds_images_and_charges_nothing(studio, monkeypatch):
