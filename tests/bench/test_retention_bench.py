@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -56,6 +55,7 @@ from rupali.privacy import retention
 from rupali.services import api_keys, sessions
 from rupali.storage import LocalStorage
 from tests.utils.factories import make_user
+from tests.utils.serve import serve
 
 pytestmark = [pytest.mark.bench, pytest.mark.sqlite_only]
 
@@ -185,46 +185,6 @@ def sign_in(user: User) -> str:
 
 # --- processes -----------------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def server(log: Path) -> Iterator[str]:
-    """``rupali serve`` on this test's data directory and database, in its own process."""
-    import httpx
-
-    port = free_port()
-    env = {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
-    with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "rupali", "serve", "--port", str(port)], env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"rupali serve exited:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rupali serve did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextmanager
 def load(base: str, cookie: str, key: str, database: str, user: User, first_image: uuid.UUID) -> Iterator[dict]:
     """The gallery reader and the small writer, in a process of their own; yields their samples once stopped."""
@@ -300,7 +260,8 @@ def test_purging_a_million_technical_log_rows(tmp_path: Path):
         _, key = api_keys.create(session, user, "bench", scope=ApiKeyScope.READ)
     dispose_engines()  # the purge starts on fresh connections, as a scheduled run would
 
-    with server(tmp_path / "server.log") as base, load(base, cookie, key, database, user, first_image) as measured:
+    # A million rows to look through at start-up: more time to become healthy than a fresh database needs.
+    with serve(tmp_path, timeout=90) as base, load(base, cookie, key, database, user, first_image) as measured:
         time.sleep(BASELINE_SECONDS)
         began = time.time()
         with transaction_clock() as transactions:

@@ -37,19 +37,13 @@ from rupali.services import api_keys, ledger
 from rupali.services import generation as generations
 from rupali.services.credits import FreeGeneration, InsufficientCredits
 from rupali.services.ledger import LedgerCredits, LedgerError
+from tests.utils.credits_mode import OFFLINE, offline_choice, use_credits
 from tests.utils.factories import make_user
-
-OFFLINE = "offline:sketch-v1"
 
 
 @pytest.fixture
 def billing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Credits mode: a bonus of 10, the offline model at 1 credit an image, room for 50 waiting jobs."""
-    monkeypatch.setenv("RUPALI_BILLING", "credits")
-    monkeypatch.setenv("RUPALI_CREDITS_SIGNUP_BONUS", "10")
-    monkeypatch.setenv("RUPALI_CREDITS_MODEL_PRICES", f"{OFFLINE}=1")
-    monkeypatch.setenv("RUPALI_GENERATION_QUEUE_PER_USER", "100")
-    reset_settings()
+    use_credits(monkeypatch, bonus=10, queue_per_user=100)
 
 
 def _hook() -> LedgerCredits:
@@ -62,8 +56,7 @@ def _form(**changes) -> generations.GenerationForm:
 
 
 async def _choice(runtime: Runtime | None = None):
-    runtime = runtime or Runtime.build(get_settings())
-    return await runtime.providers.find(OFFLINE)
+    return await runtime.providers.find(OFFLINE) if runtime is not None else await offline_choice()
 
 
 def _submit(user: User, choice, hook, **changes) -> Generation:

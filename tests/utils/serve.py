@@ -18,7 +18,8 @@ import httpx
 class Server:
     """One ``rupali serve`` process, started healthy; stopped with SIGTERM as a platform does, or killed."""
 
-    def __init__(self, tmp_path: Path, name: str = "server", extra: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, name: str = "server", extra: dict[str, str] | None = None, *,
+                 timeout: float = 60) -> None:
         self.name = name
         self.log = tmp_path / f"{name}.log"
         self.port = free_port()
@@ -29,7 +30,7 @@ class Server:
             self.process = subprocess.Popen([sys.executable, "-m", "rupali", "serve", "--port", str(self.port)],
                                             env=env, stdout=log, stderr=log)
         try:
-            wait_healthy(self.base, self.process, self.log)
+            wait_healthy(self.base, self.process, self.log, timeout)
         except BaseException:
             self.kill()
             raise
@@ -57,12 +58,14 @@ class Server:
 
 
 @contextmanager
-def serve(tmp_path: Path, name: str = "server", extra: dict[str, str] | None = None) -> Iterator[str]:
-    """Start ``rupali serve`` with this test's data directory and database (plus ``extra``); yields its base URL.
+def serve(tmp_path: Path, name: str = "server", extra: dict[str, str] | None = None, *,
+          timeout: float = 60) -> Iterator[str]:
+    """Start ``rupali serve`` with this test's data directory and database (plus ``extra``), healthy within
+    ``timeout`` seconds; yields its base URL.
 
     Its output goes to ``<tmp_path>/<name>.log``.
     """
-    server = Server(tmp_path, name, extra)
+    server = Server(tmp_path, name, extra, timeout=timeout)
     try:
         yield server.base
     finally:
