@@ -131,8 +131,10 @@ async def thumbnail(storage: MediaStorage, user: User, image_id: str, if_none_ma
 
 
 def redirect_seconds(settings: Settings) -> int | None:
-    """How long presigned URLs live when images are delivered by redirect, or None when they are streamed."""
-    return settings.media_redirect_seconds if settings.media_delivery == "redirect" else None
+    """How long presigned URLs live when images are delivered by redirect, or None when they are streamed (always
+    from the local folder, which signs no URLs: no thread is spent asking it for one)."""
+    redirected = settings.media_delivery == "redirect" and settings.media_backend == "s3"
+    return settings.media_redirect_seconds if redirected else None
 
 
 async def _redirect(storage: MediaStorage, key: str, seconds: int) -> Response | None:

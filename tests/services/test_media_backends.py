@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 from pydantic import ValidationError
 from sqlmodel import select
 
-from rupali import clock, media_sweep, processes
+from rupali import clock, image_files, media_sweep, processes
 from rupali.config import Settings, get_settings
 from rupali.db import session_scope
 from rupali.models import DataExport, Generation, GenerationStatus, Image, Upload, User
@@ -278,6 +278,15 @@ def test_an_export_with_its_images_and_receipts_is_built_in_and_served_from_the_
 
 
 # --- settings and the doctor ------------------------------------------------------------------------------------------
+
+@pytest.mark.sqlite_only
+def test_only_a_bucket_is_asked_for_redirects():
+    bucket = {"media_backend": "s3", "s3_bucket": "media", "s3_access_key_id": "id",
+              "s3_secret_access_key": "v3ry-s3cr3t"}
+    assert image_files.redirect_seconds(Settings(**bucket, media_delivery="redirect", media_redirect_seconds=90)) == 90
+    assert image_files.redirect_seconds(Settings(**bucket, media_delivery="stream")) is None
+    assert image_files.redirect_seconds(Settings(media_delivery="redirect")) is None  # local media are streamed
+
 
 @pytest.mark.sqlite_only
 def test_s3_settings_are_checked():
