@@ -16,8 +16,9 @@ writes (``AREAS``) and its journal.
 
 On an object store (:class:`rupali.storage_s3.S3Storage`) the same rules apply to a listing of the areas' prefixes:
 an object's age is its last-modified time, an intent is abandoned once older than its grace period (the bucket has no
-locks, see :mod:`rupali.storage`), and there are no temporaries or links in the bucket; the local spool files of
-uploads a crash cut short (:meth:`rupali.storage_s3.S3Storage.sweep_spool`) go once older than the grace period.
+locks, see :mod:`rupali.storage`), and there are no temporaries or links in the bucket. The local spool files of
+uploads a killed process cut short (:meth:`rupali.storage_s3.S3Storage.sweep_spool`) go at once when that process,
+on this host, is gone, else once older than the grace period; each instance sweeps its own at its start.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class SweepReport:
     """What one sweep did."""
 
     orphans: int = 0  # files deleted because no row named them
-    temporaries: int = 0  # ``.tmp-`` files deleted
+    temporaries: int = 0  # ``.tmp-`` files deleted (and, with a bucket, spool files)
     intents: int = 0  # abandoned intents resolved
     marked: int = 0  # image rows newly marked as missing their files
     restored: int = 0  # image rows unmarked because their files are back

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 
 def host_name() -> str:
-    """This host's name, short enough to sit in a token or a file name."""
-    return socket.gethostname()[:40]
+    """This host's name, short enough to sit in a token or a file name, and safe in both (letters, digits, dots and
+    dashes; anything else becomes ``_``)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()[:40])
 
 
 def gone(pid: int) -> bool:

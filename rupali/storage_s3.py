@@ -120,7 +120,11 @@ class S3Storage:
     def sweep_spool(self, cutoff: float) -> int:
         """Delete the spool files a process killed mid-upload left behind (a normal exit or an exception deletes its
         own): at once when their process, on this host, is gone; otherwise once last written before ``cutoff`` (a
-        timestamp). Returns how many went."""
+        timestamp). Returns how many went.
+
+        Like the queue's check of a dead instance, it trusts the host name: containers that share one, and this
+        folder, without sharing process ids could take each other's live spool for a dead one's.
+        """
         folder = self.spool_dir or Path(tempfile.gettempdir())
         removed = 0
         for path in folder.glob(f"{SPOOL_PREFIX}*"):
@@ -131,6 +135,8 @@ class S3Storage:
                     removed += 1
             except FileNotFoundError:
                 continue  # its own writer closed it meanwhile
+            except OSError as exc:  # someone else's file in a shared folder, say: the rest of the sweep goes on
+                log.warning("media sweep cannot remove the spool file %r: %s", str(path), exc)
         return removed
 
     def put_file(self, key: str, source: Path, *, metadata: dict[str, str] | None = None) -> None:
@@ -279,6 +285,10 @@ def _timestamp(moment: datetime) -> float:
 
 
 def _writer_gone(name: str) -> bool:
-    """Whether the process named in spool file ``name`` (``<prefix><pid>-<host>-<random>``) ran here and is gone."""
+    """Whether the process named in spool file ``name`` (``<prefix><pid>-<host>-<random>``) ran here and is gone.
+
+    The host is what lies between the first and the last dash (a host name may hold dashes; tempfile's random part
+    never does), compared whole: host ``web`` must not judge the files of ``web-2``."""
     pid, _dash, rest = name.removeprefix(SPOOL_PREFIX).partition("-")
-    return pid.isascii() and pid.isdigit() and rest.startswith(f"{processes.host_name()}-") and processes.gone(int(pid))
+    host = rest.rpartition("-")[0]
+    return pid.isascii() and pid.isdigit() and host == processes.host_name() and processes.gone(int(pid))

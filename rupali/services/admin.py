@@ -483,6 +483,7 @@ def _act_on(session: Session, actor: User, user_id: object) -> tuple[User, list[
     The administrators' rows are locked first, always in the same order: two administrators acting on each other at
     the same moment then take turns, and the second sees the first one's change (no one is left without an admin).
     """
+    users.take_every_turn(session)  # the same on SQLite, which has no row locks
     admins = list(session.exec(select(User).where(col(User.role) == Role.ADMIN.value).order_by(col(User.id))
                                .with_for_update().execution_options(populate_existing=True)).all())
     current = next((admin for admin in admins if admin.id == actor.id), None)

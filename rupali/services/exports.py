@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -95,8 +95,12 @@ def storage_key(user_id: uuid.UUID, export_id: uuid.UUID) -> str:
 def request_export(session: Session, settings: Settings, user: User) -> DataExport:
     """Queue an export of everything about ``user`` and log the ACCESS request; raises :class:`ExportError` when
     the person already asked within :data:`MIN_INTERVAL`. Start the build with :func:`start_soon` after commit."""
-    users.take_turn(session, user.id)  # two clicks at once make one export
-    retry_at = next_allowed(session, user)
+    # The file checks first, without the turn: on a bucket they are network requests, which must not hold the lock.
+    excused: set[uuid.UUID] = set()
+    retry_at = next_allowed(session, user, excused=excused)
+    if retry_at is None:
+        users.take_turn(session, user.id)  # two clicks at once make one export: the second sees the first's row
+        retry_at = _next_allowed_by_rows(session, user, excused)
     if retry_at is not None:
         raise ExportError(f"You asked for a copy of your data less than 24 hours ago. You can ask for the next one "
                           f"from {retry_at:%Y-%m-%d %H:%M} UTC; until then, download the one you have.",
@@ -108,20 +112,32 @@ def request_export(session: Session, settings: Settings, user: User) -> DataExpo
     return _typed(export)
 
 
-def next_allowed(session: Session, user: User) -> datetime | None:
-    """When the person may ask for the next export, or None when they may ask now."""
-    since = now() - MIN_INTERVAL
-    recent = session.exec(select(DataExport).where(
-        DataExport.user_id == user.id, col(DataExport.requested_at) > since,
-        DataExport.status != ExportStatus.FAILED).order_by(col(DataExport.requested_at).desc())).all()
+def next_allowed(session: Session, user: User, *, excused: set[uuid.UUID] | None = None) -> datetime | None:
+    """When the person may ask for the next export, or None when they may ask now. The recent exports that do not
+    count (ready, but their file is gone) are added to ``excused``."""
     storage = None
-    for export in recent:
+    for export in _recent(session, user):
         if export.status == ExportStatus.READY:
             storage = storage or _storage()
             if not _file_present(storage, export):
+                if excused is not None:
+                    excused.add(export.id)
                 continue  # its file is gone: that is no reason to make the person wait
         return export.requested_at + MIN_INTERVAL
     return None
+
+
+def _next_allowed_by_rows(session: Session, user: User, excused: set[uuid.UUID]) -> datetime | None:
+    """:func:`next_allowed` for what was recorded since it looked (rows only: a file cannot appear meanwhile)."""
+    recent = [export for export in _recent(session, user) if export.id not in excused]
+    return recent[0].requested_at + MIN_INTERVAL if recent else None
+
+
+def _recent(session: Session, user: User) -> Sequence[DataExport]:
+    """The person's exports asked for within :data:`MIN_INTERVAL` that did not fail, newest first."""
+    return session.exec(select(DataExport).where(
+        DataExport.user_id == user.id, col(DataExport.requested_at) > now() - MIN_INTERVAL,
+        DataExport.status != ExportStatus.FAILED).order_by(col(DataExport.requested_at).desc())).all()
 
 
 def latest(session: Session, user: User) -> DataExport | None:

@@ -165,8 +165,8 @@ def _reap(session: Session, credits: CreditHook, moment: datetime, lease: timede
 def _dead_here(session: Session, worker: str) -> list[uuid.UUID]:
     """Running jobs of another instance on this host whose process is gone: no need to wait out their lease.
 
-    Only for the same host name: two containers with
-    the same host name would see each other as dead and re-queue early; the fencing still ends such a job once.
+    Only for the same host name: two containers with the same host name would see each other as dead and re-queue
+    early; the fencing still ends such a job once.
     """
     host = worker.rsplit(":", 2)[0]
     found = session.execute(select(Generation.id, Generation.worker).where(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from sqlalchemy import false
 from sqlmodel import Session, col, func, select, update
 
 from rupali import passwords, text
@@ -110,11 +111,19 @@ def set_strip_metadata(session: Session, user: User, strip: bool) -> User:
 
 def take_turn(session: Session, user_id: uuid.UUID) -> None:
     """Hold the person's account row until the transaction ends, so that their requests that check and then record
-    something (a submission against their limits, an export against its interval) take turns: each check sees what
-    every earlier one recorded, on any instance.
+    something (a submission against their limits, an export against its interval, a hold against an erasure) take
+    turns: each check sees what every earlier one recorded, on any instance. Take it before those checks.
 
     A no-op update, because it locks on both engines: on PostgreSQL the row; on SQLite the whole database, which
-    needs a write for that (a ``FOR UPDATE`` is dropped there, and a read does not keep its snapshot). Take it first
-    in the transaction.
+    needs a write for that (a ``FOR UPDATE`` is dropped there, and a read keeps no snapshot). ``updated_at`` rather
+    than a key column: setting a key makes SQLite check every table that refers to accounts.
     """
-    session.execute(update(User).where(col(User.id) == user_id).values(id=User.id))
+    session.execute(update(User).where(col(User.id) == user_id).values(updated_at=User.updated_at))
+
+
+def take_every_turn(session: Session) -> None:
+    """On SQLite, hold the database's write lock until the transaction ends (an update that matches no row takes it),
+    so that a check across several accounts sees every earlier writer's commit. Nothing on PostgreSQL, where the
+    caller locks the rows it reads with ``FOR UPDATE``, always in the same order."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(User).where(false()).values(updated_at=User.updated_at))

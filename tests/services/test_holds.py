@@ -37,6 +37,7 @@ from rupali.storage import LocalStorage
 from tests.services.test_gallery import add_generation
 from tests.services.test_retention import PERIOD_ROWS, png
 from tests.services.test_retention import run as retention_run
+from tests.utils.at_once import ACCEPTED, at_once
 from tests.utils.factories import PASSWORD, make_user
 from tests.utils.personal_data import Person, fill, user_tables
 
@@ -108,6 +109,15 @@ def test_the_persons_own_download_says_nothing_of_the_hold(storage):
         content = b"\n".join(archive.read(name) for name in names)
     assert "data/evidence_hold.json" not in names and "data/audit_entry.json" in names
     assert str(hold.id).encode() not in content and REASON.encode() not in content
+
+
+def test_holds_placed_at_the_same_moment_make_one():
+    boss, ada = _admin(), make_user()
+    outcomes = at_once(4, lambda session, n: holds.place_hold(session, boss, ada.id, f"Authority number {n} asks"),
+                       holds.HoldError)
+    assert outcomes.count(ACCEPTED) == 1, outcomes
+    with session_scope() as session:
+        assert session.execute(select(func.count()).select_from(EvidenceHold)).scalar_one() == 1
 
 
 def test_one_active_hold_per_account_and_a_new_one_after_the_release():

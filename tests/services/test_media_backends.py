@@ -219,15 +219,16 @@ async def test_a_spool_file_a_crash_left_behind_is_swept(s3_media: str):
     dead = storage.spool_dir / f"{SPOOL_PREFIX}{killed.pid}-{processes.host_name()}-x1"
     live = storage.spool_dir / f"{SPOOL_PREFIX}{os.getpid()}-{processes.host_name()}-x2"
     elsewhere = storage.spool_dir / f"{SPOOL_PREFIX}{killed.pid}-another-host-x3"  # its process cannot be checked
+    cousin = storage.spool_dir / f"{SPOOL_PREFIX}{killed.pid}-{processes.host_name()}-2-x4"  # host "<this one>-2"
     unrelated = storage.spool_dir / "rupali.db-journal-like"
-    for path in (dead, live, elsewhere, unrelated):
+    for path in (dead, live, elsewhere, cousin, unrelated):
         path.write_bytes(b"half an export")
     with session_scope() as session:
         assert media_sweep.sweep(session, storage).temporaries == 1
-    assert not dead.exists() and live.exists() and elsewhere.exists()
+    assert not dead.exists() and live.exists() and elsewhere.exists() and cousin.exists()
     with clock.travel(media_sweep.GRACE + timedelta(seconds=1)), session_scope() as session:
-        assert media_sweep.sweep(session, storage).temporaries == 2  # stale: an upload this slow is no upload
-    assert not live.exists() and not elsewhere.exists() and unrelated.exists()
+        assert media_sweep.sweep(session, storage).temporaries == 3  # stale: an upload this slow is no upload
+    assert not live.exists() and not elsewhere.exists() and not cousin.exists() and unrelated.exists()
 
 
 # --- the services storing files -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from rupali.models import AuditEntry, OidcIdentity, Role, User
 from rupali.services import accounts, admin, api_keys, ledger, oidc, sessions
 from tests.pages.test_hostile_text import HOSTILE
 from tests.services.test_gallery import add_generation
+from tests.utils.at_once import ACCEPTED, at_once
 from tests.utils.factories import PASSWORD, make_user
 
 REASON = "Repeated attempts to generate images of real people"
@@ -230,6 +231,15 @@ def test_a_demoted_administrator_with_a_stale_account_object_can_no_longer_act()
     with pytest.raises(admin.AdminError, match="Only administrators can do this"):
         _act(admin.suspend_user, second, first, reason="Revenge")
     assert _stored(first.id).is_admin and _stored(first.id).is_active
+
+
+def test_two_administrators_demoting_each_other_at_the_same_moment_leave_one():
+    first, second = _boss(), _boss("second@example.com")
+    pairs = [(first, second), (second, first)]
+    outcomes = at_once(2, lambda session, n: admin.change_role(
+        session, pairs[n][0], pairs[n][1].id, role="user", reason="Reorganisation"), admin.AdminError)
+    assert sorted(outcomes) == sorted([ACCEPTED, "Only administrators can do this."]), outcomes
+    assert [_stored(first.id).is_admin, _stored(second.id).is_admin].count(True) == 1
 
 
 @pytest.mark.parametrize(("role", "reason", "message"), [
