@@ -68,10 +68,12 @@ def purge_user(session: Session, storage: MediaStorage, user_id: uuid.UUID, *, r
     if not reason or len(reason) > REASON_MAX:
         raise ValueError(f"an erasure reason has 1 to {REASON_MAX} characters")
     session.flush()  # pending changes of the caller reach the database before rows are counted and removed
-    # The account's turn, for the rest of the transaction: two erasures of one account (the retention job and an
-    # administrator) queue up, and the second finds nothing.
+    # Locked for the rest of the transaction: two erasures of one account (the retention job and an administrator)
+    # queue up, and the second finds nothing. FOR UPDATE on PostgreSQL (it also holds off new rows that refer to the
+    # account); the turn for SQLite, which drops FOR UPDATE.
     users.take_turn(session, user_id)
-    user = session.exec(select(User).where(User.id == user_id).execution_options(populate_existing=True)).first()
+    user = session.exec(select(User).where(User.id == user_id).with_for_update()
+                        .execution_options(populate_existing=True)).first()
     if user is None:
         return None
     # Checked under the account's lock: a hold placed meanwhile (it locks the account too) is seen here.

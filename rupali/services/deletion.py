@@ -39,7 +39,7 @@ from rupali.models import (
     User,
 )
 from rupali.privacy import erasure
-from rupali.services import api_keys, holds, ledger, mail, privacy_requests, sessions
+from rupali.services import api_keys, holds, ledger, mail, privacy_requests, sessions, users
 from rupali.services import generation as generations
 from rupali.services.credits import CreditHook
 from rupali.storage import MediaStorage
@@ -229,6 +229,7 @@ def _erase_each(session: Session, storage: MediaStorage, user_ids: Sequence[uuid
         try:
             # A savepoint per account: one that fails is logged and rolled back alone.
             with session.begin_nested():
+                users.take_turn(session, user_id)  # a cancel at this moment is seen by still() below, or waits
                 user = session.get(User, user_id, with_for_update=True, populate_existing=True)
                 # A hold placed since the query: passed over quietly (purge_user would refuse it), kept pending.
                 if user is not None and still(user) and not holds.is_held(session, user_id):
@@ -253,7 +254,10 @@ def _reason_for_due(session: Session, user: User) -> str:
 # --- helpers ---------------------------------------------------------------------------------------------------------
 
 def _account(session: Session, user: User, *, lock: bool = False) -> User:
-    """The account's current row in this session (the caller's object may come from another session)."""
+    """The account's current row in this session (the caller's object may come from another session); with ``lock``,
+    held until the transaction ends (the turn for SQLite, which drops FOR UPDATE)."""
+    if lock:
+        users.take_turn(session, user.id)
     current = session.get(User, user.id, with_for_update=lock, populate_existing=True)
     if current is None:
         raise DeletionError("This account no longer exists.")

@@ -117,11 +117,11 @@ def place_hold(session: Session, actor: User, user_id: object, reason: str | Non
     current = _admin(session, actor)
     text = _reason(reason, "The reason for the hold")
     account_id = _uuid(user_id)
-    # The account's turn: an erasure of this account waits for the hold (and then refuses), or the hold waits for the
-    # erasure (and then finds no account); two holds placed at once take turns.
+    # Locked: an erasure of this account waits for the hold (and then refuses), or the hold waits for the erasure
+    # (and then finds no account); two holds placed at once take turns (the turn for SQLite, which drops FOR UPDATE).
     if account_id is not None:
         users.take_turn(session, account_id)
-    account = session.get(User, account_id, populate_existing=True) if account_id else None
+    account = session.get(User, account_id, with_for_update=True, populate_existing=True) if account_id else None
     if account is None:
         raise HoldError("This account no longer exists.")
     if account.id == current.id:

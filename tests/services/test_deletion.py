@@ -29,6 +29,7 @@ from rupali.models import (
 from rupali.privacy import erasure
 from rupali.services import accounts, api_keys, deletion, oidc, sessions, users
 from rupali.storage import LocalStorage
+from tests.utils.at_once import ACCEPTED, at_once
 from tests.utils.factories import PASSWORD, make_user
 
 GRACE = timedelta(days=30)
@@ -298,6 +299,14 @@ def test_an_operator_can_schedule_without_a_password_and_the_record_says_so():
         assert _purge_due() == 1
     with session_scope() as session:
         assert session.exec(select(ErasureRecord.reason)).all() == [deletion.ADMINISTRATOR]
+
+
+def test_two_deletion_requests_at_the_same_moment_schedule_one():
+    member, settings = make_user(email="twice@example.com"), get_settings()
+    outcomes = at_once(3, lambda session, _n: deletion.schedule_deletion(
+        session, settings, member, source=RequestSource.ADMIN), deletion.DeletionError)
+    assert outcomes.count(ACCEPTED) == 1, outcomes
+    assert len(_erasure_requests(member.id)) == 1 and len(_mails("twice@example.com")) == 1
 
 
 def test_erase_now_skips_the_grace_period_and_is_logged_as_an_administrators_request(storage):
